@@ -1,0 +1,144 @@
+"""The provider interface between the API layer and a metrics backend.
+
+Shaped like custom-metrics-apiserver's provider interfaces: the API layer parses paths and
+selectors, asks a provider, and renders Kubernetes JSON. Providers never see HTTP; they raise
+:mod:`adapter.errors` exceptions (``MetricNotFound`` -> 404, ``BackendUnavailable`` -> 503).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from adapter.selectors import LabelSelector
+
+
+@dataclass(frozen=True, order=True)
+class GroupResource:
+    """A Kubernetes resource, e.g. ``GroupResource("", "pods")`` or ``("apps", "deployments")``."""
+
+    group: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    @classmethod
+    def parse(cls, text: str) -> GroupResource:
+        """``deployments.apps`` -> ("apps", "deployments"); ``pods`` -> ("", "pods")."""
+        resource, _, group = text.partition(".")
+        return cls(group, resource)
+
+
+@dataclass(frozen=True, order=True)
+class CustomMetricInfo:
+    """One (resource, metric) pair served by custom.metrics.k8s.io."""
+
+    group_resource: GroupResource
+    namespaced: bool
+    metric: str
+
+
+@dataclass(frozen=True, order=True)
+class ExternalMetricInfo:
+    metric: str
+    namespaced: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectReference:
+    """``describedObject`` of a MetricValue."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    api_version: str
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One custom metric value for one object.
+
+    ``value`` is exact (``Decimal``); NaN/Inf never reach here: providers drop or report them.
+    ``window_seconds`` is the rule's window (or None when the query has none).
+    ``metric_selector`` echoes the metricLabelSelector the value was computed with.
+    """
+
+    described_object: ObjectReference
+    metric: str
+    timestamp: datetime
+    value: Decimal
+    window_seconds: int | None = None
+    metric_selector: LabelSelector | None = None
+
+
+@dataclass(frozen=True)
+class ExternalMetricValue:
+    metric: str
+    labels: dict[str, str]
+    timestamp: datetime
+    value: Decimal
+    window_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class ObjectName:
+    namespace: str | None
+    name: str
+
+
+@dataclass
+class ProviderStatus:
+    """What readiness and /metrics report about the backend."""
+
+    ready: bool
+    message: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CustomMetricsProvider(Protocol):
+    def list_all_metrics(self) -> list[CustomMetricInfo]:
+        """Everything servable now (drives discovery documents)."""
+        ...
+
+    async def get_metric_by_name(
+        self, name: ObjectName, info: CustomMetricInfo, metric_selector: LabelSelector
+    ) -> MetricValue:
+        """Value for one named object; ``MetricNotFound`` when the object has no data."""
+        ...
+
+    async def get_metric_by_selector(
+        self,
+        namespace: str | None,
+        selector: LabelSelector,
+        info: CustomMetricInfo,
+        metric_selector: LabelSelector,
+    ) -> list[MetricValue]:
+        """Values for every object matching ``selector``; zero objects -> ``[]``, not 404."""
+        ...
+
+
+@runtime_checkable
+class ExternalMetricsProvider(Protocol):
+    def list_all_external_metrics(self) -> list[ExternalMetricInfo]: ...
+
+    async def get_external_metric(
+        self, namespace: str | None, metric_selector: LabelSelector, info: ExternalMetricInfo
+    ) -> list[ExternalMetricValue]: ...
+
+
+class Provider(CustomMetricsProvider, ExternalMetricsProvider, Protocol):
+    """A provider serving both APIs, with lifecycle hooks the server calls."""
+
+    async def start(self) -> None:
+        """Begin background work (discovery loop, watches). Must not block on the first result."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> ProviderStatus:
+        """Ready once the first discovery finished (readiness probe)."""
+        ...
