@@ -142,3 +142,45 @@ class Provider(CustomMetricsProvider, ExternalMetricsProvider, Protocol):
     def status(self) -> ProviderStatus:
         """Ready once the first discovery finished (readiness probe)."""
         ...
+
+
+# --- What providers need from the cluster (implemented in adapter/kube.py and adapter/objects.py) ---
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """A resource as the cluster's API discovery describes it."""
+
+    group_resource: GroupResource
+    version: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        g = self.group_resource.group
+        return f"{g}/{self.version}" if g else self.version
+
+
+class ResourceMapper(Protocol):
+    """Maps names people write (``pod``, ``pods``, ``Pod``, ``deployments.apps``, ``deployment``)
+    to the cluster's resources, from API discovery (refreshed periodically)."""
+
+    def resource_for(self, name: str, group: str | None = None) -> ResourceInfo | None: ...
+
+    def all_resources(self) -> list[ResourceInfo]: ...
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    namespace: str | None
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectLister(Protocol):
+    """Objects of a resource, from a watch-backed cache (not a LIST per request)."""
+
+    async def list_objects(
+        self, resource: ResourceInfo, namespace: str | None, selector: LabelSelector
+    ) -> list[ObjectMeta]: ...
