@@ -157,7 +157,9 @@ def parse_label_selector(text: str | None) -> LabelSelector:
             val = m["val"]
             if op in ("gt", "lt"):
                 if not re.fullmatch(r"-?\d+", val):
-                    raise BadRequest(f"invalid label selector {text!r}: {m['op']!r} needs an integer, got {val!r}")
+                    raise BadRequest(
+                        f"invalid label selector {text!r}: {m['op']!r} needs an integer, got {val!r}"
+                    )
             else:
                 _check_value(val, text)
             reqs.append(Requirement(_check_key(m["key"], text), op, (val,)))
