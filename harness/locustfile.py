@@ -1,0 +1,75 @@
+"""Locust users and a staged load shape for the e2e scenarios.
+
+Run only through :mod:`harness.load` (a subprocess) or the in-cluster Locust job: Locust
+monkey-patches the standard library with gevent, which must never happen inside pytest.
+
+Environment knobs (set by :class:`harness.load.LocustRun`):
+
+``HPA_KIT_STAGES``
+    JSON list of ``[end_second, users, spawn_rate]``; the shape holds each stage until its end
+    second and stops after the last one. Absent: Locust's own ``--users``/``--run-time`` apply.
+``HPA_KIT_WORK_MS``
+    How long each ``/work`` request holds a mockmetrics worker (default 300).
+``HPA_KIT_WAIT``
+    Seconds between a user's requests, ``min,max`` (default ``0.05,0.15``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from locust import HttpUser, LoadTestShape, between, task
+
+_wait = [float(x) for x in os.environ.get("HPA_KIT_WAIT", "0.05,0.15").split(",")]
+_WORK_MS = int(os.environ.get("HPA_KIT_WORK_MS", "300"))
+
+
+class HitUser(HttpUser):
+    """Raises ``total_hit_count`` and ``http_requests_total{path="/"}``: Object and Pods scenarios."""
+
+    wait_time = between(_wait[0], _wait[-1])
+
+    @task
+    def hit(self) -> None:
+        self.client.get("/", name="/")
+
+
+class WorkUser(HttpUser):
+    """Holds a pool worker per request, so ``pm_status{state="active processes"}`` tracks concurrency."""
+
+    wait_time = between(_wait[0], _wait[-1])
+
+    @task
+    def work(self) -> None:
+        with self.client.get(f"/work?ms={_WORK_MS}", name="/work", catch_response=True) as resp:
+            # A saturated pool answering 503 is the signal the HPA is meant to fix, not a test error.
+            if resp.status_code == 503:
+                resp.success()
+
+
+class ProduceUser(HttpUser):
+    """Produces queue jobs at a steady rate: External metric scenario."""
+
+    wait_time = between(_wait[0], _wait[-1])
+
+    @task
+    def produce(self) -> None:
+        self.client.post("/produce?n=1", name="/produce")
+
+
+_STAGES = json.loads(os.environ["HPA_KIT_STAGES"]) if os.environ.get("HPA_KIT_STAGES") else None
+
+if _STAGES is not None:
+
+    class StagedShape(LoadTestShape):
+        """Step load: ``[end_second, users, spawn_rate]`` stages, then stop."""
+
+        stages = _STAGES
+
+        def tick(self) -> tuple[int, float] | None:
+            elapsed = self.get_run_time()
+            for end, users, rate in self.stages:
+                if elapsed < end:
+                    return int(users), float(rate)
+            return None

@@ -1,0 +1,214 @@
+"""Record what an HPA did over time and leave a report: CSV, PNG plot, events and conditions.
+
+A scenario starts a :class:`Recorder` before it applies load; the recorder samples the HPA's
+status, the Deployment's replicas and the load generator every ``interval`` seconds in a thread.
+At the end :meth:`Recorder.finish` writes ``timeseries.csv``, ``plot.png`` (load, metric value and
+replicas on one time axis), ``hpa.json`` (final status and conditions) and ``events.txt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from harness.load import LoadSample
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the recorder started
+    desired_replicas: int | None
+    current_replicas: int | None
+    ready_replicas: int | None
+    metric_value: float | None
+    metric_target: float | None
+    load_users: int | None
+    load_rps: float | None
+    scaling_active: str | None
+    able_to_scale: str | None
+
+
+def _quantity(text: str | None) -> float | None:
+    """Kubernetes quantity -> float, for plotting only (the adapter serves exact values)."""
+    if text is None:
+        return None
+    suffixes = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}  # fmt: skip
+    for suf in sorted(suffixes, key=len, reverse=True):
+        if text.endswith(suf):
+            return float(text[: -len(suf)]) * suffixes[suf]
+    return float(text)
+
+
+def _metric_of(status: dict[str, Any], spec: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(current value, target) of the HPA's first metric, whatever its type."""
+    current = (status.get("currentMetrics") or [{}])[0]
+    target_spec = (spec.get("metrics") or [{}])[0]
+    value = target = None
+    for kind in ("object", "pods", "external", "resource"):
+        if kind in current:
+            cur = current[kind].get("current") or {}
+            value = _quantity(cur.get("averageValue") or cur.get("value"))
+            if value is None and cur.get("averageUtilization") is not None:
+                value = float(cur["averageUtilization"])
+        if kind in target_spec:
+            tgt = target_spec[kind].get("target") or {}
+            target = _quantity(tgt.get("averageValue") or tgt.get("value"))
+            if target is None and tgt.get("averageUtilization") is not None:
+                target = float(tgt["averageUtilization"])
+    return value, target
+
+
+def _condition(status: dict[str, Any], kind: str) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return f"{cond.get('status')}/{cond.get('reason')}"
+    return None
+
+
+@dataclass
+class Recorder:
+    """Sample an HPA + Deployment (+ optional load source) into a report directory."""
+
+    api: client.ApiClient
+    namespace: str
+    hpa: str
+    deployment: str
+    out_dir: Path
+    interval: float = 2.0
+    load: Callable[[], list[LoadSample]] | None = None
+    progress: Callable[[str], None] | None = print
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _t0: float = 0.0
+
+    def start(self) -> Recorder:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{self.hpa}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self.sample())
+            except Exception as exc:  # a flaky read must not kill the recording
+                if self.progress:
+                    self.progress(f"recorder: sample failed: {exc}")
+            self._stop.wait(self.interval)
+
+    def hpa_object(self) -> dict[str, Any]:
+        raw = client.AutoscalingV2Api(self.api).read_namespaced_horizontal_pod_autoscaler(
+            self.hpa, self.namespace, _preload_content=False
+        )
+        return json.loads(raw.data)
+
+    def sample(self) -> Sample:
+        hpa = self.hpa_object()
+        status, spec = hpa.get("status") or {}, hpa.get("spec") or {}
+        dep = client.AppsV1Api(self.api).read_namespaced_deployment_status(self.deployment, self.namespace)
+        value, target = _metric_of(status, spec)
+        users = rps = None
+        if self.load is not None:
+            hist = self.load()
+            if hist:
+                users, rps = hist[-1].users, hist[-1].rps
+        s = Sample(
+            t=round(time.monotonic() - self._t0, 1),
+            desired_replicas=status.get("desiredReplicas"),
+            current_replicas=status.get("currentReplicas"),
+            ready_replicas=dep.status.ready_replicas or 0,
+            metric_value=value,
+            metric_target=target,
+            load_users=users,
+            load_rps=rps,
+            scaling_active=_condition(status, "ScalingActive"),
+            able_to_scale=_condition(status, "AbleToScale"),
+        )
+        if self.progress:
+            self.progress(
+                f"[{s.t:6.1f}s] {self.hpa}: replicas {s.current_replicas}->{s.desired_replicas} "
+                f"(ready {s.ready_replicas}) metric {s.metric_value}/{s.metric_target} "
+                f"users {s.load_users} rps {s.load_rps} ScalingActive {s.scaling_active}"
+            )
+        return s
+
+    def finish(self) -> Path:
+        """Stop sampling and write the report; returns the report directory."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 30)
+        self.write_csv()
+        self.write_plot()
+        try:
+            (self.out_dir / "hpa.json").write_text(json.dumps(self.hpa_object(), indent=2))
+        except Exception as exc:
+            (self.out_dir / "hpa.json").write_text(json.dumps({"error": str(exc)}))
+        self.write_events()
+        return self.out_dir
+
+    def write_csv(self) -> Path:
+        path = self.out_dir / "timeseries.csv"
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(Sample.__dataclass_fields__))
+            writer.writeheader()
+            for s in self.samples:
+                writer.writerow(asdict(s))
+        return path
+
+    def write_plot(self) -> Path:
+        return plot_samples(self.samples, self.out_dir / "plot.png", title=f"{self.namespace}/{self.hpa}")
+
+    def write_events(self) -> Path:
+        path = self.out_dir / "events.txt"
+        try:
+            events = client.CoreV1Api(self.api).list_namespaced_event(self.namespace)
+            lines = [
+                f"{e.last_timestamp or e.event_time} {e.type} {e.involved_object.kind}/"
+                f"{e.involved_object.name} {e.reason}: {e.message}"
+                for e in sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time))
+            ]
+            path.write_text("\n".join(lines) + "\n")
+        except Exception as exc:
+            path.write_text(f"could not list events: {exc}\n")
+        return path
+
+
+def plot_samples(samples: list[Sample], path: Path, *, title: str) -> Path:
+    """Three stacked panels on one time axis: load, metric vs target, replicas."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.t for s in samples]
+    fig, (ax_load, ax_metric, ax_rep) = plt.subplots(3, 1, sharex=True, figsize=(9, 7))
+    ax_load.plot(t, [s.load_rps for s in samples], label="requests/s")
+    ax_load.plot(t, [s.load_users for s in samples], label="users", linestyle="--")
+    ax_load.set_ylabel("load")
+    ax_load.legend(loc="upper right")
+    ax_metric.plot(t, [s.metric_value for s in samples], label="metric")
+    ax_metric.plot(t, [s.metric_target for s in samples], label="target", linestyle="--")
+    ax_metric.set_ylabel("metric")
+    ax_metric.legend(loc="upper right")
+    ax_rep.step(t, [s.desired_replicas for s in samples], where="post", label="desired")
+    ax_rep.step(t, [s.current_replicas for s in samples], where="post", label="current")
+    ax_rep.step(t, [s.ready_replicas for s in samples], where="post", label="ready", linestyle=":")
+    ax_rep.set_ylabel("replicas")
+    ax_rep.set_xlabel("seconds")
+    ax_rep.legend(loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
