@@ -1,0 +1,76 @@
+"""Run mockmetrics as a real local process (integration tests, benchmarks, the load smoke test).
+
+The process binds 127.0.0.1 on a free port (``--port 0``); the port is read from its start-up line
+(``mockmetrics listening on http://HOST:PORT``), so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+
+class MockMetricsProcess:
+    """``with MockMetricsProcess(log_path, "--workers", "2") as mm: httpx.get(mm.url + "/")``."""
+
+    def __init__(self, log_path: Path, *flags: str, start_timeout: float = 30.0) -> None:
+        self.log_path = log_path
+        self.flags = flags
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> MockMetricsProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKMETRICS_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mockmetrics", "--host", "127.0.0.1", "--port", "0", *self.flags],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mockmetrics exited with {self.proc.returncode} during start:\n{self.log()}"
+                )
+            if not self.url and (m := _LISTENING.search(self.log())):
+                self.url = m.group(1)
+            if self.url:
+                try:
+                    if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(
+            f"mockmetrics not ready after {self.start_timeout}s; log {self.log_path}:\n{self.log()}"
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> MockMetricsProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
