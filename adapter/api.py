@@ -1,0 +1,496 @@
+"""The custom and external metrics HTTP API: routes, request resolution and Kubernetes JSON shapes.
+
+This layer owns everything a client can observe on the wire: the paths the aggregator proxies
+(custom.metrics.k8s.io v1beta1 and v1beta2, external.metrics.k8s.io v1beta1), the discovery
+documents (``APIGroupList``, ``APIGroup``, ``APIResourceList``) and minimal OpenAPI documents, and
+the exact item shapes of ``MetricValueList`` / ``ExternalMetricValueList``. Providers never see
+HTTP: the API resolves the requested resource against what the provider says it serves, parses
+selectors (400 on error), calls the provider and renders; errors become ``metav1.Status``.
+
+Path segments are matched the way the generic Kubernetes API server lays them out:
+
+* ``/apis/custom.metrics.k8s.io/{v}/namespaces/{ns}/{resource}/{name|*}/{metric}``
+* ``/apis/custom.metrics.k8s.io/{v}/{resource}/{name|*}/{metric}`` (cluster-scoped objects)
+* ``/apis/custom.metrics.k8s.io/{v}/namespaces/{ns}/metrics/{metric}`` (the namespace itself)
+* ``/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from adapter import telemetry
+from adapter.errors import AdapterError, BadRequest, MetricNotFound, NotFound
+from adapter.provider.base import (
+    CustomMetricInfo,
+    ExternalMetricInfo,
+    ExternalMetricValue,
+    GroupResource,
+    MetricValue,
+    ObjectName,
+    ObjectReference,
+    Provider,
+    ResourceMapper,
+)
+from adapter.quantity import format_quantity
+from adapter.selectors import LabelSelector, parse_label_selector
+from adapter.status import error_response
+
+log = logging.getLogger(__name__)
+
+CUSTOM_GROUP = "custom.metrics.k8s.io"
+EXTERNAL_GROUP = "external.metrics.k8s.io"
+CUSTOM_VERSIONS = ("v1beta2", "v1beta1")  # preferred first, as upstream advertises them
+EXTERNAL_VERSIONS = ("v1beta1",)
+GROUPS: dict[str, tuple[str, ...]] = {CUSTOM_GROUP: CUSTOM_VERSIONS, EXTERNAL_GROUP: EXTERNAL_VERSIONS}
+
+_CUSTOM_LIST_HINT = f"kubectl get --raw /apis/{CUSTOM_GROUP}/v1beta2"
+_EXTERNAL_LIST_HINT = f"kubectl get --raw /apis/{EXTERNAL_GROUP}/v1beta1"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --------------------------------------------------------------------------------------------
+# JSON shapes
+# --------------------------------------------------------------------------------------------
+
+
+def format_time(ts: datetime) -> str:
+    """``metav1.Time`` JSON: RFC 3339 in UTC with second precision (``2024-05-01T12:00:00Z``)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_OPERATORS = {"!=": "NotIn", "in": "In", "notin": "NotIn", "exists": "Exists", "!": "DoesNotExist"}
+
+
+def selector_json(selector: LabelSelector | None) -> dict[str, Any] | None:
+    """A parsed selector as ``metav1.LabelSelector`` (``None`` -> JSON null, like upstream).
+
+    Equalities become ``matchLabels``; set and existence requirements ``matchExpressions``.
+    ``>``/``<`` have no metav1 operator; they are echoed as ``Gt``/``Lt`` expressions (the node
+    affinity spelling) rather than dropped, so the echo never misrepresents the query.
+    """
+    if selector is None or selector.empty:
+        return None
+    match_labels: dict[str, str] = {}
+    expressions: list[dict[str, Any]] = []
+    for req in selector.requirements:
+        if req.op == "=" and req.key not in match_labels:
+            match_labels[req.key] = req.values[0]
+        elif req.op == "=":
+            expressions.append({"key": req.key, "operator": "In", "values": list(req.values)})
+        elif req.op in ("gt", "lt"):
+            expressions.append({"key": req.key, "operator": req.op.capitalize(), "values": list(req.values)})
+        else:
+            expr: dict[str, Any] = {"key": req.key, "operator": _OPERATORS[req.op]}
+            if req.values:
+                expr["values"] = list(req.values)
+            expressions.append(expr)
+    out: dict[str, Any] = {}
+    if match_labels:
+        out["matchLabels"] = match_labels
+    if expressions:
+        out["matchExpressions"] = expressions
+    return out
+
+
+def object_reference_json(ref: ObjectReference) -> dict[str, Any]:
+    """``core/v1.ObjectReference`` with its omitempty fields left out."""
+    out: dict[str, Any] = {"kind": ref.kind}
+    if ref.namespace:
+        out["namespace"] = ref.namespace
+    out["name"] = ref.name
+    out["apiVersion"] = ref.api_version
+    return out
+
+
+def custom_value_json(
+    version: str, value: MetricValue, request_selector: LabelSelector | None
+) -> dict[str, Any]:
+    """One ``MetricValue`` item in the shape of the requested API version.
+
+    v1beta1 names the metric in ``metricName`` and the window in ``window``; v1beta2 nests name and
+    selector in ``metric`` and calls the window ``windowSeconds``. Both omit the window when unknown.
+    """
+    selector = selector_json(value.metric_selector if value.metric_selector is not None else request_selector)
+    item: dict[str, Any] = {"describedObject": object_reference_json(value.described_object)}
+    if version == "v1beta1":
+        item["metricName"] = value.metric
+        item["timestamp"] = format_time(value.timestamp)
+        if value.window_seconds is not None:
+            item["window"] = int(value.window_seconds)
+        item["value"] = format_quantity(value.value)
+        item["selector"] = selector
+    else:
+        item["metric"] = {"name": value.metric, "selector": selector}
+        item["timestamp"] = format_time(value.timestamp)
+        if value.window_seconds is not None:
+            item["windowSeconds"] = int(value.window_seconds)
+        item["value"] = format_quantity(value.value)
+    return item
+
+
+def external_value_json(value: ExternalMetricValue) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "metricName": value.metric,
+        "metricLabels": dict(value.labels),
+        "timestamp": format_time(value.timestamp),
+    }
+    if value.window_seconds is not None:
+        item["window"] = int(value.window_seconds)
+    item["value"] = format_quantity(value.value)
+    return item
+
+
+def value_list_json(group: str, version: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": kind, "apiVersion": f"{group}/{version}", "metadata": {}, "items": items}
+
+
+def group_json(group: str) -> dict[str, Any]:
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUPS[group]]
+    return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+
+def custom_resources_json(infos: Iterable[CustomMetricInfo]) -> list[dict[str, Any]]:
+    """Discovery entries ``<resource>[.<group>]/<metric>``, one per served pair, sorted."""
+    seen: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        name = f"{info.group_resource}/{info.metric}"
+        seen.setdefault(
+            name,
+            {"name": name, "singularName": "", "namespaced": info.namespaced, "kind": "MetricValueList",
+             "verbs": ["get"]},
+        )
+    return [seen[k] for k in sorted(seen)]
+
+
+def external_resources_json(infos: Iterable[ExternalMetricInfo]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        seen.setdefault(
+            info.metric,
+            {"name": info.metric, "singularName": "", "namespaced": info.namespaced,
+             "kind": "ExternalMetricValueList", "verbs": ["get"]},
+        )
+    return [seen[k] for k in sorted(seen)]
+
+
+def resource_list_json(group: str, version: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
+            "resources": resources}
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving the requested resource against what the provider serves
+# --------------------------------------------------------------------------------------------
+
+
+def _plural_guesses(name: str) -> list[str]:
+    """Cheap singular -> plural guesses, used only when no cluster discovery is available."""
+    guesses = [name, name + "s", name + "es"]
+    if name.endswith("y"):
+        guesses.append(name[:-1] + "ies")
+    return guesses
+
+
+def resolve_custom(
+    infos: list[CustomMetricInfo],
+    resource_text: str,
+    metric: str,
+    *,
+    namespaced: bool,
+    mapper: ResourceMapper | None = None,
+    accept_unlisted: bool = False,
+) -> CustomMetricInfo:
+    """Find the served ``CustomMetricInfo`` a request means, or raise a 404 that says what to do.
+
+    Accepts the plural (``pods``), singular (``pod``), kind (``Pod``) and group-qualified
+    (``deployments.apps``) spellings: exact matches first, then the cluster's discovery (when a
+    mapper is available), then simple plural guesses. ``namespaced`` is the scope the path used; a
+    match of the other scope is refused with a hint naming the right path shape.
+    """
+    requested = GroupResource.parse(resource_text.lower())
+    candidates = [i for i in infos if i.metric == metric]
+    if not candidates:
+        raise MetricNotFound(
+            f'the server could not find the metric "{metric}" for {requested}: no resource serves it; '
+            f"list the metrics that are served with: {_CUSTOM_LIST_HINT}",
+            details={"name": metric, "group": CUSTOM_GROUP, "kind": str(requested)},
+        )
+
+    wanted: list[GroupResource] = [requested]
+    if mapper is not None:
+        try:
+            found = mapper.resource_for(requested.resource, requested.group or None)
+        except Exception:  # discovery trouble must not turn a lookup into a 500
+            log.debug("resource mapper failed for %s", requested, exc_info=True)
+            found = None
+        if found is not None:
+            wanted.insert(0, found.group_resource)
+    matches = [i for i in candidates if i.group_resource in wanted]
+    if not matches:
+        # Without discovery: plural guesses, and an unqualified name matching one served group.
+        guesses = set(_plural_guesses(requested.resource))
+        matches = [
+            i
+            for i in candidates
+            if i.group_resource.resource in guesses
+            and (not requested.group or i.group_resource.group == requested.group)
+        ]
+        if len({i.group_resource for i in matches}) > 1:
+            matches = [i for i in matches if not i.group_resource.group]
+    if not matches:
+        if accept_unlisted:
+            return CustomMetricInfo(wanted[0], namespaced, metric)
+        served = ", ".join(sorted({str(i.group_resource) for i in candidates}))
+        raise MetricNotFound(
+            f'the server could not find the metric "{metric}" for {requested}: it is served for {served}; '
+            f"list the metrics that are served with: {_CUSTOM_LIST_HINT}",
+            details={"name": metric, "group": CUSTOM_GROUP, "kind": str(requested)},
+        )
+    same_scope = [i for i in matches if i.namespaced == namespaced]
+    if same_scope:
+        return same_scope[0]
+    info = matches[0]
+    if info.namespaced:
+        hint = f"/apis/{CUSTOM_GROUP}/<version>/namespaces/<namespace>/{info.group_resource}/<name>/{metric}"
+        scope = "namespaced"
+    else:
+        hint = f"/apis/{CUSTOM_GROUP}/<version>/{info.group_resource}/<name>/{metric}"
+        scope = "cluster-scoped"
+    raise MetricNotFound(
+        f'the server could not find the metric "{metric}" for {requested} at this scope: '
+        f"{info.group_resource} is {scope} for this metric; request it as {hint}",
+        details={"name": metric, "group": CUSTOM_GROUP, "kind": str(requested)},
+    )
+
+
+def resolve_external(infos: list[ExternalMetricInfo], metric: str) -> ExternalMetricInfo:
+    for info in infos:
+        if info.metric == metric:
+            return info
+    raise MetricNotFound(
+        f'the server could not find the external metric "{metric}"; '
+        f"list the external metrics that are served with: {_EXTERNAL_LIST_HINT}",
+        details={"name": metric, "group": EXTERNAL_GROUP, "kind": metric},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+
+def _selector_param(request: web.Request, name: str) -> LabelSelector:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"query parameter {name!r} given {len(values)} times; give it once")
+    try:
+        return parse_label_selector(values[0] if values else None)
+    except BadRequest as err:
+        raise BadRequest(f"invalid {name}: {err.message}") from err
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (bounded label values for REQUESTS), or ``unmatched``."""
+    try:
+        resource = request.match_info.route.resource
+    except AttributeError:
+        return "unmatched"
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def status_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost middleware: every failure leaves as a Status, every request is counted."""
+    start = time.perf_counter()
+    try:
+        response = await handler(request)
+    except Exception as err:  # AdapterError, aiohttp HTTPException, or a bug
+        response = error_response(err)
+    telemetry.REQUESTS.labels(route=route_template(request), code=str(response.status)).observe(
+        time.perf_counter() - start
+    )
+    return response
+
+
+def _finite(values: Iterable[Any], api: str) -> list[Any]:
+    """Drop NaN/Inf values a provider let through: no Quantity can carry them (counted, logged)."""
+    kept = []
+    for v in values:
+        if v.value.is_finite():
+            kept.append(v)
+        else:
+            telemetry.NONFINITE_VALUES.labels(api=api).inc()
+            log.warning("dropping non-finite value %s for metric %s", v.value, v.metric)
+    return kept
+
+
+def _json(body: dict[str, Any]) -> web.Response:
+    return web.Response(text=json.dumps(body), content_type="application/json")
+
+
+class MetricsAPI:
+    """Request handlers over one provider (and, optionally, the cluster's resource mapper)."""
+
+    def __init__(self, provider: Provider, *, mapper: ResourceMapper | None = None) -> None:
+        self.provider = provider
+        self.mapper = mapper
+
+    def add_routes(self, app: web.Application) -> None:
+        cv = "{version:v1beta1|v1beta2}"
+        c = f"/apis/{CUSTOM_GROUP}"
+        e = f"/apis/{EXTERNAL_GROUP}"
+        app.router.add_get("/apis", self.group_list, allow_head=False)
+        app.router.add_get("/apis/", self.group_list, allow_head=False)
+        app.router.add_get(c, self.custom_group, allow_head=False)
+        app.router.add_get(c + "/", self.custom_group, allow_head=False)
+        app.router.add_get(e, self.external_group, allow_head=False)
+        app.router.add_get(e + "/", self.external_group, allow_head=False)
+        app.router.add_get(f"{c}/{cv}", self.custom_resources, allow_head=False)
+        app.router.add_get(f"{c}/{cv}/", self.custom_resources, allow_head=False)
+        app.router.add_get(f"{e}/v1beta1", self.external_resources, allow_head=False)
+        app.router.add_get(f"{e}/v1beta1/", self.external_resources, allow_head=False)
+        app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/metrics/{{metric}}", self.namespace_metric,
+                           allow_head=False)
+        app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}",
+                           self.namespaced_metric, allow_head=False)
+        app.router.add_get(f"{c}/{cv}/{{resource}}/{{name}}/{{metric}}", self.root_metric, allow_head=False)
+        app.router.add_get(f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}", self.external_metric,
+                           allow_head=False)
+        app.router.add_get("/openapi/v2", self.openapi_v2, allow_head=False)
+        app.router.add_get("/openapi/v3", self.openapi_v3_index, allow_head=False)
+        app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_v3_group, allow_head=False)
+
+    # ---- discovery -------------------------------------------------------------------------
+
+    async def group_list(self, request: web.Request) -> web.Response:
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json(g) for g in GROUPS]})
+
+    async def custom_group(self, request: web.Request) -> web.Response:
+        return _json({"kind": "APIGroup", "apiVersion": "v1", **group_json(CUSTOM_GROUP)})
+
+    async def external_group(self, request: web.Request) -> web.Response:
+        return _json({"kind": "APIGroup", "apiVersion": "v1", **group_json(EXTERNAL_GROUP)})
+
+    async def custom_resources(self, request: web.Request) -> web.Response:
+        resources = custom_resources_json(self.provider.list_all_metrics())
+        return _json(resource_list_json(CUSTOM_GROUP, request.match_info["version"], resources))
+
+    async def external_resources(self, request: web.Request) -> web.Response:
+        resources = external_resources_json(self.provider.list_all_external_metrics())
+        return _json(resource_list_json(EXTERNAL_GROUP, "v1beta1", resources))
+
+    # ---- OpenAPI ---------------------------------------------------------------------------
+    # The aggregator downloads these to merge into the cluster's spec; they only need to be
+    # valid documents. Types are left out: clients of these APIs use discovery, not OpenAPI.
+
+    @staticmethod
+    def _info() -> dict[str, str]:
+        return {"title": "hpa-kit metrics adapter", "version": "v0.1.0"}
+
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        return _json({"swagger": "2.0", "info": self._info(), "paths": {}, "definitions": {}})
+
+    def _v3_doc(self) -> dict[str, Any]:
+        return {"openapi": "3.0.0", "info": self._info(), "paths": {}, "components": {"schemas": {}}}
+
+    async def openapi_v3_index(self, request: web.Request) -> web.Response:
+        digest = hashlib.sha256(json.dumps(self._v3_doc(), sort_keys=True).encode()).hexdigest()[:32].upper()
+        paths = {
+            f"apis/{g}/{v}": {"serverRelativeURL": f"/openapi/v3/apis/{g}/{v}?hash={digest}"}
+            for g, versions in GROUPS.items()
+            for v in versions
+        }
+        return _json({"paths": paths})
+
+    async def openapi_v3_group(self, request: web.Request) -> web.Response:
+        if request.match_info["version"] not in GROUPS.get(request.match_info["group"], ()):
+            raise NotFound("the server could not find the requested resource")
+        return _json(self._v3_doc())
+
+    # ---- custom metrics --------------------------------------------------------------------
+
+    async def namespaced_metric(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        return await self._custom(request, m["namespace"], m["resource"], m["name"], m["metric"])
+
+    async def root_metric(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        return await self._custom(request, None, m["resource"], m["name"], m["metric"])
+
+    async def namespace_metric(self, request: web.Request) -> web.Response:
+        """``namespaces/{ns}/metrics/{metric}``: a metric describing the namespace object itself."""
+        m = request.match_info
+        return await self._custom(request, None, "namespaces", m["namespace"], m["metric"])
+
+    async def _custom(
+        self, request: web.Request, namespace: str | None, resource: str, name: str, metric: str
+    ) -> web.Response:
+        version = request.match_info["version"]
+        label_selector = _selector_param(request, "labelSelector")
+        metric_selector = _selector_param(request, "metricLabelSelector")
+        info = resolve_custom(
+            self.provider.list_all_metrics(),
+            resource,
+            metric,
+            namespaced=namespace is not None,
+            mapper=self.mapper,
+            accept_unlisted=bool(getattr(self.provider, "accepts_unlisted_resources", False)) and name != "*",
+        )
+        provider = self.provider
+        if name == "*":
+            values = await provider.get_metric_by_selector(namespace, label_selector, info, metric_selector)
+        else:
+            values = [await provider.get_metric_by_name(ObjectName(namespace, name), info, metric_selector)]
+        request_selector = None if metric_selector.empty else metric_selector
+        items = [custom_value_json(version, v, request_selector) for v in _finite(values, "custom")]
+        return _json(value_list_json(CUSTOM_GROUP, version, "MetricValueList", items))
+
+    # ---- external metrics ------------------------------------------------------------------
+
+    async def external_metric(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        selector = _selector_param(request, "labelSelector")
+        info = resolve_external(self.provider.list_all_external_metrics(), m["metric"])
+        values = await self.provider.get_external_metric(m["namespace"], selector, info)
+        items = [external_value_json(v) for v in _finite(values, "external")]
+        return _json(value_list_json(EXTERNAL_GROUP, "v1beta1", "ExternalMetricValueList", items))
+
+
+def build_api_app(
+    provider: Provider,
+    *,
+    mapper: ResourceMapper | None = None,
+    middlewares: Iterable[Any] = (),
+) -> web.Application:
+    """An application serving only the metrics API (the server adds health, metrics and auth)."""
+    app = web.Application(middlewares=[status_middleware, *middlewares])
+    MetricsAPI(provider, mapper=mapper).add_routes(app)
+    return app
+
+
+__all__ = [
+    "CUSTOM_GROUP",
+    "EXTERNAL_GROUP",
+    "AdapterError",
+    "MetricsAPI",
+    "build_api_app",
+    "custom_value_json",
+    "external_value_json",
+    "format_time",
+    "resolve_custom",
+    "resolve_external",
+    "selector_json",
+    "status_middleware",
+]

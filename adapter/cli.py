@@ -1,0 +1,666 @@
+"""``hpa-kit-adapter``: ``serve`` the metrics APIs, ``explain`` one request, ``lint`` a config.
+
+Start-up is all-or-nothing: every flag, file and the rules config is checked before anything is
+started, and a problem is reported as one line naming the flag and the fix (exit code 2). Flag
+names follow prometheus-adapter / the generic API server where that is cheap, so existing
+Deployments mostly keep their arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, NoReturn
+
+log = logging.getLogger("adapter")
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad flag or file: reported as one line, exit 2, nothing started."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing helpers
+# --------------------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations (``500ms``, ``30s``, ``1m``, ``1h30m``) or bare seconds -> seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 500ms, 30s, 1m, 1h30m)")
+    return total
+
+
+def _duration(text: str) -> float:
+    return parse_duration(text)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} out of range 0-65535")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line (``hpa-kit-adapter: error: ...``) and exit 2, without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_prometheus(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--config", help="adapter rules file (prometheus-adapter format)", required=required)
+    p.add_argument(
+        "--prometheus-url", help="Prometheus base URL, e.g. http://prometheus:9090", required=required
+    )
+    p.add_argument(
+        "--prometheus-timeout",
+        type=_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="timeout of one Prometheus request (default 10s)",
+    )
+    p.add_argument("--prometheus-ca-file", help="CA bundle to verify an HTTPS Prometheus")
+    p.add_argument("--prometheus-token-file", help="bearer token file for Prometheus (re-read on change)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hpa-kit-adapter", description="Custom and external metrics API server for the HPA."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("serve", help="serve custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS")
+    s.add_argument("--secure-port", type=_port, default=6443)
+    s.add_argument("--bind-address", default="0.0.0.0")
+    s.add_argument("--tls-cert-file", help="serving certificate (PEM); reloaded when the file changes")
+    s.add_argument("--tls-private-key-file", help="serving key (PEM); reloaded when the file changes")
+    s.add_argument(
+        "--cert-reload-interval",
+        type=_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="how often the certificate files are checked for changes (default 5s)",
+    )
+    s.add_argument("--provider", choices=("prometheus", "static"), default="prometheus")
+    _add_prometheus(s, required=False)
+    s.add_argument(
+        "--metrics-relist-interval",
+        type=_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="how often the series are re-discovered (default 1m)",
+    )
+    s.add_argument(
+        "--cache-ttl",
+        type=_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="how long identical query results are reused (default 5s)",
+    )
+    s.add_argument(
+        "--static-value", type=_decimal, default=Decimal(1), help="value the static provider serves"
+    )
+    s.add_argument(
+        "--static-metrics",
+        type=_csv,
+        default=["static_metric"],
+        metavar="NAMES",
+        help="comma-separated custom metric names the static provider serves",
+    )
+    s.add_argument(
+        "--static-external-metrics",
+        type=_csv,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated external metric names (default: the --static-metrics names)",
+    )
+    s.add_argument(
+        "--static-resources",
+        type=_csv,
+        default=["pods", "services", "namespaces"],
+        metavar="NAMES",
+        help="resources listed in discovery for the static metrics (default pods,services,namespaces)",
+    )
+    s.add_argument(
+        "--kubeconfig",
+        "--lister-kubeconfig",
+        dest="kubeconfig",
+        help="kubeconfig for the cluster (default: in-cluster service account)",
+    )
+    s.add_argument(
+        "--authn-mode",
+        choices=("delegated", "none"),
+        default="delegated",
+        help="delegated: front-proxy certs + TokenReview (default); none: no cluster lookups, "
+        "anonymous accepted (tests, static quickstart)",
+    )
+    s.add_argument(
+        "--authz-mode",
+        choices=("delegated", "always-allow"),
+        default="delegated",
+        help="delegated: SubjectAccessReview (default); always-allow: tests and quickstart only",
+    )
+    s.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve requests without credentials as system:anonymous (still authorized)",
+    )
+    s.add_argument(
+        "--requestheader-client-ca-file",
+        help="front-proxy CA (overrides the extension-apiserver-authentication configmap)",
+    )
+    s.add_argument(
+        "--requestheader-allowed-names",
+        type=_csv,
+        default=None,
+        metavar="NAMES",
+        help="front-proxy certificate CNs allowed to assert identities (empty: any)",
+    )
+    s.add_argument("--client-ca-file", help="client CA (overrides the configmap's client-ca-file)")
+    s.add_argument(
+        "--metrics-insecure",
+        action="store_true",
+        help="serve /metrics on the secure port without authentication",
+    )
+    s.add_argument(
+        "--metrics-bind-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve /metrics over plain HTTP here (default off)",
+    )
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+    e = sub.add_parser("explain", help="trace one metrics request: rule, PromQL, Prometheus answer, response")
+    _add_prometheus(e, required=True)
+    e.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG/~/.kube/config)")
+    e.add_argument("--external", action="store_true", help="an external.metrics.k8s.io request")
+    e.add_argument("--namespace", "-n", default=None)
+    e.add_argument("--resource", default=None, help="e.g. pods, services, deployments.apps")
+    e.add_argument("--name", default="*", help="object name, or * for all matching --selector (default *)")
+    e.add_argument("--metric", required=True)
+    e.add_argument("--selector", "-l", default=None, help="labelSelector")
+    e.add_argument("--metric-selector", default=None, help="metricLabelSelector")
+    e.add_argument(
+        "--wait",
+        type=_duration,
+        default=30.0,
+        metavar="DURATION",
+        help="how long to wait for the first discovery (default 30s)",
+    )
+    e.add_argument("--json", action="store_true", help="print the trace as JSON")
+    e.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+
+    li = sub.add_parser(
+        "lint", help="check a config against a live Prometheus and list the metrics it exposes"
+    )
+    _add_prometheus(li, required=True)
+    li.add_argument("--kubeconfig", help="resolve resources against this cluster (default: built-in kinds)")
+    li.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    li.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level != "debug":
+        # One line per Kubernetes/Prometheus call drowns the access log; keep them for --log-level=debug.
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------------------------
+# serve
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Checked:
+    """Everything validated up front, before any task or socket exists."""
+
+    args: argparse.Namespace
+    needs_cluster: bool
+
+
+def _check_readable(path: str | None, flag: str) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{flag} {path}: file not found")
+    try:
+        p.read_bytes()
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot read: {err.strerror}") from None
+
+
+def validate_serve(args: argparse.Namespace) -> _Checked:
+    """All cheap checks of ``serve`` flags; raises :class:`UsageError`."""
+    if not args.tls_cert_file or not args.tls_private_key_file:
+        raise UsageError(
+            "--tls-cert-file and --tls-private-key-file are required (the adapter only serves HTTPS); "
+            "create a serving certificate with `make certs`"
+        )
+    for path, flag in (
+        (args.tls_cert_file, "--tls-cert-file"),
+        (args.tls_private_key_file, "--tls-private-key-file"),
+        (args.requestheader_client_ca_file, "--requestheader-client-ca-file"),
+        (args.client_ca_file, "--client-ca-file"),
+        (args.prometheus_ca_file, "--prometheus-ca-file"),
+        (args.prometheus_token_file, "--prometheus-token-file"),
+    ):
+        _check_readable(path, flag)
+    if args.metrics_bind_address:
+        from adapter.server import split_host_port
+
+        try:
+            split_host_port(args.metrics_bind_address)
+        except ValueError as err:
+            raise UsageError(f"--metrics-bind-address: {err}") from None
+    if args.provider == "prometheus":
+        if not args.prometheus_url:
+            raise UsageError(
+                "--prometheus-url is required with --provider prometheus (or use --provider static)"
+            )
+        if not args.config:
+            raise UsageError("--config is required with --provider prometheus: the adapter rules file")
+        if not re.match(r"^https?://", args.prometheus_url):
+            raise UsageError(f"--prometheus-url {args.prometheus_url!r} must start with http:// or https://")
+        from adapter.config import load_config
+        from adapter.errors import ConfigError
+
+        try:
+            load_config(args.config)
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+    else:
+        if not args.static_metrics:
+            raise UsageError("--static-metrics needs at least one metric name")
+    for path in (args.requestheader_client_ca_file, args.client_ca_file):
+        if path:
+            from adapter.auth import load_pem_certs
+
+            try:
+                load_pem_certs(Path(path).read_bytes(), source=path)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+    needs_cluster = (
+        args.provider == "prometheus" or args.authn_mode == "delegated" or args.authz_mode == "delegated"
+    )
+    return _Checked(args, needs_cluster)
+
+
+async def serve(checked: _Checked) -> int:
+    """Wire the components together and run until SIGTERM/SIGINT."""
+    from adapter.auth import (
+        AlwaysAllow,
+        Authenticator,
+        AuthnConfig,
+        AuthnOverrides,
+        Authorizer,
+        ConfigMapAuthnSource,
+        SubjectAccessReviewer,
+        TokenReviewer,
+    )
+    from adapter.errors import AdapterError, ConfigError
+    from adapter.kube import KubeError
+    from adapter.server import AdapterServer, ServerSettings, TLSReloader, build_app, wait_for_shutdown_signal
+
+    args = checked.args
+    overrides = AuthnOverrides(
+        requestheader_client_ca_file=args.requestheader_client_ca_file,
+        requestheader_allowed_names=tuple(args.requestheader_allowed_names)
+        if args.requestheader_allowed_names is not None
+        else None,
+        client_ca_file=args.client_ca_file,
+    )
+    try:
+        tls = TLSReloader(args.tls_cert_file, args.tls_private_key_file)
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"cannot load --tls-cert-file/--tls-private-key-file: {err}; "
+            "check that the key matches the certificate"
+        ) from None
+
+    kube = None
+    cleanups: list[Any] = []
+    try:
+        mapper = lister = None
+        wants_cluster = checked.needs_cluster or bool(args.kubeconfig)
+        if wants_cluster or os.environ.get("KUBERNETES_SERVICE_HOST"):
+            from adapter.kube import ApiDiscoveryMapper, KubeClient
+            from adapter.objects import WatchCache
+
+            try:
+                kube = KubeClient.from_kubeconfig_or_cluster(args.kubeconfig)
+            except ConfigError as err:
+                if wants_cluster:
+                    raise UsageError(str(err)) from None
+                log.warning("no cluster access (%s): '*' requests will be answered with 404", err)
+            if kube is not None:
+                mapper = ApiDiscoveryMapper(kube)
+                await _retrying(mapper.start, "API discovery", attempts=10)
+                cleanups.append(mapper.stop)
+                lister = WatchCache(kube)
+                cleanups.append(lister.stop)
+
+        if args.provider == "prometheus":
+            from adapter.provider.prometheus import PrometheusProvider
+
+            assert mapper is not None and lister is not None  # needs_cluster: a kube client exists
+
+            provider: Any = PrometheusProvider.from_settings(
+                config_path=Path(args.config),
+                prometheus_url=args.prometheus_url,
+                mapper=mapper,
+                lister=lister,
+                prometheus_timeout=args.prometheus_timeout,
+                relist_interval=args.metrics_relist_interval,
+                cache_ttl=args.cache_ttl,
+                prometheus_ca_file=args.prometheus_ca_file,
+                prometheus_token_file=args.prometheus_token_file,
+            )
+        else:
+            from adapter.provider.base import GroupResource
+            from adapter.provider.static import StaticProvider
+
+            resources = []
+            for name in args.static_resources:
+                found = mapper.resource_for(name) if mapper is not None else None
+                resources.append(found.group_resource if found else GroupResource.parse(name))
+            provider = StaticProvider(
+                value=args.static_value,
+                metrics=args.static_metrics,
+                external_metrics=args.static_external_metrics
+                if args.static_external_metrics is not None
+                else args.static_metrics,
+                resources=resources,
+                mapper=mapper,
+                lister=lister,
+            )
+
+        authorizer: Authorizer
+        if args.authn_mode == "delegated":
+            assert kube is not None
+            source = ConfigMapAuthnSource(
+                kube, overrides, on_change=lambda cfg: tls.add_client_cas(cfg.ca_pems())
+            )
+            await _retrying(source.load, "reading the authentication configmap", attempts=5)
+            source.start()
+            cleanups.append(source.stop)
+            authenticator = Authenticator(
+                source.current, tokens=TokenReviewer(kube), allow_anonymous=args.allow_anonymous
+            )
+        else:
+            static_cfg = overrides.apply(AuthnConfig())
+            tls.add_client_cas(static_cfg.ca_pems())
+            authenticator = Authenticator(lambda: static_cfg, allow_anonymous=True)
+        if args.authz_mode == "delegated":
+            assert kube is not None
+            authorizer = SubjectAccessReviewer(kube)
+        else:
+            authorizer = AlwaysAllow()
+        if args.authn_mode == "none" or args.authz_mode == "always-allow":
+            log.warning(
+                "running with --authn-mode=%s --authz-mode=%s: not for production",
+                args.authn_mode,
+                args.authz_mode,
+            )
+
+        app = build_app(
+            provider,
+            authenticator=authenticator,
+            authorizer=authorizer,
+            mapper=mapper,
+            metrics_public=args.metrics_insecure,
+        )
+        settings = ServerSettings(
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_private_key_file,
+            bind_address=args.bind_address,
+            secure_port=args.secure_port,
+            metrics_bind_address=args.metrics_bind_address,
+            cert_check_interval=args.cert_reload_interval,
+        )
+        await provider.start()
+        cleanups.append(provider.stop)
+        server = AdapterServer(settings, app, tls)
+        try:
+            await server.start()
+        except OSError as err:
+            raise UsageError(
+                f"cannot listen on {args.bind_address}:{args.secure_port}: {err.strerror}"
+            ) from None
+        cleanups.append(server.stop)
+        await wait_for_shutdown_signal()
+        return 0
+    except (AdapterError, KubeError) as err:
+        log.error("start-up failed: %s", getattr(err, "message", None) or err)
+        return 1
+    finally:
+        for cleanup in reversed(cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("error during shutdown")
+        if kube is not None:
+            await kube.aclose()
+
+
+async def _retrying(fn: Any, what: str, *, attempts: int, delay: float = 2.0) -> Any:
+    """Start-up calls to the cluster: a few retries (the API server may be starting too)."""
+    from adapter.errors import AdapterError
+    from adapter.kube import KubeError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return await fn()
+        except (AdapterError, KubeError, OSError) as err:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d/%d), retrying: %s", what, attempt, attempts, err)
+            await asyncio.sleep(delay)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# explain / lint
+# --------------------------------------------------------------------------------------------
+
+
+class _NoLister:
+    async def list_objects(self, resource: Any, namespace: Any, selector: Any) -> list[Any]:
+        from adapter.errors import BackendUnavailable
+
+        raise BackendUnavailable(
+            "no cluster access to list objects for '*': pass --kubeconfig or name an object"
+        )
+
+
+async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
+    """(kube, mapper, lister): the cluster when reachable, else built-in kinds and no lister."""
+    from adapter.errors import AdapterError, ConfigError
+    from adapter.kube import ApiDiscoveryMapper, KubeClient
+    from adapter.objects import WatchCache
+
+    try:
+        kube = KubeClient.from_kubeconfig_or_cluster(kubeconfig)
+    except ConfigError as err:
+        if kubeconfig:
+            raise UsageError(str(err)) from None
+        kube = None
+    if kube is not None:
+        mapper = ApiDiscoveryMapper(kube)
+        try:
+            await mapper.refresh()
+            return kube, mapper, WatchCache(kube)
+        except (AdapterError, Exception) as err:
+            if kubeconfig:
+                await kube.aclose()
+                raise UsageError(f"cannot reach the cluster in {kubeconfig}: {err}") from None
+            await kube.aclose()
+    from adapter.resources import StaticResourceMapper
+
+    print("note: no cluster access; using built-in resource kinds", file=sys.stderr)
+    return None, StaticResourceMapper(), _NoLister()
+
+
+async def explain_command(args: argparse.Namespace) -> int:
+    from adapter.errors import AdapterError, ConfigError
+    from adapter.explain import explain, format_explain
+    from adapter.provider.prometheus import PrometheusProvider
+
+    if not args.external and not args.resource:
+        raise UsageError("--resource is required for custom metrics (or pass --external)")
+    kube, mapper, lister = await _cluster_or_builtin(args.kubeconfig)
+    try:
+        try:
+            provider = PrometheusProvider.from_settings(
+                config_path=Path(args.config),
+                prometheus_url=args.prometheus_url,
+                mapper=mapper,
+                lister=lister,
+                prometheus_timeout=args.prometheus_timeout,
+                prometheus_ca_file=args.prometheus_ca_file,
+                prometheus_token_file=args.prometheus_token_file,
+            )
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+        await provider.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + args.wait
+            while not provider.status().ready and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+            if not provider.status().ready:
+                print(f"warning: provider not ready: {provider.status().message}", file=sys.stderr)
+            doc = await explain(
+                provider,
+                api="external" if args.external else "custom",
+                namespace=args.namespace,
+                resource=args.resource,
+                name_or_star=args.name,
+                metric=args.metric,
+                label_selector=args.selector,
+                metric_label_selector=args.metric_selector,
+            )
+        except AdapterError as err:
+            print(f"error: {err.message}", file=sys.stderr)
+            return 1
+        finally:
+            await provider.stop()
+        print(json.dumps(doc, indent=2, default=str) if args.json else format_explain(doc))
+        return 0
+    finally:
+        if lister is not None and hasattr(lister, "stop"):
+            await lister.stop()
+        if kube is not None:
+            await kube.aclose()
+
+
+async def lint_command(args: argparse.Namespace) -> int:
+    from adapter.config import load_config
+    from adapter.errors import AdapterError, ConfigError
+    from adapter.lint import format_lint, lint
+    from adapter.promclient import PrometheusClient
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    kube = mapper = None
+    if args.kubeconfig:
+        kube, mapper, _lister = await _cluster_or_builtin(args.kubeconfig)
+    prom = PrometheusClient(
+        args.prometheus_url,
+        timeout=args.prometheus_timeout,
+        ca_file=args.prometheus_ca_file,
+        token_file=args.prometheus_token_file,
+    )
+    try:
+        report = await lint(config, prom, mapper)
+    except AdapterError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await prom.aclose()
+        if kube is not None:
+            await kube.aclose()
+    print(format_lint(report))
+    warnings = report.warnings() if callable(report.warnings) else report.warnings
+    if not report.ok or (args.strict and warnings):
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            checked = validate_serve(args)
+            return asyncio.run(serve(checked))
+        if args.command == "explain":
+            return asyncio.run(explain_command(args))
+        if args.command == "lint":
+            return asyncio.run(lint_command(args))
+    except UsageError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The HTTPS server: TLS with hot-reloaded certificates, probes, ``/metrics``, auth, the metrics API.
+
+TLS is not optional: the aggregator only talks HTTPS, and the front-proxy identity headers are
+only meaningful on a connection whose client certificate we verified. Certificates rotate
+(cert-manager, a re-run of ``make certs``) without a restart: the cert/key pair is re-read into the
+live ``SSLContext`` when the files change, so the next handshake presents the new certificate;
+a half-written pair is retried on the next check and the old one stays in use meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapter import telemetry
+from adapter.api import MetricsAPI, status_middleware
+from adapter.auth import PUBLIC_PATHS, USER_KEY, Authenticator, Authorizer, auth_middleware, peer_certificate
+from adapter.provider.base import Provider, ResourceMapper
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("adapter.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+# --------------------------------------------------------------------------------------------
+
+
+def _file_signature(*paths: str) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or a Secret volume swaps its ``..data`` symlink."""
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def _in_memory_files(*blobs: bytes) -> Iterator[list[str]]:
+    """Paths to private in-memory copies of ``blobs`` (memfd: works on a read-only root fs)."""
+    fds = []
+    try:
+        for blob in blobs:
+            fd = os.memfd_create("hpa-kit-tls", 0)
+            fds.append(fd)
+            os.write(fd, blob)
+        yield [f"/proc/self/fd/{fd}" for fd in fds]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _load_pair(context: ssl.SSLContext, cert_file: str, key_file: str) -> None:
+    """Load a cert/key pair into ``context`` only if the pair is valid.
+
+    A failed ``load_cert_chain`` leaves the new certificate installed without its key, which breaks
+    every later handshake, so the exact bytes are validated on a scratch context first and only
+    then loaded into the live one (from in-memory copies, so a concurrent rewrite cannot slip in).
+    """
+    with open(cert_file, "rb") as f:
+        cert = f.read()
+    with open(key_file, "rb") as f:
+        key = f.read()
+    if not hasattr(os, "memfd_create"):  # pragma: no cover - non-Linux development machines
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(cert_file, key_file)
+        return
+    with _in_memory_files(cert, key) as (cert_path, key_path):
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+        context.load_cert_chain(cert_path, key_path)
+
+
+class TLSReloader:
+    """Owns the server ``SSLContext`` and keeps its certificate in step with the files on disk."""
+
+    def __init__(self, cert_file: str, key_file: str, *, client_ca_pems: Iterable[bytes] = ()) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_alpn_protocols(["http/1.1"])
+        self._client_cas: set[bytes] = set()
+        self._signature = _file_signature(cert_file, key_file)
+        _load_pair(self.context, cert_file, key_file)  # fail fast at start-up: bad files, no server
+        self.add_client_cas(client_ca_pems)
+
+    def add_client_cas(self, pems: Iterable[bytes]) -> None:
+        """Trust these CAs for client certificates during the handshake.
+
+        The handshake store can only grow; *which* CA may assert what is decided per request by
+        :class:`adapter.auth.Authenticator` against the current configuration, so a CA removed
+        from the configmap stops being honoured immediately even though the handshake still
+        accepts it.
+        """
+        for pem in pems:
+            if pem not in self._client_cas:
+                self.context.load_verify_locations(cadata=pem.decode())
+                self._client_cas.add(pem)
+        # OPTIONAL: ask for a certificate, verify it when given, but let token/anonymous through.
+        self.context.verify_mode = ssl.CERT_OPTIONAL if self._client_cas else ssl.CERT_NONE
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the pair when either file changed; True when a new certificate is now served."""
+        try:
+            signature = _file_signature(self.cert_file, self.key_file)
+        except OSError as err:
+            log.warning("cannot stat serving certificate files (keeping the current ones): %s", err)
+            return False
+        if signature == self._signature:
+            return False
+        try:
+            _load_pair(self.context, self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            # Often the cert was written before the key: retry on the next check.
+            telemetry.CONFIG_RELOADS.labels(kind="certs", outcome="error").inc()
+            log.warning("serving certificate changed but could not be loaded (keeping the old one): %s", err)
+            return False
+        self._signature = signature
+        telemetry.CONFIG_RELOADS.labels(kind="certs", outcome="success").inc()
+        log.info("reloaded serving certificate from %s", self.cert_file)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+
+# --------------------------------------------------------------------------------------------
+# Application
+# --------------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request with the identity it was served as (auth debugging starts here)."""
+    start = time.perf_counter()
+    response = await handler(request)
+    user = request.get(USER_KEY)
+    level = logging.DEBUG if request.path in PUBLIC_PATHS else logging.INFO  # probes every few seconds
+    access_log.log(
+        level,
+        '%s %s %d %.1fms user="%s" groups=%s',
+        request.method,
+        request.path_qs,
+        response.status,
+        (time.perf_counter() - start) * 1000,
+        user.name if user is not None else "-",
+        list(user.groups) if user is not None else [],
+    )
+    return response
+
+
+def build_app(
+    provider: Provider,
+    *,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    mapper: ResourceMapper | None = None,
+    serve_metrics: bool = True,
+    metrics_public: bool = False,
+    peer_cert: Callable[[web.Request], bytes | None] = peer_certificate,
+) -> web.Application:
+    """The adapter's application. Without an authenticator every request is served (tests only)."""
+    middlewares: list[object] = [access_log_middleware, status_middleware]
+    if authenticator is not None:
+        if authorizer is None:
+            raise ValueError("an authenticator needs an authorizer")
+        public = set(PUBLIC_PATHS) | ({"/metrics"} if metrics_public else set())
+        middlewares.append(
+            auth_middleware(authenticator, authorizer, public_paths=public, peer_cert=peer_cert)
+        )
+    app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]
+    MetricsAPI(provider, mapper=mapper).add_routes(app)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(request: web.Request) -> web.Response:
+        status = provider.status()
+        if status.ready:
+            return web.Response(text="ok")
+        message = status.message or "waiting for the first metrics discovery"
+        return web.Response(status=503, text=f"[-]provider not ready: {message}\nreadyz check failed\n")
+
+    app.router.add_get("/healthz", ok)
+    app.router.add_get("/livez", ok)
+    app.router.add_get("/readyz", readyz)
+    if serve_metrics:
+        app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(telemetry.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_only_app() -> web.Application:
+    """The plain-HTTP ``--metrics-bind-address`` listener: ``/metrics`` and nothing else."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def split_host_port(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """``host:port``, ``:port`` or ``[v6]:port`` -> (host, port); ValueError with the bad text."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port")
+    host = host.strip("[]") or default_host
+    return host, int(port)
+
+
+@dataclass
+class ServerSettings:
+    tls_cert_file: str
+    tls_key_file: str
+    bind_address: str = "0.0.0.0"
+    secure_port: int = 6443
+    metrics_bind_address: str | None = None
+    cert_check_interval: float = 5.0
+    shutdown_timeout: float = 5.0
+
+
+class AdapterServer:
+    """Binds the HTTPS listener (and optional plain metrics listener) and watches the certs."""
+
+    def __init__(self, settings: ServerSettings, app: web.Application, tls: TLSReloader) -> None:
+        self.settings = settings
+        self.app = app
+        self.tls = tls
+        self._runners: list[web.AppRunner] = []
+        self._watch: asyncio.Task[None] | None = None
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.settings.shutdown_timeout
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(
+            runner, self.settings.bind_address, self.settings.secure_port, ssl_context=self.tls.context
+        )
+        await site.start()
+        self.bound.extend(_bound(site))
+        if self.settings.metrics_bind_address:
+            host, port = split_host_port(self.settings.metrics_bind_address)
+            mrunner = web.AppRunner(metrics_only_app(), access_log=None, handle_signals=False)
+            await mrunner.setup()
+            self._runners.append(mrunner)
+            msite = web.TCPSite(mrunner, host, port)
+            await msite.start()
+            log.info("serving plain-HTTP /metrics on %s:%d", host, port)
+        self._watch = asyncio.get_running_loop().create_task(
+            self.tls.watch(self.settings.cert_check_interval), name="tls-reload"
+        )
+        log.info("serving HTTPS on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+
+def _bound(site: web.TCPSite) -> list[tuple[str, int]]:
+    server = getattr(site, "_server", None)
+    out = []
+    for sock in getattr(server, "sockets", None) or ():
+        addr = sock.getsockname()
+        out.append((str(addr[0]), int(addr[1])))
+    return out
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return on SIGTERM/SIGINT (the kubelet's stop, or Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+
+
+__all__ = [
+    "AdapterServer",
+    "ServerSettings",
+    "TLSReloader",
+    "build_app",
+    "metrics_handler",
+    "split_host_port",
+    "wait_for_shutdown_signal",
+]
