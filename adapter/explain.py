@@ -1,0 +1,352 @@
+"""``explain``: trace one metrics request end to end, without guessing.
+
+"no metrics returned from custom metrics API" has a dozen causes (rule never matched, label not
+mapped to a resource, object has no series, NaN, wrong namespace label...). explain runs the very
+code path a request takes (:meth:`PrometheusProvider.evaluate_custom` / ``evaluate_external``)
+and records each step: the rule chosen (or why none, with the metrics close by name), the
+objects considered, the PromQL sent, Prometheus' raw answer (truncated), the values that would be
+returned and the objects left without data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from adapter.errors import AdapterError
+from adapter.naming import close_names
+from adapter.provider.base import (
+    CustomMetricInfo,
+    ExternalMetricInfo,
+    GroupResource,
+    ObjectMeta,
+)
+from adapter.selectors import parse_label_selector
+
+if TYPE_CHECKING:
+    from adapter.provider.prometheus import PrometheusProvider
+
+RAW_LIMIT = 4000
+LIST_LIMIT = 50
+
+
+def _rule_doc(rule: Any) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "location": f"{rule.location.source}:{rule.location.line}" if rule.location else None,
+        "seriesQuery": rule.series_query,
+        "name": {"matches": rule.name_matches or ".*", "as": rule.name_as},
+        "metricsQuery": rule.metrics_query.source,
+    }
+
+
+def _truncate(items: list[Any], limit: int = LIST_LIMIT) -> list[Any]:
+    return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
+
+
+def _why_not_custom(provider: PrometheusProvider, gr: GroupResource, metric: str) -> list[str]:
+    index = provider.registry.current()
+    notes: list[str] = []
+    for_resource = index.metrics_for_resource(gr)
+    elsewhere = sorted({str(g) for (g, m) in index.custom if m == metric})
+    if elsewhere:
+        notes.append(f"{metric} is served for {', '.join(elsewhere)}, not for {gr}")
+    close = close_names(metric, for_resource)
+    if close:
+        notes.append(f"metrics for {gr} with similar names: {', '.join(close)}")
+    elif for_resource:
+        notes.append(f"{gr} has {len(for_resource)} metric(s): {', '.join(for_resource[:10])}")
+    else:
+        notes.append(f"no rule produced any metric for {gr}")
+    for report in index.reports:
+        if report.error:
+            notes.append(f"{report.rule.id}: {report.error}")
+        elif report.kept_series == 0 and not report.rule.external:
+            notes.append(
+                f"{report.rule.id}: seriesQuery {report.rule.series_query!r} matched "
+                f"{report.raw_series} series, none kept after seriesFilters/name.matches"
+            )
+        for s in report.skipped[:5]:
+            notes.append(f"{report.rule.id}: {s}")
+    return notes
+
+
+async def explain(
+    provider: PrometheusProvider,
+    *,
+    api: str = "custom",
+    namespace: str | None = None,
+    resource: str | None = None,
+    name_or_star: str = "*",
+    metric: str,
+    label_selector: str | None = None,
+    metric_label_selector: str | None = None,
+) -> dict[str, Any]:
+    """Trace one request (``api`` = "custom" or "external") and return a JSON-able dict."""
+    doc: dict[str, Any] = {
+        "request": {
+            "api": api,
+            "namespace": namespace,
+            "resource": resource,
+            "name": name_or_star,
+            "metric": metric,
+            "labelSelector": label_selector,
+            "metricLabelSelector": metric_label_selector,
+        },
+        "status": {},
+        "rule": None,
+        "steps": [],
+    }
+    st = provider.status()
+    doc["status"] = {"ready": st.ready, "message": st.message, **st.details}
+    steps: list[str] = doc["steps"]
+    try:
+        metric_selector = parse_label_selector(metric_label_selector)
+        if api == "external":
+            await _explain_external(provider, doc, steps, namespace, metric, metric_selector)
+        else:
+            if not resource:
+                raise ValueError("custom metrics need a resource (e.g. pods, services, deployments.apps)")
+            await _explain_custom(
+                provider,
+                doc,
+                steps,
+                namespace,
+                resource,
+                name_or_star,
+                metric,
+                label_selector,
+                metric_selector,
+            )
+    except AdapterError as err:
+        doc["error"] = {"reason": err.reason, "code": err.code, "message": err.message}
+        steps.append(f"the request fails with {err.code} {err.reason}: {err.message}")
+    except ValueError as err:
+        doc["error"] = {"reason": "BadRequest", "code": 400, "message": str(err)}
+        steps.append(f"bad request: {err}")
+    return doc
+
+
+async def _explain_custom(
+    provider: PrometheusProvider,
+    doc: dict[str, Any],
+    steps: list[str],
+    namespace: str | None,
+    resource: str,
+    name_or_star: str,
+    metric: str,
+    label_selector: str | None,
+    metric_selector: Any,
+) -> None:
+    gr = GroupResource.parse(resource)
+    info_r = provider.mapper.resource_for(gr.resource, gr.group or None)
+    if info_r is None:
+        steps.append(f"the cluster has no resource {resource!r}; nothing can be served for it")
+        doc["error"] = {"reason": "NotFound", "code": 404, "message": f"unknown resource {resource!r}"}
+        return
+    gr = info_r.group_resource
+    doc["resource"] = {
+        "groupResource": str(gr),
+        "kind": info_r.kind,
+        "apiVersion": info_r.api_version,
+        "namespaced": info_r.namespaced,
+    }
+    steps.append(
+        f"resource {resource!r} -> {gr} (kind {info_r.kind}, "
+        f"{'namespaced' if info_r.namespaced else 'cluster-scoped'})"
+    )
+    index = provider.registry.current()
+    entries = index.custom.get((gr, metric), ())
+    if not entries:
+        doc["why_not"] = _why_not_custom(provider, gr, metric)
+        steps.append(f"no rule serves {metric} for {gr}")
+    else:
+        doc["rule"] = _rule_doc(entries[0].rule)
+        doc["series"] = entries[0].series
+        doc["resourceLabel"] = entries[0].label
+        doc["namespaceLabel"] = entries[0].namespace_label
+        steps.append(
+            f"{entries[0].rule.id} serves {metric} for {gr} from series {entries[0].series} "
+            f"(objects named by label {entries[0].label!r})"
+        )
+        if len(entries) > 1:
+            doc["overlapping_rules"] = [f"{e.rule.id} (series {e.series})" for e in entries[1:]]
+            steps.append(f"also produced by {', '.join(doc['overlapping_rules'])}: the first rule wins")
+    entry = provider.find_custom(CustomMetricInfo(gr, info_r.namespaced, metric))
+    ns = namespace if info_r.namespaced else None
+    if name_or_star == "*":
+        selector = parse_label_selector(label_selector)
+        objects = list(await provider.lister.list_objects(entry.resource, ns, selector))
+        steps.append(
+            f"{len(objects)} {gr} object(s) in {ns or 'all namespaces'} match labelSelector "
+            f"{label_selector or '(everything)'}"
+        )
+    else:
+        objects = [ObjectMeta(ns, name_or_star)]
+        steps.append(f"one named object: {ns + '/' if ns else ''}{name_or_star}")
+    doc["objects"] = _truncate([f"{o.namespace}/{o.name}" if o.namespace else o.name for o in objects])
+    doc["object_count"] = len(objects)
+    out = await provider.evaluate_custom(entry, ns, objects, metric_selector)
+    if out.promql is None:
+        steps.append("zero objects: the answer is an empty list and Prometheus is not queried")
+    else:
+        _query_doc(doc, steps, out.promql, out.result, out.cache, out.window)
+    doc["values"] = [
+        {
+            "object": f"{v.described_object.namespace}/{v.described_object.name}"
+            if v.described_object.namespace
+            else v.described_object.name,
+            "value": str(v.value),
+            "timestamp": v.timestamp.isoformat(),
+            "windowSeconds": v.window_seconds,
+        }
+        for v in out.values
+    ]
+    doc["without_data"] = [f"{o.namespace}/{o.name}" if o.namespace else o.name for o in out.without_data]
+    doc["nonfinite"] = [{"object": o.name, "value": v} for o, v in out.nonfinite]
+    steps.append(
+        f"{len(out.values)} value(s) returned; {len(out.without_data)} object(s) without data; "
+        f"{len(out.nonfinite)} non-finite value(s) skipped"
+    )
+    if out.unmatched_samples:
+        doc["unmatched_samples"] = [s.labels for s in out.unmatched_samples[:10]]
+        steps.append(
+            f"{len(out.unmatched_samples)} sample(s) lack the label {entry.label!r}: does the "
+            "metricsQuery keep it (by (<<.GroupBy>>))?"
+        )
+    if out.duplicate_samples:
+        steps.append(
+            f"{len(out.duplicate_samples)} extra sample(s) for the same object were ignored: "
+            "aggregate with sum(...) by (<<.GroupBy>>)"
+        )
+    if out.without_data:
+        steps.append(
+            "objects without data: check the pods are scraped, carry the "
+            f"{entry.label!r}/{entry.namespace_label!r} labels, and have samples within the window"
+        )
+
+
+async def _explain_external(
+    provider: PrometheusProvider,
+    doc: dict[str, Any],
+    steps: list[str],
+    namespace: str | None,
+    metric: str,
+    metric_selector: Any,
+) -> None:
+    index = provider.registry.current()
+    entries = index.external.get(metric, ())
+    if not entries:
+        close = close_names(metric, sorted(index.external))
+        doc["why_not"] = (
+            [f"external metrics with similar names: {', '.join(close)}"]
+            if close
+            else [
+                f"{len(index.external)} external metric(s) served: {', '.join(sorted(index.external)[:10])}"
+            ]
+        )
+        for report in index.reports:
+            if report.rule.external and (report.error or not report.kept_series):
+                doc["why_not"].append(f"{report.rule.id}: {report.error or 'matched no series'}")
+    else:
+        doc["rule"] = _rule_doc(entries[0].rule)
+        doc["series"] = entries[0].series
+        doc["namespaced"] = entries[0].rule.external_namespaced
+        steps.append(
+            f"{entries[0].rule.id} serves external metric {metric} from series {entries[0].series}"
+            + (
+                ""
+                if entries[0].rule.external_namespaced
+                else " (namespaced: false, so the request namespace is not added)"
+            )
+        )
+    entry = provider.find_external(ExternalMetricInfo(metric))
+    out = await provider.evaluate_external(entry, namespace, metric_selector)
+    _query_doc(doc, steps, out.promql, out.result, out.cache, out.window)
+    doc["values"] = [
+        {
+            "labels": v.labels,
+            "value": str(v.value),
+            "timestamp": v.timestamp.isoformat(),
+            "windowSeconds": v.window_seconds,
+        }
+        for v in out.values
+    ]
+    doc["nonfinite"] = [{"labels": s.labels, "value": str(s.value)} for s in out.nonfinite]
+    steps.append(f"{len(out.values)} value(s) returned; {len(out.nonfinite)} non-finite value(s) skipped")
+
+
+def _query_doc(
+    doc: dict[str, Any],
+    steps: list[str],
+    promql: str | None,
+    result: Any,
+    cache: str | None,
+    window: int | None,
+) -> None:
+    doc["promql"] = promql
+    doc["windowSeconds"] = window
+    if result is None:
+        return
+    raw = result.raw
+    doc["prometheus"] = {
+        "method": result.method,
+        "cache": cache,
+        "resultType": result.result_type,
+        "samples": len(result.samples),
+        "warnings": result.warnings,
+        "raw": raw if len(raw) <= RAW_LIMIT else raw[:RAW_LIMIT] + f"... ({len(raw)} bytes)",
+    }
+    steps.append(f"PromQL ({result.method}, cache {cache}): {promql}")
+    steps.append(f"Prometheus answered {len(result.samples)} sample(s)")
+
+
+def format_explain(doc: dict[str, Any]) -> str:
+    """Human-readable text for a terminal."""
+    r = doc["request"]
+    lines: list[str] = []
+    if r["api"] == "external":
+        target = f"external metric {r['metric']} in namespace {r['namespace'] or '-'}"
+    else:
+        ns = f"namespaces/{r['namespace']}/" if r["namespace"] else ""
+        target = f"{ns}{r['resource']}/{r['name']}/{r['metric']}"
+    lines.append(f"Request: {target}")
+    if r.get("labelSelector"):
+        lines.append(f"  labelSelector: {r['labelSelector']}")
+    if r.get("metricLabelSelector"):
+        lines.append(f"  metricLabelSelector: {r['metricLabelSelector']}")
+    status = doc.get("status", {})
+    lines.append(f"Adapter: {'ready' if status.get('ready') else 'NOT READY'} — {status.get('message', '')}")
+    if doc.get("rule"):
+        rule = doc["rule"]
+        lines.append(f"Rule: {rule['id']} ({rule['location']})")
+        lines.append(f"  seriesQuery:  {rule['seriesQuery']}")
+        lines.append(f"  metricsQuery: {rule['metricsQuery']}")
+    lines.append("Steps:")
+    lines.extend(f"  - {s}" for s in doc.get("steps", []))
+    if doc.get("why_not"):
+        lines.append("Why no rule matched:")
+        lines.extend(f"  - {w}" for w in doc["why_not"])
+    if doc.get("promql"):
+        lines.append(f"PromQL: {doc['promql']}")
+    prom = doc.get("prometheus")
+    if prom:
+        lines.append(f"Prometheus answer ({prom['resultType']}, {prom['samples']} samples):")
+        lines.append("  " + prom["raw"][:1500])
+    if doc.get("values") is not None and (doc.get("promql") or doc.get("values")):
+        lines.append("Values returned:")
+        for v in doc["values"] or []:
+            who = v.get("object") or json.dumps(v.get("labels"), sort_keys=True)
+            lines.append(f"  {who} = {v['value']} at {v['timestamp']} (window {v['windowSeconds']}s)")
+        if not doc["values"]:
+            lines.append("  (none)")
+    if doc.get("without_data"):
+        lines.append("Objects without data (reported, not served):")
+        lines.extend(f"  {o}" for o in doc["without_data"])
+    if doc.get("nonfinite"):
+        lines.append("Non-finite values (skipped):")
+        lines.extend(f"  {json.dumps(n, sort_keys=True)}" for n in doc["nonfinite"])
+    if doc.get("error"):
+        e = doc["error"]
+        lines.append(f"Result: {e['code']} {e['reason']}: {e['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""``lint``: check a config against a live Prometheus and list what it would expose.
+
+Runs the real discovery pass (same code as the adapter) and adds the checks that catch the usual
+"HPA shows <unknown>" mistakes before deploying: a metricsQuery that drops the label matchers
+(every object gets the same, cluster-wide value) or the ``by (<<.GroupBy>>)`` (values cannot be
+matched back to objects), rules that match nothing, two rules fighting over one metric, and a
+relist interval shorter than the scrape interval (discovery then churns on partial data).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from adapter.config import AdapterConfig, DiscoveryRule
+from adapter.errors import BackendUnavailable
+from adapter.promclient import PrometheusClient
+from adapter.provider.base import ResourceMapper
+from adapter.registry import MetricIndex, discover
+from adapter.resources import StaticResourceMapper
+
+
+@dataclass
+class Finding:
+    level: str  # "warning" or "error"
+    rule: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.rule}: " if self.rule else ""
+        return f"{self.level.upper()}: {where}{self.message}"
+
+
+@dataclass
+class RuleSummary:
+    rule: str
+    location: str | None
+    series_query: str
+    series_matched: int
+    series_kept: int
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LintReport:
+    prometheus_url: str
+    rules: list[RuleSummary] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    custom_metrics: list[str] = field(default_factory=list)
+    external_metrics: list[str] = field(default_factory=list)
+    scrape_interval: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.level == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+
+_GROUPBY_RE = re.compile(r"<<-?\s*(?:\.GroupBy|\$\.GroupBy|\.GroupBySlice|\$\.GroupBySlice)\b")
+
+
+def static_checks(config: AdapterConfig) -> list[Finding]:
+    """Checks that need no Prometheus."""
+    findings: list[Finding] = []
+    for rule in config.all_rules:
+        src = rule.metrics_query.source
+        if not rule.metrics_query.references("LabelMatchers") and not rule.metrics_query.references(
+            "LabelValuesByName"
+        ):
+            findings.append(
+                Finding(
+                    "warning",
+                    rule.id,
+                    "metricsQuery does not use <<.LabelMatchers>>: it ignores the requested "
+                    "objects/namespace/metricLabelSelector, so every object gets the same value",
+                )
+            )
+        if not rule.external and not _GROUPBY_RE.search(src):
+            findings.append(
+                Finding(
+                    "warning",
+                    rule.id,
+                    "metricsQuery has no by (<<.GroupBy>>): results cannot be matched back to "
+                    "objects unless the query keeps the resource label",
+                )
+            )
+    return findings
+
+
+def _overlaps(index: MetricIndex) -> list[Finding]:
+    findings: list[Finding] = []
+    for (gr, metric), entries in sorted(index.custom.items()):
+        rules = sorted({e.rule.id for e in entries})
+        if len(rules) > 1:
+            findings.append(
+                Finding(
+                    "warning",
+                    rules[0],
+                    f"{gr}/{metric} is produced by {', '.join(rules)}; only {rules[0]} is used. "
+                    "Make the rules mutually exclusive (seriesFilters or name.matches)",
+                )
+            )
+    for metric, ext in sorted(index.external.items()):
+        rules = sorted({e.rule.id for e in ext})
+        if len(rules) > 1:
+            findings.append(
+                Finding(
+                    "warning",
+                    rules[0],
+                    f"external metric {metric} is produced by {', '.join(rules)}; only {rules[0]} is used",
+                )
+            )
+        series = sorted({e.series for e in ext})
+        if len(series) > 1:
+            findings.append(
+                Finding(
+                    "warning",
+                    ext[0].rule.id,
+                    f"external metric {metric} comes from several series ({', '.join(series)}); "
+                    f"only {series[0]} is queried",
+                )
+            )
+    return findings
+
+
+async def lint(
+    config: AdapterConfig,
+    prom: PrometheusClient,
+    mapper: ResourceMapper | None = None,
+    *,
+    relist_interval: float | None = None,
+    lookback: float = 600.0,
+) -> LintReport:
+    """Discover against ``prom`` and report findings (``mapper`` defaults to built-in kinds)."""
+    report = LintReport(prom.url)
+    report.findings.extend(static_checks(config))
+    mapper = mapper or StaticResourceMapper()
+    try:
+        index = await discover(config, prom, mapper, lookback=lookback)
+    except BackendUnavailable as err:
+        report.findings.append(Finding("error", None, err.message))
+        return report
+    for rr in index.reports:
+        rule: DiscoveryRule = rr.rule
+        report.rules.append(
+            RuleSummary(
+                rule.id,
+                f"{rule.location.source}:{rule.location.line}" if rule.location else None,
+                rule.series_query,
+                rr.raw_series,
+                rr.kept_series,
+                list(rr.metrics),
+            )
+        )
+        if rr.error:
+            report.findings.append(Finding("error", rule.id, rr.error))
+        elif rr.raw_series == 0:
+            report.findings.append(
+                Finding(
+                    "warning",
+                    rule.id,
+                    f"seriesQuery {rule.series_query!r} matches no series in the last "
+                    f"{lookback:g}s: check the metric name and labels, and that the "
+                    "target is scraped",
+                )
+            )
+        elif rr.kept_series == 0:
+            report.findings.append(
+                Finding(
+                    "warning",
+                    rule.id,
+                    f"{rr.raw_series} series matched but seriesFilters/name.matches dropped all of them",
+                )
+            )
+        elif not rr.metrics:
+            report.findings.append(
+                Finding(
+                    "warning",
+                    rule.id,
+                    "series matched but none of their labels maps to a Kubernetes "
+                    "resource: add resources.overrides (e.g. pod: {resource: pod})",
+                )
+            )
+        for s in rr.skipped:
+            report.findings.append(Finding("warning", rule.id, s))
+    report.findings.extend(_overlaps(index))
+    report.custom_metrics = [f"{i.group_resource}/{i.metric}" for i in index.custom_infos()]
+    report.external_metrics = [i.metric for i in index.external_infos()]
+    try:
+        report.scrape_interval = await prom.scrape_interval()
+    except BackendUnavailable as err:
+        report.findings.append(Finding("warning", None, f"could not read Prometheus' config: {err.message}"))
+    if (
+        relist_interval is not None
+        and report.scrape_interval is not None
+        and relist_interval < report.scrape_interval
+    ):
+        report.findings.append(
+            Finding(
+                "warning",
+                None,
+                f"relist interval {relist_interval:g}s is shorter than Prometheus' scrape "
+                f"interval {report.scrape_interval:g}s: raise --metrics-relist-interval",
+            )
+        )
+    return report
+
+
+def format_lint(report: LintReport) -> str:
+    lines = [
+        f"Prometheus: {report.prometheus_url}"
+        + (f" (scrape interval {report.scrape_interval:g}s)" if report.scrape_interval else "")
+    ]
+    for r in report.rules:
+        lines.append(f"{r.rule} ({r.location}): {r.series_query}")
+        lines.append(f"  series matched: {r.series_matched}, kept: {r.series_kept}")
+        if r.metrics:
+            lines.extend(f"  exposes {m}" for m in r.metrics)
+        else:
+            lines.append("  exposes nothing")
+    lines.append(
+        f"Custom metrics: {len(report.custom_metrics)}; external metrics: {len(report.external_metrics)}"
+    )
+    if report.findings:
+        lines.append("Findings:")
+        lines.extend(f"  {f}" for f in report.findings)
+    else:
+        lines.append("No findings.")
+    lines.append("Result: " + ("OK" if report.ok else "ERRORS"))
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""explain traces a request; lint reports what a config would expose and what looks wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapter.config import load_config, parse_config
+from adapter.explain import format_explain
+from adapter.lint import format_lint, lint, static_checks
+from adapter.provider.prometheus import PrometheusProvider
+from adapter.resources import StaticResourceMapper
+from tests.unit.adapter_support import FakeLister, FakePrometheus, pod_series
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
+
+
+@pytest.fixture
+async def setup():  # type: ignore[no-untyped-def]
+    fake = FakePrometheus(
+        series_data=[
+            pod_series("pm_status", "demo", "web-1", state="active processes"),
+            pod_series("http_requests_total", "demo", "web-1", code="200"),
+            {"__name__": "queue_depth", "namespace": "demo"},
+        ]
+    )
+    lister = FakeLister()
+    lister.add("pods", "demo", "web-1", app="web")
+    lister.add("pods", "demo", "web-2", app="web")
+    p = PrometheusProvider(
+        load_config(FIXTURES / "seed-rules.yaml"), fake.client(), StaticResourceMapper(), lister
+    )
+    await p.refresh()
+    yield p, fake
+    await p.prom.aclose()
+
+
+async def test_explain_custom_trace(setup) -> None:  # type: ignore[no-untyped-def]
+    p, fake = setup
+    fake.rows = [({"pod": "web-1", "namespace": "demo"}, "0.5")]
+    doc = await p.explain(
+        api="custom",
+        namespace="demo",
+        resource="pods",
+        name_or_star="*",
+        metric="fpm_active_rate",
+        label_selector="app=web",
+    )
+    assert doc["rule"]["id"] == "rules[0]" and doc["rule"]["location"].endswith("seed-rules.yaml:4")
+    assert doc["objects"] == ["demo/web-1", "demo/web-2"]
+    assert 'pod=~"web-(?:1|2)"' in doc["promql"]
+    assert doc["prometheus"]["samples"] == 1 and '"0.5"' in doc["prometheus"]["raw"]
+    assert doc["values"][0]["object"] == "demo/web-1" and doc["values"][0]["value"] == "0.5"
+    assert doc["without_data"] == ["demo/web-2"]
+    text = format_explain(doc)
+    assert "Rule: rules[0]" in text and "Objects without data" in text and "demo/web-2" in text
+
+
+async def test_explain_no_rule_lists_close_metrics(setup) -> None:  # type: ignore[no-untyped-def]
+    p, _ = setup
+    doc = await p.explain(
+        api="custom", namespace="demo", resource="pods", name_or_star="web-1", metric="http_request"
+    )
+    assert doc["error"]["code"] == 404
+    assert any("http_requests" in w for w in doc["why_not"])
+    assert "Why no rule matched" in format_explain(doc)
+
+
+async def test_explain_external_and_unknown_resource(setup) -> None:  # type: ignore[no-untyped-def]
+    p, fake = setup
+    fake.rows = [({"namespace": "demo"}, "12")]
+    doc = await p.explain(api="external", namespace="demo", metric="queue_depth")
+    assert doc["values"][0]["value"] == "12" and doc["namespaced"] is True
+    doc = await p.explain(api="custom", resource="widgets", metric="x")
+    assert "unknown resource" in doc["error"]["message"]
+
+
+async def test_explain_backend_down(setup) -> None:  # type: ignore[no-untyped-def]
+    p, fake = setup
+    fake.down = True
+    doc = await p.explain(
+        api="custom", namespace="demo", resource="pods", name_or_star="web-1", metric="fpm_active_rate"
+    )
+    assert doc["error"]["code"] == 503 and "connection refused" in doc["error"]["message"]
+
+
+def test_static_checks() -> None:
+    cfg = parse_config(
+        "rules:\n"
+        "- seriesQuery: x\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum(<<.Series>>)'\n"
+        "externalRules:\n- seriesQuery: y\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'\n"
+    )
+    found = [str(f) for f in static_checks(cfg)]
+    assert any("rules[0]: metricsQuery does not use <<.LabelMatchers>>" in f for f in found)
+    assert any("rules[0]: metricsQuery has no by (<<.GroupBy>>)" in f for f in found)
+    assert not any("externalRules" in f for f in found)
+
+
+async def test_lint_report() -> None:
+    text = (FIXTURES / "seed-rules.yaml").read_text() + (
+        "- seriesQuery: 'nothing_here'\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'\n"
+    )
+    text = text.replace(
+        "externalRules:",
+        '- seriesQuery: \'{__name__=~"^http_.*_total$",pod!=""}\'\n'
+        "  resources: {template: '<<.Resource>>'}\n  name: {matches: '^(.*)_total$'}\n"
+        "  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'\n"
+        "externalRules:",
+    )
+    cfg = parse_config(text, source="lint.yaml")
+    fake = FakePrometheus(
+        series_data=[pod_series("http_requests_total", "demo", "web-1")], scrape_interval="30s"
+    )
+    async with fake.client() as prom:
+        report = await lint(cfg, prom, relist_interval=10)
+    text_out = format_lint(report)
+    assert "pods/http_requests" in report.custom_metrics
+    msgs = [str(f) for f in report.findings]
+    assert any("rules[0]: seriesQuery" in m and "matches no series" in m for m in msgs)
+    assert any("pods/http_requests is produced by rules[2], rules[3]" in m for m in msgs)
+    assert any("relist interval 10s is shorter than Prometheus' scrape interval 30s" in m for m in msgs)
+    assert report.ok and "exposes pods/http_requests" in text_out and "Result: OK" in text_out
+
+
+async def test_lint_prometheus_down() -> None:
+    fake = FakePrometheus(down=True)
+    async with fake.client() as prom:
+        report = await lint(load_config(FIXTURES / "seed-rules.yaml"), prom)
+    assert not report.ok and "connection refused" in format_lint(report)
