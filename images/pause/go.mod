@@ -1,0 +1,3 @@
+module hpa-kit.local/pause
+
+go 1.22
