@@ -1,0 +1,561 @@
+"""Build, render and audit the kit's Kubernetes manifests (``manifests/``).
+
+Why a render step: two inputs of the install are generated per cluster and must never live in the repo,
+the adapter's serving Secret and the CA bundle the aggregator uses to verify the adapter. The repo's
+APIServices carry a base64 *placeholder* caBundle; :func:`render` writes a small kustomization into a
+build directory outside the repo that references the chosen overlay by relative path, adds the Secret and
+patches the real caBundle into exactly the APIServices that carry the placeholder. ``kubectl apply -k``
+on that directory is the install. Nothing in ``manifests/`` is ever rewritten.
+
+:func:`detect_insecure` audits objects (a build, or a live cluster through kubectl) for the shortcuts
+custom-metrics tutorials use: APIServices that skip TLS verification and RBAC that hands
+``system:anonymous``/``system:unauthenticated`` cluster-admin or the metrics APIs.
+
+Everything shells out to ``kubectl`` (``kubectl kustomize``, ``kubectl get``); set ``KUBECTL`` to use
+another binary. The module is also a small CLI: ``python -m harness.manifests --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ADAPTER_NAMESPACE",
+    "ADAPTER_SERVICE",
+    "CA_BUNDLE_PLACEHOLDER",
+    "METRICS_GROUPS",
+    "OVERLAYS",
+    "SERVING_SECRET",
+    "Finding",
+    "ManifestError",
+    "audit",
+    "build",
+    "detect_insecure",
+    "kustomize",
+    "live_objects",
+    "main",
+    "overlay_dir",
+    "placeholder_apiservices",
+    "render",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+OVERLAYS_DIR = MANIFESTS_DIR / "overlays"
+
+#: The overlays shipped in ``manifests/overlays`` (see manifests/README.md for the risk of each).
+OVERLAYS = ("default", "anonymous-fallback", "insecure", "test")
+
+ADAPTER_NAMESPACE = "custom-metrics"
+ADAPTER_SERVICE = "custom-metrics-apiserver"
+#: What ``harness.certs.serving_bundle(out, ADAPTER_SERVICE, ADAPTER_NAMESPACE)`` names its Secret.
+SERVING_SECRET = f"{ADAPTER_SERVICE}-tls"
+
+#: base64("hpa-kit: caBundle placeholder, install with harness/manifests.py render"): valid base64 so the
+#: objects pass schema validation, obviously not a certificate so an un-rendered install fails loudly
+#: (APIService Available=False with a TLS error) instead of quietly skipping verification.
+CA_BUNDLE_PLACEHOLDER = (
+    "aHBhLWtpdDogY2FCdW5kbGUgcGxhY2Vob2xkZXIsIGluc3RhbGwgd2l0aCBoYXJuZXNzL21hbmlmZXN0cy5weSByZW5kZXI="
+)
+
+METRICS_GROUPS = ("custom.metrics.k8s.io", "external.metrics.k8s.io")
+
+#: Identities that every unauthenticated request gets.
+_ANONYMOUS = {("User", "system:anonymous"), ("Group", "system:unauthenticated")}
+#: Identities every authenticated caller (any ServiceAccount) gets; only full admin to them is flagged.
+_EVERYONE = {("Group", "system:authenticated")}
+
+_KUSTOMIZATION = "kustomization.yaml"
+_SECRET_FILE = "serving-secret.yaml"
+_KUBECTL_TIMEOUT_S = 120
+_LIVE_KINDS = "apiservices.apiregistration.k8s.io,clusterrolebindings,clusterroles,rolebindings,roles"
+
+
+class ManifestError(Exception):
+    """A manifest could not be built, rendered or audited; the message says what to do next."""
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def _kubectl() -> str:
+    return os.environ.get("KUBECTL", "kubectl")
+
+
+def overlay_dir(overlay: str | Path) -> Path:
+    """The directory of ``overlay``: a name from :data:`OVERLAYS` or a path to a kustomization dir."""
+    path = (
+        OVERLAYS_DIR / overlay if isinstance(overlay, str) and "/" not in overlay else Path(overlay)
+    ).resolve()
+    if not (path / _KUSTOMIZATION).is_file():
+        known = ", ".join(OVERLAYS)
+        raise ManifestError(
+            f"no kustomization.yaml in {path}: pass an overlay name ({known}) or a kustomization directory"
+        )
+    return path
+
+
+def _run(argv: list[str], what: str) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_KUBECTL_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{argv[0]} not found: install kubectl (>= 1.27, it embeds kustomize) or set KUBECTL"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise ManifestError(f"{what} took more than {_KUBECTL_TIMEOUT_S}s: {' '.join(argv)}") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
+        raise ManifestError(f"{what} failed: {detail}")
+    return proc.stdout
+
+
+def kustomize(path: Path) -> str:
+    """``kubectl kustomize path``: the overlay as one multi-document YAML string."""
+    return _run([_kubectl(), "kustomize", str(path)], f"kubectl kustomize {path}")
+
+
+def load_objects(text: str) -> list[dict[str, Any]]:
+    """Parse a multi-document YAML stream (or a JSON ``List``) into objects, dropping empty documents."""
+    objects: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        if not isinstance(doc, dict):
+            raise ManifestError(f"expected Kubernetes objects, got a {type(doc).__name__} document")
+        if doc.get("kind") == "List" or (doc.get("kind", "").endswith("List") and "items" in doc):
+            objects.extend(item for item in doc.get("items") or [] if item)
+        else:
+            objects.append(doc)
+    return objects
+
+
+def build(
+    overlay: str | Path,
+    *,
+    ca_bundle: str | None = None,
+    serving_secret_yaml: Path | None = None,
+    out_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The objects of ``overlay``.
+
+    Without ``ca_bundle``/``serving_secret_yaml`` this is the repo overlay as-is (placeholders intact:
+    right for static checks, wrong to apply). With them, the overlay is rendered first (into ``out_dir``
+    or a temporary directory) and the rendered objects are returned.
+    """
+    if ca_bundle is None and serving_secret_yaml is None:
+        return load_objects(kustomize(overlay_dir(overlay)))
+    bundle = ca_bundle or ""
+    if out_dir is not None:
+        built = render(overlay, ca_bundle=bundle, serving_secret_yaml=serving_secret_yaml, out_dir=out_dir)
+        return load_objects(kustomize(built))
+    with tempfile.TemporaryDirectory(prefix="hpa-kit-build-") as tmp:
+        built = render(overlay, ca_bundle=bundle, serving_secret_yaml=serving_secret_yaml, out_dir=Path(tmp))
+        return load_objects(kustomize(built))
+
+
+# ----------------------------------------------------------------------------------------- rendering
+
+
+def placeholder_apiservices(objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of APIServices whose caBundle is still :data:`CA_BUNDLE_PLACEHOLDER`."""
+    return sorted(
+        o["metadata"]["name"]
+        for o in objects
+        if o.get("kind") == "APIService" and (o.get("spec") or {}).get("caBundle") == CA_BUNDLE_PLACEHOLDER
+    )
+
+
+def normalise_ca_bundle(value: str) -> str:
+    """``value`` as the one-line base64 an APIService wants; PEM text is accepted and encoded.
+
+    Raises :class:`ManifestError` unless it decodes to at least one PEM certificate, so a wrong file
+    (a key, the placeholder, a path) is caught before anything is written.
+    """
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        pem = text.encode()
+    else:
+        compact = "".join(text.split())
+        try:
+            pem = base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise ManifestError(
+                "caBundle is neither PEM nor base64: pass the contents of cabundle.txt written by "
+                "harness.certs.serving_bundle (scripts/gen-certs.sh serving ...)"
+            ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ManifestError(
+            "caBundle does not contain a PEM certificate (got the placeholder, a key or another file?): "
+            "use cabundle.txt from harness.certs.serving_bundle"
+        )
+    pem = pem.strip() + b"\n"  # one canonical form, whichever way the bundle was passed
+    if b"PRIVATE KEY-----" in pem:
+        raise ManifestError("caBundle contains a PRIVATE KEY: pass only the CA certificate (cabundle.txt)")
+    return base64.b64encode(pem).decode()
+
+
+def _expected_secret(objects: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(namespace, name) of the serving Secret the adapter Deployment mounts."""
+    for obj in objects:
+        if obj.get("kind") != "Deployment" or obj["metadata"].get("name") != ADAPTER_SERVICE:
+            continue
+        for volume in obj["spec"]["template"]["spec"].get("volumes") or []:
+            if "secret" in volume:
+                return obj["metadata"].get("namespace", "default"), volume["secret"]["secretName"]
+    return ADAPTER_NAMESPACE, SERVING_SECRET
+
+
+def _load_secret(path: Path, expected: tuple[str, str], ca_bundle: str) -> str:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ManifestError(f"cannot read serving Secret {path}: {exc.strerror}") from None
+    docs = load_objects(text)
+    if len(docs) != 1 or docs[0].get("kind") != "Secret":
+        raise ManifestError(
+            f"{path} must hold exactly one Secret (secret.yaml from harness.certs.serving_bundle)"
+        )
+    secret = docs[0]
+    meta = secret.get("metadata") or {}
+    got = (meta.get("namespace", "default"), meta.get("name"))
+    if got != expected:
+        raise ManifestError(
+            f"{path} is Secret {got[0]}/{got[1]} but the adapter mounts {expected[0]}/{expected[1]}: "
+            f"generate it with serving_bundle(out, {ADAPTER_SERVICE!r}, {ADAPTER_NAMESPACE!r})"
+        )
+    if secret.get("type") != "kubernetes.io/tls":
+        raise ManifestError(f"{path} has type {secret.get('type')!r}; the adapter needs kubernetes.io/tls")
+    data = secret.get("data") or {}
+    missing = [k for k in ("tls.crt", "tls.key") if not data.get(k)]
+    if missing:
+        raise ManifestError(f"{path} lacks {', '.join(missing)}: regenerate it with harness.certs")
+    if ca_bundle and data.get("ca.crt") and normalise_ca_bundle(data["ca.crt"]) != ca_bundle:
+        raise ManifestError(
+            f"the caBundle and the ca.crt in {path} are different CAs: the aggregator would reject the "
+            "adapter. Use cabundle.txt and secret.yaml from the same serving_bundle() output dir"
+        )
+    return text
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path) -> Path:
+    """Write an installable build directory for ``overlay`` into ``out_dir`` and return it.
+
+    ``out_dir/kustomization.yaml`` references the repo overlay by relative path (kustomize refuses
+    absolute ones), patches ``ca_bundle`` (base64 or PEM) into every APIService that still carries the
+    placeholder, and lists ``serving-secret.yaml``, a copy of ``serving_secret_yaml``, when given. The
+    result is checked by building it: no placeholder may survive. ``kubectl apply -k out_dir`` installs.
+    ``out_dir`` should be outside the repo (or in the git-ignored ``.state/``): it holds a private key.
+    """
+    source = overlay_dir(overlay)
+    objects = load_objects(kustomize(source))
+    targets = placeholder_apiservices(objects)
+    bundle = normalise_ca_bundle(ca_bundle) if ca_bundle.strip() else ""
+    if targets and not bundle:
+        raise ManifestError(
+            f"overlay {source.name} needs a caBundle for {', '.join(targets)}: pass the contents of "
+            "cabundle.txt from harness.certs.serving_bundle"
+        )
+    secret_text = (
+        _load_secret(serving_secret_yaml, _expected_secret(objects), bundle)
+        if serving_secret_yaml is not None
+        else None
+    )
+
+    out = Path(out_dir).resolve()
+    if out == MANIFESTS_DIR or MANIFESTS_DIR in out.parents:
+        raise ManifestError(
+            f"out_dir {out} is inside {MANIFESTS_DIR}: render into a directory outside the repo (or .state/)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    resources = [os.path.relpath(source, out)]
+    secret_path = out / _SECRET_FILE
+    if secret_text is not None:
+        _atomic_write(secret_path, secret_text, mode=0o600)
+        resources.append(_SECRET_FILE)
+    else:
+        secret_path.unlink(missing_ok=True)  # a stale Secret from an earlier render must not be applied
+    patches = [
+        {
+            "target": {
+                "group": "apiregistration.k8s.io",
+                "version": "v1",
+                "kind": "APIService",
+                "name": name,
+            },
+            "patch": json.dumps([{"op": "add", "path": "/spec/caBundle", "value": bundle}]),
+        }
+        for name in targets
+    ]
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }
+    if patches:
+        kustomization["patches"] = patches
+    header = (
+        f"# Generated by harness/manifests.py render() from {source} - do not edit, re-render.\n"
+        f"# Install: kubectl apply --server-side -k {out}\n"
+    )
+    _atomic_write(out / _KUSTOMIZATION, header + yaml.safe_dump(kustomization, sort_keys=False))
+
+    rendered = load_objects(kustomize(out))
+    left = placeholder_apiservices(rendered)
+    if left:
+        raise ManifestError(
+            f"render left the caBundle placeholder in {', '.join(left)}: report this as a bug"
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ auditing
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One insecure setting: ``severity`` is ``critical`` (cluster compromise) or ``warning``."""
+
+    severity: str
+    kind: str
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()}: {self.kind} {self.name}: {self.message}"
+
+
+def _grants(rules: Iterable[Mapping[str, Any]]) -> tuple[bool, bool]:
+    """(full admin, reads a metrics API) for a list of PolicyRules."""
+    admin = metrics = False
+    for rule in rules:
+        groups = set(rule.get("apiGroups") or [])
+        resources = set(rule.get("resources") or [])
+        verbs = set(rule.get("verbs") or [])
+        if not resources:
+            continue
+        if "*" in groups and "*" in resources and "*" in verbs:
+            admin = True
+        if ("*" in groups or groups & set(METRICS_GROUPS)) and verbs & {"*", "get", "list", "watch"}:
+            metrics = True
+    return admin, metrics
+
+
+def _subjects(binding: Mapping[str, Any], wanted: set[tuple[str, str]]) -> list[str]:
+    return [
+        s.get("name", "") for s in binding.get("subjects") or [] if (s.get("kind"), s.get("name")) in wanted
+    ]
+
+
+_FIX_ANONYMOUS = (
+    "Delete this binding. If metrics fail with 'system:anonymous cannot get resource', fix the aggregator's "
+    "front-proxy certificates (manifests/README.md) or use overlays/anonymous-fallback."
+)
+
+
+def _apiservice_findings(obj: Mapping[str, Any]) -> list[Finding]:
+    spec = obj.get("spec") or {}
+    if not spec.get("insecureSkipTLSVerify"):
+        return []
+    service = spec.get("service") or {}
+    where = f"{service.get('namespace')}/{service.get('name')}" if service else "its backend"
+    message = (
+        "insecureSkipTLSVerify: true - the kube-apiserver forwards requests (with the caller's identity "
+        f"headers) to whatever answers at {where} without verifying it. Set caBundle to the adapter's CA "
+        "instead (install through harness/manifests.py render)."
+    )
+    return [Finding("critical", "APIService", obj["metadata"]["name"], message)]
+
+
+def _binding_findings(obj: Mapping[str, Any], role: Mapping[str, Any] | None) -> list[Finding]:
+    kind, meta, ref = obj["kind"], obj.get("metadata") or {}, obj.get("roleRef") or {}
+    name = meta.get("name", "?")
+    admin, metrics = _grants((role or {}).get("rules") or [])
+    admin = admin or (ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin")
+    granted = f"{ref.get('kind')} {ref.get('name')}"
+    if kind == "RoleBinding":
+        granted += f" in namespace {meta.get('namespace')}"
+    anonymous, everyone = _subjects(obj, _ANONYMOUS), _subjects(obj, _EVERYONE)
+    found: list[Finding] = []
+    if anonymous and admin:
+        who = ", ".join(anonymous)
+        message = f"grants {who} full admin ({granted}): every unauthenticated request is cluster-admin. "
+        found.append(Finding("critical", kind, name, message + _FIX_ANONYMOUS))
+    elif anonymous and metrics:
+        message = (
+            f"lets {', '.join(anonymous)} read the metrics APIs ({granted}): metric values are readable "
+            "without credentials. Acceptable only as the anonymous fallback for an aggregator that cannot "
+            "present a front-proxy client certificate."
+        )
+        found.append(Finding("warning", kind, name, message))
+    if everyone and admin:
+        message = (
+            f"grants {', '.join(everyone)} full admin ({granted}): every ServiceAccount is cluster-admin."
+        )
+        found.append(Finding("critical", kind, name, message + " Delete this binding."))
+    return found
+
+
+def _deployment_findings(obj: Mapping[str, Any]) -> list[Finding]:
+    meta = obj.get("metadata") or {}
+    found: list[Finding] = []
+    for container in obj["spec"]["template"]["spec"].get("containers") or []:
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        if "--allow-anonymous" in argv:
+            message = (
+                f"container {container.get('name')} runs with --allow-anonymous: requests without a trusted "
+                "client certificate or token are served as system:anonymous (RBAC still decides)."
+            )
+            where = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+            found.append(Finding("warning", "Deployment", where, message))
+    return found
+
+
+def audit(objects: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """Insecure settings in ``objects`` (any mix of kinds; the ones that matter are looked at)."""
+    items = list(objects)
+    cluster_roles = {o["metadata"]["name"]: o for o in items if o.get("kind") == "ClusterRole"}
+    roles = {
+        (o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in items if o.get("kind") == "Role"
+    }
+    findings: list[Finding] = []
+    for obj in items:
+        kind = obj.get("kind")
+        if kind == "APIService":
+            findings += _apiservice_findings(obj)
+        elif kind in ("ClusterRoleBinding", "RoleBinding"):
+            ref = obj.get("roleRef") or {}
+            if ref.get("kind") == "ClusterRole":
+                role = cluster_roles.get(ref.get("name", ""))
+            else:
+                role = roles.get(((obj.get("metadata") or {}).get("namespace"), ref.get("name", "")))
+            findings += _binding_findings(obj, role)
+        elif kind == "Deployment":
+            findings += _deployment_findings(obj)
+    return findings
+
+
+def live_objects(*, kubeconfig: Path | None = None, context: str | None = None) -> list[dict[str, Any]]:
+    """APIServices, (Cluster)Roles and (Cluster)RoleBindings of a live cluster, via ``kubectl get``."""
+    argv = [_kubectl(), "get", _LIVE_KINDS, "--all-namespaces", "-o", "json"]
+    if kubeconfig is not None:
+        argv[1:1] = ["--kubeconfig", str(kubeconfig)]
+    if context:
+        argv[1:1] = ["--context", context]
+    text = _run(argv, "reading APIServices and RBAC from the cluster (needs get/list on them)")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"kubectl get returned no JSON ({exc}); check kubeconfig and context") from None
+    return [item for item in doc.get("items") or [] if item]
+
+
+def detect_insecure(
+    objects: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+) -> list[str]:
+    """Warnings, one line each, for insecure settings in ``objects`` or, when None, the live cluster.
+
+    Flags APIServices with ``insecureSkipTLSVerify``, bindings that give ``system:anonymous`` or
+    ``system:unauthenticated`` cluster-admin (or any role with full wildcards) or read access to the
+    metrics API groups, full admin for ``system:authenticated``, and Deployments run with
+    ``--allow-anonymous`` (objects only: the live audit does not list Deployments).
+    """
+    items = live_objects(kubeconfig=kubeconfig, context=context) if objects is None else list(objects)
+    return [str(f) for f in audit(items)]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _certs_inputs(certs: Path) -> tuple[str, Path]:
+    bundle_file, secret_file = certs / "cabundle.txt", certs / "secret.yaml"
+    for needed in (bundle_file, secret_file):
+        if not needed.is_file():
+            raise ManifestError(
+                f"{needed} missing: run scripts/gen-certs.sh serving --service {ADAPTER_SERVICE} "
+                f"--namespace {ADAPTER_NAMESPACE} --out {certs}"
+            )
+    return bundle_file.read_text(), secret_file
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness.manifests", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rend = sub.add_parser("render", help="write an installable build dir (then: kubectl apply -k DIR)")
+    rend.add_argument("overlay", help=f"one of {', '.join(OVERLAYS)} or a kustomization dir")
+    rend.add_argument("--certs", type=Path, required=True, help="dir with cabundle.txt + secret.yaml")
+    rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
+    show = sub.add_parser("build", help="print the overlay's YAML (rendered when --certs is given)")
+    show.add_argument("overlay")
+    show.add_argument("--certs", type=Path, default=None)
+    aud = sub.add_parser("audit", help="list insecure settings of an overlay or of the live cluster")
+    target = aud.add_mutually_exclusive_group(required=True)
+    target.add_argument("--overlay")
+    target.add_argument("--live", action="store_true", help="audit the cluster of the current kubeconfig")
+    aud.add_argument("--kubeconfig", type=Path, default=None)
+    aud.add_argument("--context", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: exit 0 on success, 1 when ``audit`` finds something, 2 on errors."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            bundle, secret = _certs_inputs(args.certs)
+            out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out)
+            print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")
+        elif args.command == "build":
+            if args.certs is None:
+                sys.stdout.write(kustomize(overlay_dir(args.overlay)))
+            else:
+                bundle, secret = _certs_inputs(args.certs)
+                with tempfile.TemporaryDirectory(prefix="hpa-kit-build-") as tmp:
+                    out = render(
+                        args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=Path(tmp)
+                    )
+                    sys.stdout.write(kustomize(out))
+        else:
+            objects = None if args.live else build(args.overlay)
+            warnings = detect_insecure(objects, kubeconfig=args.kubeconfig, context=args.context)
+            for line in warnings:
+                print(line)
+            if not warnings:
+                print("no insecure settings found")
+            return 1 if warnings else 0
+    except ManifestError as exc:
+        print(f"manifests: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

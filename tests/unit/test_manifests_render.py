@@ -1,0 +1,460 @@
+"""harness.manifests render()/detect_insecure() and scripts/operator-crds.sh, without a cluster."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from harness import manifests
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "operator-crds.sh"
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize)")
+
+APISERVICES = {
+    "v1beta1.custom.metrics.k8s.io",
+    "v1beta2.custom.metrics.k8s.io",
+    "v1beta1.external.metrics.k8s.io",
+}
+
+
+def _ca_pem(common_name: str = "test-ca") -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[bytes, bytes]:
+    return _ca_pem()
+
+
+def _secret(
+    path: Path,
+    ca_pem: bytes,
+    *,
+    name: str = manifests.SERVING_SECRET,
+    namespace: str = manifests.ADAPTER_NAMESPACE,
+    type_: str = "kubernetes.io/tls",
+    ca_crt: bytes | None = None,
+) -> Path:
+    # The serving pair's content does not matter to render(); a CA cert stands in for tls.crt.
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": type_,
+        "data": {"tls.crt": _b64(ca_pem), "tls.key": _b64(b"key"), "ca.crt": _b64(ca_crt or ca_pem)},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _objects(out: Path) -> list[dict[str, Any]]:
+    return manifests.load_objects(manifests.kustomize(out))
+
+
+# --------------------------------------------------------------------------------------------- render
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["default", "test", "anonymous-fallback"])
+def test_render_injects_ca_bundle_into_all_apiservices(
+    tmp_path: Path, ca: tuple[bytes, bytes], overlay: str
+) -> None:
+    secret = _secret(tmp_path / "secret.yaml", ca[0])
+    out = manifests.render(
+        overlay, ca_bundle=_b64(ca[0]) + "\n", serving_secret_yaml=secret, out_dir=tmp_path / "b"
+    )
+    objs = _objects(out)
+    apiservices = {o["metadata"]["name"]: o for o in objs if o["kind"] == "APIService"}
+    assert set(apiservices) == APISERVICES
+    for api in apiservices.values():
+        assert api["spec"]["caBundle"] == _b64(ca[0])
+        assert not api["spec"].get("insecureSkipTLSVerify")
+    assert manifests.placeholder_apiservices(objs) == []
+    secrets = [o for o in objs if o["kind"] == "Secret"]
+    assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets] == [
+        (manifests.ADAPTER_NAMESPACE, manifests.SERVING_SECRET)
+    ]
+    # Everything else is the overlay unchanged.
+    raw = manifests.build(overlay)
+    assert len(objs) == len(raw) + 1
+    assert stat.S_IMODE((out / "serving-secret.yaml").stat().st_mode) == 0o600
+
+
+@needs_kubectl
+def test_render_writes_a_relative_kustomization_and_no_repo_files(
+    tmp_path: Path, ca: tuple[bytes, bytes]
+) -> None:
+    before = sorted(p for p in (REPO / "manifests").rglob("*"))
+    out = manifests.render(
+        "default", ca_bundle=ca[0].decode(), serving_secret_yaml=None, out_dir=tmp_path / "x"
+    )
+    assert sorted(p for p in (REPO / "manifests").rglob("*")) == before
+    doc = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert doc["resources"][0] == os.path.relpath(REPO / "manifests" / "overlays" / "default", out)
+    assert not Path(doc["resources"][0]).is_absolute()
+    assert len(doc["patches"]) == 3
+    assert not (out / "serving-secret.yaml").exists()
+
+
+@needs_kubectl
+def test_render_pem_and_base64_inputs_agree_and_rerender_drops_stale_secret(
+    tmp_path: Path, ca: tuple[bytes, bytes]
+) -> None:
+    secret = _secret(tmp_path / "secret.yaml", ca[0])
+    out = tmp_path / "build"
+    manifests.render("default", ca_bundle=_b64(ca[0]), serving_secret_yaml=secret, out_dir=out)
+    first = _objects(out)
+    manifests.render("default", ca_bundle=ca[0].decode(), serving_secret_yaml=None, out_dir=out)
+    second = _objects(out)
+    assert [o for o in first if o["kind"] != "Secret"] == second
+    assert not (out / "serving-secret.yaml").exists()
+
+
+@needs_kubectl
+def test_render_insecure_overlay_adds_no_ca_bundle(tmp_path: Path) -> None:
+    out = manifests.render("insecure", ca_bundle="", serving_secret_yaml=None, out_dir=tmp_path / "i")
+    assert "patches" not in yaml.safe_load((out / "kustomization.yaml").read_text())
+    for api in (o for o in _objects(out) if o["kind"] == "APIService"):
+        assert "caBundle" not in api["spec"] and api["spec"]["insecureSkipTLSVerify"] is True
+
+
+@needs_kubectl
+def test_build_with_ca_bundle_returns_rendered_objects(tmp_path: Path, ca: tuple[bytes, bytes]) -> None:
+    secret = _secret(tmp_path / "secret.yaml", ca[0])
+    objs = manifests.build("test", ca_bundle=_b64(ca[0]), serving_secret_yaml=secret)
+    assert manifests.placeholder_apiservices(objs) == []
+    assert any(o["kind"] == "Secret" for o in objs)
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("bundle", "message"),
+    [
+        ("", "needs a caBundle"),
+        ("not base64 !!", "neither PEM nor base64"),
+        (manifests.CA_BUNDLE_PLACEHOLDER, "does not contain a PEM certificate"),
+    ],
+)
+def test_render_rejects_bad_ca_bundles(tmp_path: Path, bundle: str, message: str) -> None:
+    with pytest.raises(manifests.ManifestError, match=message):
+        manifests.render("default", ca_bundle=bundle, serving_secret_yaml=None, out_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists(), "bad input changes nothing"
+
+
+def test_ca_bundle_with_a_private_key_is_refused(ca: tuple[bytes, bytes]) -> None:
+    with pytest.raises(manifests.ManifestError, match="PRIVATE KEY"):
+        manifests.normalise_ca_bundle((ca[0] + ca[1]).decode())
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "other-tls"}, "the adapter mounts custom-metrics/custom-metrics-apiserver-tls"),
+        ({"namespace": "monitoring"}, "the adapter mounts"),
+        ({"type_": "Opaque"}, "kubernetes.io/tls"),
+        ({"ca_crt": _ca_pem("other-ca")[0]}, "different CAs"),
+    ],
+)
+def test_render_rejects_wrong_secrets(
+    tmp_path: Path, ca: tuple[bytes, bytes], kwargs: dict[str, Any], message: str
+) -> None:
+    secret = _secret(tmp_path / "secret.yaml", ca[0], **kwargs)
+    with pytest.raises(manifests.ManifestError, match=message):
+        manifests.render("default", ca_bundle=_b64(ca[0]), serving_secret_yaml=secret, out_dir=tmp_path / "o")
+
+
+@needs_kubectl
+def test_render_refuses_to_write_into_manifests(ca: tuple[bytes, bytes]) -> None:
+    with pytest.raises(manifests.ManifestError, match="outside the repo"):
+        manifests.render(
+            "default", ca_bundle=_b64(ca[0]), serving_secret_yaml=None, out_dir=REPO / "manifests" / "build"
+        )
+    assert not (REPO / "manifests" / "build").exists()
+
+
+def test_unknown_overlay_names_the_choices() -> None:
+    with pytest.raises(manifests.ManifestError, match="default, anonymous-fallback, insecure, test"):
+        manifests.overlay_dir("nope")
+
+
+@needs_kubectl
+@pytest.mark.skipif(shutil.which("cfssl") is None, reason="needs cfssl for harness.certs")
+def test_render_accepts_harness_certs_output(tmp_path: Path) -> None:
+    certs = pytest.importorskip("harness.certs")
+    result = certs.serving_bundle(tmp_path / "certs", manifests.ADAPTER_SERVICE, manifests.ADAPTER_NAMESPACE)
+    out = manifests.render(
+        "default",
+        ca_bundle=(tmp_path / "certs" / "cabundle.txt").read_text(),
+        serving_secret_yaml=Path(str(result["secret"])),
+        out_dir=tmp_path / "build",
+    )
+    objs = _objects(out)
+    assert {o["spec"]["caBundle"] for o in objs if o["kind"] == "APIService"} == {result["ca_bundle"]}
+
+
+@needs_kubectl
+def test_cli_render_and_audit(
+    tmp_path: Path, ca: tuple[bytes, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "cabundle.txt").write_text(_b64(ca[0]) + "\n")
+    _secret(certs / "secret.yaml", ca[0])
+    assert manifests.main(["render", "default", "--certs", str(certs), "--out", str(tmp_path / "b")]) == 0
+    assert "kubectl apply --server-side -k" in capsys.readouterr().out
+    assert manifests.main(["audit", "--overlay", "default"]) == 0
+    assert manifests.main(["audit", "--overlay", "insecure"]) == 1
+    assert "CRITICAL" in capsys.readouterr().out
+    assert manifests.main(["render", "default", "--certs", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "gen-certs.sh serving" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- audit
+
+
+def _crb(name: str, role: str, *subjects: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": k, "name": n} for k, n in subjects],
+    }
+
+
+def _role(kind: str, name: str, rules: list[dict[str, Any]], namespace: str | None = None) -> dict[str, Any]:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta, "rules": rules}
+
+
+def test_audit_flags_each_shortcut() -> None:
+    wildcard = _role("ClusterRole", "god", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}])
+    metrics_ns = _role(
+        "Role", "m", [{"apiGroups": ["external.metrics.k8s.io"], "resources": ["*"], "verbs": ["list"]}], "ns"
+    )
+    rb = {
+        "kind": "RoleBinding",
+        "metadata": {"name": "anon-metrics", "namespace": "ns"},
+        "roleRef": {"kind": "Role", "name": "m"},
+        "subjects": [{"kind": "Group", "name": "system:unauthenticated"}],
+    }
+    objects = [
+        wildcard,
+        metrics_ns,
+        rb,
+        _crb("a", "god", ("Group", "system:unauthenticated")),
+        _crb("b", "cluster-admin", ("Group", "system:authenticated")),
+        {
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {"insecureSkipTLSVerify": True},
+        },
+    ]
+    findings = {(f.kind, f.name): f for f in manifests.audit(objects)}
+    assert findings[("ClusterRoleBinding", "a")].severity == "critical"
+    assert findings[("ClusterRoleBinding", "b")].severity == "critical"
+    assert findings[("RoleBinding", "anon-metrics")].severity == "warning"
+    assert findings[("APIService", "v1beta1.metrics.k8s.io")].severity == "critical"
+    assert len(findings) == 4
+
+
+def test_audit_ignores_the_default_bootstrap_bindings() -> None:
+    # Stock clusters bind system:unauthenticated to public-info-viewer (/healthz, /version) and kubeadm
+    # lets system:anonymous read the cluster-info ConfigMap: neither is a finding.
+    viewer = _role(
+        "ClusterRole", "system:public-info-viewer", [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]
+    )
+    info = _role(
+        "Role",
+        "cluster-info",
+        [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        "kube-public",
+    )
+    objects = [
+        viewer,
+        info,
+        _crb("system:public-info-viewer", "system:public-info-viewer", ("Group", "system:unauthenticated")),
+        {
+            "kind": "RoleBinding",
+            "metadata": {"name": "kubeadm:bootstrap-signer-clusterinfo", "namespace": "kube-public"},
+            "roleRef": {"kind": "Role", "name": "cluster-info"},
+            "subjects": [{"kind": "User", "name": "system:anonymous"}],
+        },
+        _crb("cluster-admin", "cluster-admin", ("Group", "system:masters")),
+        {"kind": "APIService", "metadata": {"name": "v1.apps"}, "spec": {"group": "apps", "version": "v1"}},
+    ]
+    assert manifests.detect_insecure(objects) == []
+
+
+def _fake_kubectl(tmp_path: Path, output: str, rc: int = 0) -> Path:
+    log = tmp_path / "argv.log"
+    script = tmp_path / "kubectl"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\ncat <<'EOF'\n{output}\nEOF\nexit {rc}\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_detect_insecure_live_uses_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [
+        _crb("tutorial", "cluster-admin", ("User", "system:anonymous")),
+        {
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.custom.metrics.k8s.io"},
+            "spec": {
+                "insecureSkipTLSVerify": True,
+                "service": {"namespace": "monitoring", "name": "adapter"},
+            },
+        },
+    ]
+    monkeypatch.setenv("KUBECTL", str(_fake_kubectl(tmp_path, json.dumps({"kind": "List", "items": items}))))
+    warnings = manifests.detect_insecure(kubeconfig=tmp_path / "kc", context="kind-x")
+    assert len(warnings) == 2
+    assert any("monitoring/adapter" in w for w in warnings)
+    argv = (tmp_path / "argv.log").read_text()
+    assert "--context kind-x" in argv and f"--kubeconfig {tmp_path / 'kc'}" in argv
+    assert "apiservices.apiregistration.k8s.io,clusterrolebindings,clusterroles" in argv and "-o json" in argv
+
+
+def test_detect_insecure_live_reports_kubectl_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECTL", str(_fake_kubectl(tmp_path, "error: forbidden", rc=1)))
+    with pytest.raises(manifests.ManifestError, match="forbidden"):
+        manifests.detect_insecure()
+    monkeypatch.setenv("KUBECTL", str(tmp_path / "missing-kubectl"))
+    with pytest.raises(manifests.ManifestError, match="install kubectl"):
+        manifests.detect_insecure()
+
+
+# -------------------------------------------------------------------------------- operator-crds.sh
+
+
+def _run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_operator_crds_script_usage_and_bad_input() -> None:
+    assert _run_script("--help").returncode == 0
+    bad = _run_script("--version", "latest")
+    assert bad.returncode == 2 and "not a tag" in bad.stderr
+    assert _run_script("--source", "ftp").returncode == 2
+    assert _run_script("--bogus").returncode == 2
+
+
+def test_operator_crds_script_names_the_pinned_release_url() -> None:
+    where = _run_script("--source", "url", "--where")
+    assert where.returncode == 0
+    assert where.stdout.strip().endswith("(CustomResourceDefinitions only)")
+    version = next(
+        line.split("=", 1)[1]
+        for line in (REPO / "scripts" / "versions.env").read_text().splitlines()
+        if line.startswith("PROM_OPERATOR_VERSION=")
+    )
+    assert f"/releases/download/{version}/bundle.yaml" in where.stdout
+
+
+def _module_crd_dir() -> Path | None:
+    if shutil.which("go") is None:
+        return None
+    where = _run_script("--source", "go", "--where", env={"GOPROXY": "off", "GOFLAGS": "-mod=mod"})
+    if where.returncode != 0:
+        return None
+    return Path(where.stdout.strip().rsplit(": ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def module_crd_dir() -> Path:
+    found = _module_crd_dir()
+    if found is None:
+        pytest.skip("prometheus-operator module not in the Go module cache (or Go missing); offline run")
+    return found
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """The operator's CRDs contain ``- =`` (a YAML 1.1 'value' tag PyYAML cannot construct)."""
+
+
+def _value_tag(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)
+    return str(loader.construct_scalar(node))
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", _value_tag)
+
+
+def _kinds_and_names(text: str) -> list[tuple[str, str]]:
+    return [(d["kind"], d["metadata"]["name"]) for d in yaml.load_all(text, Loader=_CrdLoader) if d]
+
+
+def test_operator_crds_script_prints_crds_from_the_module(module_crd_dir: Path) -> None:
+    proc = _run_script(env={"GOPROXY": "off"})
+    assert proc.returncode == 0, proc.stderr
+    docs = _kinds_and_names(proc.stdout)
+    assert {k for k, _ in docs} == {"CustomResourceDefinition"}
+    names = {n for _, n in docs}
+    assert {"prometheuses.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com"} <= names
+
+
+def test_operator_crds_script_url_source_keeps_only_crds(tmp_path: Path, module_crd_dir: Path) -> None:
+    bundle = module_crd_dir.parent.parent / "bundle.yaml"
+    curl = tmp_path / "curl"
+    curl.write_text(f"#!/bin/sh\ncat {bundle}\n")
+    curl.chmod(0o755)
+    proc = _run_script("--source", "url", env={"CURL": str(curl)})
+    assert proc.returncode == 0, proc.stderr
+    from_url = _kinds_and_names(proc.stdout)
+    from_module = _kinds_and_names(_run_script("--source", "go", env={"GOPROXY": "off"}).stdout)
+    assert {k for k, _ in from_url} == {"CustomResourceDefinition"}, (
+        "bundle.yaml's Deployment/RBAC must be dropped"
+    )
+    assert sorted(from_url) == sorted(from_module)
+
+
+def test_operator_crds_script_applies_server_side(tmp_path: Path, module_crd_dir: Path) -> None:
+    kubectl = _fake_kubectl(tmp_path, "ok")
+    proc = _run_script("--apply", "--force-conflicts", env={"KUBECTL": str(kubectl), "GOPROXY": "off"})
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "argv.log").read_text().splitlines()
+    assert calls[0].startswith("apply --server-side --field-manager=hpa-kit --force-conflicts -f ")
+    assert calls[1].startswith("wait --for=condition=Established")
