@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 
-from locust import HttpUser, LoadTestShape, between, task
+from locust import FastHttpUser, LoadTestShape, between, task
 
 _wait = [float(x) for x in os.environ.get("HPA_KIT_WAIT", "0.05,0.15").split(",")]
 _WORK_MS = int(os.environ.get("HPA_KIT_WORK_MS", "300"))
 
 
-class HitUser(HttpUser):
+class HitUser(FastHttpUser):
     """Raises ``total_hit_count`` and ``http_requests_total{path="/"}``: Object and Pods scenarios."""
 
     wait_time = between(_wait[0], _wait[-1])
@@ -35,7 +35,7 @@ class HitUser(HttpUser):
         self.client.get("/", name="/")
 
 
-class WorkUser(HttpUser):
+class WorkUser(FastHttpUser):
     """Holds a pool worker per request, so ``pm_status{state="active processes"}`` tracks concurrency."""
 
     wait_time = between(_wait[0], _wait[-1])
@@ -48,7 +48,7 @@ class WorkUser(HttpUser):
                 resp.success()
 
 
-class ProduceUser(HttpUser):
+class ProduceUser(FastHttpUser):
     """Produces queue jobs at a steady rate: External metric scenario."""
 
     wait_time = between(_wait[0], _wait[-1])

@@ -1,0 +1,244 @@
+"""Install the reference stack (manifests/) onto a cluster and wait on real conditions.
+
+Order: Prometheus Operator CRDs (server-side) -> cfssl serving certificate -> render the overlay
+with the real caBundle -> ``kubectl apply --server-side -k`` -> wait for the operator, Prometheus,
+its scrape targets, the adapter and the three APIServices. Every wait says what it is waiting on;
+a timeout names the objects to look at, and :meth:`Stack.diagnostics` dumps pods, events,
+APIServices and every container's log into the report directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import certs, manifests
+from harness.waits import wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTER_NS = "custom-metrics"
+ADAPTER_SERVICE = "custom-metrics-apiserver"
+MONITORING_NS = "monitoring"
+DEMO_NS = "hpa-demo"
+APISERVICES = (
+    "v1beta1.custom.metrics.k8s.io",
+    "v1beta2.custom.metrics.k8s.io",
+    "v1beta1.external.metrics.k8s.io",
+)
+SCRAPED_SERVICES = ("hits", "fpm", "requests", "queue")
+
+
+class StackError(RuntimeError):
+    """A step of the install failed; the message names the command and where to look."""
+
+
+@dataclass
+class Kubectl:
+    """kubectl against one kubeconfig; errors carry the command and its stderr."""
+
+    kubeconfig: Path
+    binary: str = os.environ.get("KUBECTL", "kubectl")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
+        argv = [self.binary, *args]
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
+        )
+        if check and proc.returncode != 0:
+            raise StackError(
+                f"`kubectl {' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-800:]}"
+            )
+        return proc.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json"))
+
+    def raw(self, path: str) -> Any:
+        return json.loads(self.run("get", "--raw", path))
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+@dataclass
+class Stack:
+    """The reference install on one cluster. ``work_dir`` holds certs and the rendered build."""
+
+    kubeconfig: Path
+    work_dir: Path
+    overlay: str = "test"
+    progress: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.kubectl = Kubectl(self.kubeconfig)
+        self.build_dir = self.work_dir / "build" / self.overlay
+        self.certs_dir = self.work_dir / "certs"
+
+    # --- install ------------------------------------------------------------------------------
+
+    def install(self, *, timeout: float = 600) -> None:
+        self.progress(f"stack: installing overlay {self.overlay!r}")
+        self.install_crds()
+        bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
+        self.progress(
+            f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
+        )
+        manifests.render(
+            self.overlay,
+            ca_bundle=str(bundle["ca_bundle"]),
+            serving_secret_yaml=Path(str(bundle["secret"])),
+            out_dir=self.build_dir,
+        )
+        self.kubectl.run(
+            "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
+        )
+        self.progress(f"stack: applied {self.build_dir}")
+        self.wait_ready(timeout=timeout)
+
+    def install_crds(self) -> None:
+        proc = subprocess.run(
+            ["bash", str(REPO / "scripts" / "operator-crds.sh"), "--apply"],
+            env=self.kubectl.env(), capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise StackError(f"installing the Prometheus Operator CRDs failed: {proc.stderr.strip()[-800:]}")
+        self.progress("stack: Prometheus Operator CRDs established")
+
+    def wait_ready(self, *, timeout: float = 600) -> None:
+        self.wait_deployment(MONITORING_NS, "prometheus-operator", timeout=timeout)
+        wait_for(
+            "Prometheus pod ready",
+            self._prometheus_ready,
+            timeout=timeout,
+            interval=2,
+            hint=f"kubectl -n {MONITORING_NS} get prometheus,statefulset,pods; operator logs",
+            progress=self.progress,
+        )
+        wait_for(
+            "Prometheus scrape targets up",
+            self._targets_up,
+            timeout=timeout,
+            interval=3,
+            hint="check the ServiceMonitor labels against the Prometheus CR's serviceMonitorSelector",
+            progress=self.progress,
+        )
+        self.wait_deployment(ADAPTER_NS, ADAPTER_SERVICE, timeout=timeout)
+        wait_for(
+            "APIServices Available",
+            self._apiservices_available,
+            timeout=timeout,
+            interval=2,
+            hint="kubectl get apiservices -o yaml (status.conditions says why), adapter logs",
+            progress=self.progress,
+        )
+
+    def wait_deployment(self, namespace: str, name: str, *, timeout: float) -> None:
+        def probe() -> tuple[bool, str]:
+            dep = self.kubectl.json("-n", namespace, "get", "deployment", name)
+            want = dep["spec"].get("replicas", 1)
+            ready = (dep.get("status") or {}).get("readyReplicas", 0)
+            return ready >= want, f"{ready}/{want} ready"
+
+        wait_for(
+            f"deployment {namespace}/{name}",
+            probe,
+            timeout=timeout,
+            interval=2,
+            hint=f"kubectl -n {namespace} describe deployment {name}; kubectl -n {namespace} get events",
+            progress=self.progress,
+        )
+
+    def _prometheus_ready(self) -> tuple[bool, str]:
+        pods = self.kubectl.json(
+            "-n", MONITORING_NS, "get", "pods", "-l", "app.kubernetes.io/name=prometheus"
+        )
+        if not pods["items"]:
+            return False, "no Prometheus pod yet (operator reconciling the Prometheus CR)"
+        states = []
+        for pod in pods["items"]:
+            ready = _condition(pod, "Ready")
+            states.append(
+                f"{pod['metadata']['name']}={pod['status'].get('phase')}/{(ready or {}).get('status')}"
+            )
+            if ready and ready.get("status") == "True":
+                return True, ", ".join(states)
+        return False, ", ".join(states)
+
+    def prometheus_api(self, path: str) -> Any:
+        """Prometheus' HTTP API through the apiserver's service proxy (no port-forward)."""
+        return self.kubectl.raw(f"/api/v1/namespaces/{MONITORING_NS}/services/prometheus:web/proxy{path}")
+
+    def _targets_up(self) -> tuple[bool, str]:
+        targets = self.prometheus_api("/api/v1/targets?state=active")["data"]["activeTargets"]
+        up = {t["labels"].get("service") for t in targets if t.get("health") == "up"}
+        missing = [s for s in SCRAPED_SERVICES if s not in up]
+        return not missing, f"{len(up)} services up; missing {missing}" if missing else f"{sorted(up)} up"
+
+    def _apiservices_available(self) -> tuple[bool, str]:
+        states = []
+        ok = True
+        for name in APISERVICES:
+            obj = self.kubectl.json("get", "apiservice", name)
+            cond = _condition(obj, "Available") or {}
+            ok &= cond.get("status") == "True"
+            states.append(f"{name}={cond.get('status')}({cond.get('reason')})")
+        return ok, " ".join(states)
+
+    # --- teardown and diagnostics ---------------------------------------------------------------
+
+    def uninstall(self, *, timeout: float = 300) -> None:
+        if self.build_dir.exists():
+            self.kubectl.run("delete", "--ignore-not-found", "--wait=true", "-k", str(self.build_dir),
+                             check=False, timeout=timeout)  # fmt: skip
+            self.progress("stack: uninstalled")
+
+    def diagnostics(
+        self, out_dir: Path, namespaces: Sequence[str] = (ADAPTER_NS, MONITORING_NS, DEMO_NS)
+    ) -> Path:
+        """Dump what someone debugging a failed scenario needs; never raises."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        def dump(name: str, *args: str) -> None:
+            try:
+                text = self.kubectl.run(*args, check=False, timeout=60)
+            except Exception as exc:
+                text = f"{exc}\n"
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / name).write_text(text)
+
+        dump("apiservices.yaml", "get", "apiservices", "-o", "yaml")
+        dump("nodes.txt", "describe", "nodes")
+        for ns in namespaces:
+            dump(f"{ns}-pods.txt", "-n", ns, "get", "pods,deploy,svc,hpa,endpointslices", "-o", "wide")
+            dump(f"{ns}-events.txt", "-n", ns, "get", "events", "--sort-by=.lastTimestamp")
+            dump(f"{ns}-hpa.yaml", "-n", ns, "get", "hpa", "-o", "yaml")
+            try:
+                pods = self.kubectl.json("-n", ns, "get", "pods")["items"]
+            except Exception:
+                pods = []
+            for pod in pods:
+                pname = pod["metadata"]["name"]
+                for c in pod["spec"]["containers"]:
+                    dump(
+                        f"logs/{ns}_{pname}_{c['name']}.log",
+                        "-n",
+                        ns,
+                        "logs",
+                        pname,
+                        "-c",
+                        c["name"],
+                        "--tail=500",
+                    )
+        return out_dir
