@@ -4,9 +4,9 @@ Why this exists: the local provider runs real containers but this machine cannot
 every image a manifest names is built here, under *exactly* the name the manifest uses (the same
 manifests then serve kind and the local cluster, with ``imagePullPolicy: IfNotPresent``):
 
-* static Go programs (pause, CoreDNS, prometheus-operator, config-reloader) go into ``FROM scratch``
-  images assembled from a layer tarball written here (so ownership and modes are exact);
-* Debian's dynamically linked ``/usr/bin/prometheus`` goes onto the Debian base image;
+* static Go programs (pause, CoreDNS, prometheus-operator, config-reloader, Prometheus built from its
+  Go module) go into ``FROM scratch`` images assembled from a layer tarball written here (so
+  ownership and modes are exact);
 * the kit's own Python components are built from their Dockerfiles with
   ``--build-arg BASE_IMAGE=localhost/kit-base:bookworm``; that base comes from ``debootstrap``
   (cached as a tarball) and sets ``PIP_BREAK_SYSTEM_PACKAGES=1`` so a standard ``pip install``
@@ -138,8 +138,8 @@ def normalize_ref(name: str) -> str:
 
 
 def safe_name(name: str) -> str:
-    """File-system-safe stem for an image's archive: ``quay.io/prometheus/prometheus:v2.42.0`` ->
-    ``quay.io_prometheus_prometheus_v2.42.0``."""
+    """File-system-safe stem for an image's archive: ``quay.io/prometheus/prometheus:v3.5.0`` ->
+    ``quay.io_prometheus_prometheus_v3.5.0``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", normalize_ref(name))
 
 
@@ -310,7 +310,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
     """Every image the local cluster can use, named as the manifests name them."""
     layout = layout or Layout()
     v = read_versions(layout.repo)
-    po, coredns = v["PROM_OPERATOR_VERSION"], v["COREDNS_VERSION"]
+    po, coredns, prom = v["PROM_OPERATOR_VERSION"], v["COREDNS_VERSION"], v["PROMETHEUS_VERSION"]
     kit = kit_version(layout.repo)
     po_dir = f"prometheus-operator-{po}"
     nobody = 65534
@@ -357,18 +357,16 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
         ),
         ImageSpec(
             alias="prometheus",
-            name="quay.io/prometheus/prometheus:v2.42.0",
+            name=f"quay.io/prometheus/prometheus:{prom}",
             build="files",
-            base=BASE_IMAGE,  # Debian's binary is linked against glibc
+            # Built from Prometheus' Go module (static): Debian's package lacks Kubernetes SD.
             files=(
-                FileEntry("/bin/prometheus", source="host:/usr/bin/prometheus"),
-                FileEntry("/bin/promtool", source="host:/usr/bin/promtool"),
-                # Debian's build serves its classic UI from here (the API works without it).
-                FileEntry("/usr/share/prometheus/web", kind="tree", source="host:/usr/share/prometheus/web"),
+                FileEntry("/bin/prometheus", source=f"addon:prometheus-{prom}/prometheus"),
                 FileEntry("/etc/prometheus", kind="dir", uid=nobody, gid=nobody),
                 FileEntry("/etc/prometheus/prometheus.yml", content=_PROMETHEUS_YML, mode=0o644,
                           uid=nobody, gid=nobody),
                 FileEntry("/prometheus", kind="dir", uid=nobody, gid=nobody),
+                *_busybox_entries(),
             ),
             # As upstream's image: the operator passes only args and mounts /etc/prometheus/*, /prometheus.
             entrypoint=("/bin/prometheus",),

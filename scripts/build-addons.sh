@@ -7,6 +7,7 @@
 # Outputs (under ${HPA_KIT_CACHE:-~/.cache/hpa-kit}/bin/addons):
 #   prometheus-operator-$PROM_OPERATOR_VERSION/operator
 #   prometheus-operator-$PROM_OPERATOR_VERSION/prometheus-config-reloader
+#   prometheus-$PROMETHEUS_VERSION/prometheus
 #   pause            (from images/pause, rebuilt when its sources change; pause.sha256 beside it)
 #
 # CoreDNS is built by scripts/build-binaries.sh (into its --print-dir); harness/images.py takes it
@@ -88,6 +89,41 @@ EOF
     mv "$po_dir/$c.tmp" "$po_dir/$c"
     log "prometheus-operator $PROM_OPERATOR_VERSION: built $c in $((SECONDS - start))s"
   done
+fi
+
+# --- Prometheus ----------------------------------------------------------------------------------
+# Debian's prometheus package is built without Kubernetes service discovery, so the operator's
+# config (kubernetes_sd_configs) fails to load there. Build the real thing from its Go module:
+# Prometheus 3.X.Y is tagged v0.3XX.Y in Go module terms.
+prom_dir="$OUT/prometheus-$PROMETHEUS_VERSION"
+if [[ -x "$prom_dir/prometheus" ]]; then
+  log "prometheus $PROMETHEUS_VERSION: up to date"
+else
+  ver=${PROMETHEUS_VERSION#v}
+  major=${ver%%.*}; rest=${ver#*.}; minor=${rest%%.*}; patch=${rest#*.}
+  modver=$(printf 'v0.%d%02d.%d' "$major" "$minor" "$patch")
+  mod="$CACHE/gotools/prometheus-$modver"
+  mkdir -p "$mod" "$prom_dir"
+  log "prometheus $PROMETHEUS_VERSION (module $modver): building (cold: several minutes on 2 cores)"
+  start=$SECONDS
+  (
+    cd "$mod"
+    [[ -f go.mod ]] || go mod init hpa-kit.local/prometheus-tools >/dev/null 2>&1
+    go mod edit -require="github.com/prometheus/prometheus@$modver"
+    # Prometheus' own go.mod pins fsnotify back to 1.7.0; keep the same.
+    dir=$(go mod download -json "github.com/prometheus/prometheus@$modver" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+    sed -n 's#^replace \(.*\) => \(.*\) \(v[^ ]*\)$#\1=\2@\3#p' "$dir/go.mod" | sed 's/ v/@v/' | while read -r r; do
+      go mod edit -replace="$r"
+    done
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/prometheus/prometheus/cmd/prometheus"\n' > tools.go
+    GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true
+    v=github.com/prometheus/common/version
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags netgo \
+      -ldflags "-s -w -X $v.Version=$ver -X $v.Revision=$modver -X $v.Branch=release" \
+      -o "$prom_dir/prometheus.tmp" github.com/prometheus/prometheus/cmd/prometheus
+  )
+  mv "$prom_dir/prometheus.tmp" "$prom_dir/prometheus"
+  log "prometheus $PROMETHEUS_VERSION: built in $((SECONDS - start))s"
 fi
 
 log "addons ready in $OUT"

@@ -38,7 +38,7 @@ def layout(tmp_path: Path) -> Layout:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     (repo / "scripts" / "versions.env").write_text(
-        "# pins\nK8S_VERSION=v1.35.4\nCOREDNS_VERSION=v1.12.4\nPROM_OPERATOR_VERSION=v0.85.0\n"
+        "# pins\nK8S_VERSION=v1.35.4\nCOREDNS_VERSION=v1.12.4\nPROM_OPERATOR_VERSION=v0.85.0\nPROMETHEUS_VERSION=v3.5.0\n"
     )
     (repo / "pyproject.toml").write_text('[project]\nname = "hpa-kit"\nversion = "0.1.0"\n')
     (repo / "mockmetrics").mkdir()
@@ -182,7 +182,7 @@ def test_normalize_ref_rejects_invalid(bad: str) -> None:
 
 
 def test_safe_name_is_flat_and_distinct() -> None:
-    assert safe_name("quay.io/prometheus/prometheus:v2.42.0") == "quay.io_prometheus_prometheus_v2.42.0"
+    assert safe_name("quay.io/prometheus/prometheus:v3.5.0") == "quay.io_prometheus_prometheus_v3.5.0"
     assert safe_name("hpa-kit/adapter:0.1.0") == "docker.io_hpa-kit_adapter_0.1.0"
     names = [s.name for s in images.default_specs()]
     assert len({safe_name(n) for n in names}) == len(names)
@@ -200,7 +200,8 @@ def test_default_specs_use_pins_and_manifest_names() -> None:
     assert "/bin/prometheus-config-reloader" in {f.dest for f in reloader.files}
     assert specs["pause"].name == "registry.k8s.io/pause:3.10"
     assert specs["prometheus"].entrypoint == ("/bin/prometheus",)
-    assert specs["prometheus"].base == BASE_IMAGE
+    assert specs["prometheus"].base is None  # static binary from the Go module: FROM scratch
+    assert "/bin/prometheus" in {f.dest for f in specs["prometheus"].files}
     assert specs["mockmetrics"].ref == "docker.io/hpa-kit/mockmetrics:0.1.0"
     assert specs["locust"].lazy
 

@@ -43,7 +43,7 @@ IMAGES = {
     "hpa-kit/locust:0.1.0",
     f"quay.io/prometheus-operator/prometheus-operator:{OPERATOR_VERSION}",
     f"quay.io/prometheus-operator/prometheus-config-reloader:{OPERATOR_VERSION}",
-    "quay.io/prometheus/prometheus:v2.42.0",
+    "quay.io/prometheus/prometheus:v3.5.0",
 }
 #: apiVersions that Kubernetes no longer serves (or never served for these kinds in 1.32+).
 REMOVED_API_VERSIONS = re.compile(
@@ -258,8 +258,8 @@ def test_crd_objects_required_fields(built: dict[str, list[dict[str, Any]]], ove
     objs = built[overlay]
     prom = _one(objs, "Prometheus", "hpa-kit", "monitoring")
     spec = prom["spec"]
-    assert spec["version"] == "v2.42.0"
-    assert spec["image"] == "quay.io/prometheus/prometheus:v2.42.0"
+    assert spec["version"] == "v3.5.0"
+    assert spec["image"] == "quay.io/prometheus/prometheus:v3.5.0"
     assert spec["imagePullPolicy"] == "IfNotPresent"
     assert spec["serviceMonitorSelector"] == {"matchLabels": {"hpa-kit/scrape": "true"}}
     assert spec["serviceMonitorNamespaceSelector"] == {}, "unset would mean: only the monitoring namespace"
