@@ -1,0 +1,286 @@
+"""Supervision of long-running helper processes (etcd, kube-apiserver, containerd, ...).
+
+Why not plain ``subprocess.Popen`` objects: the CLI's ``up`` and ``down`` run in different Python
+processes, so each component is started in its own session (it survives the process that started it)
+and described by a small JSON record on disk: pid, the kernel's start time of that pid (so a recycled
+pid is never mistaken for our process, and never signalled), argv and log file. Every wait has a
+timeout and fails with the component's name and the tail of its log, which is what one needs to see
+first when a component does not come up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "ComponentError",
+    "ProcessRecord",
+    "alive",
+    "free_port",
+    "load_record",
+    "port_free",
+    "proc_rss_kib",
+    "start",
+    "stop",
+    "tail",
+    "wait_until",
+]
+
+#: Popen objects of processes this Python process started, so they get reaped (no zombies) when
+#: they are stopped from the same process (pytest fixtures).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+TAIL_LINES = 30
+
+
+class ComponentError(RuntimeError):
+    """A component failed to start or to become healthy; the message names it and shows its log tail."""
+
+    def __init__(self, component: str, problem: str, log: Path | None = None, lines: int = TAIL_LINES):
+        self.component = component
+        self.problem = problem
+        self.log = log
+        text = f"{component}: {problem}"
+        if log is not None:
+            text += f"\n--- last {lines} lines of {log} ---\n{tail(log, lines)}"
+        super().__init__(text)
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a text file ('' if it does not exist); reads at most 256 KiB."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 256 * 1024))
+            data = fh.read()
+    except OSError:
+        return "(no log)"
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None when the pid is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = stat[stat.rfind(")") + 2 :].split()
+    if rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+@dataclass
+class ProcessRecord:
+    """What is known about one started component; persisted as ``<pid_dir>/<name>.json``."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    argv: list[str]
+    log: str
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.log)
+
+    def save(self, pid_dir: Path) -> None:
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        tmp = pid_dir / f".{self.name}.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(pid_dir / f"{self.name}.json")
+        (pid_dir / f"{self.name}.pid").write_text(f"{self.pid}\n")
+
+
+def load_record(pid_dir: Path, name: str) -> ProcessRecord | None:
+    """The saved record of component ``name``, or None."""
+    try:
+        data = json.loads((pid_dir / f"{name}.json").read_text())
+        return ProcessRecord(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def forget(pid_dir: Path, name: str) -> None:
+    """Remove the saved record of ``name``."""
+    for suffix in (".json", ".pid"):
+        with contextlib.suppress(FileNotFoundError):
+            (pid_dir / f"{name}{suffix}").unlink()
+
+
+def alive(record: ProcessRecord | None) -> bool:
+    """True when the recorded process still runs (same pid *and* same start time, not a zombie)."""
+    if record is None:
+        return False
+    child = _CHILDREN.get(record.pid)
+    if child is not None and child.poll() is not None:
+        return False
+    return _start_ticks(record.pid) == record.start_ticks
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    pid_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessRecord:
+    """Start ``argv`` detached (own session, stdin from /dev/null, stdout+stderr appended to ``log``)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with open(log, "ab") as out:
+        out.write(
+            f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}: {' '.join(argv)}\n".encode()
+        )
+        out.flush()
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=full_env,
+                cwd=cwd,
+            )
+        except OSError as exc:
+            raise ComponentError(name, f"cannot execute {argv[0]}: {exc.strerror}") from exc
+    _CHILDREN[proc.pid] = proc
+    ticks = None
+    for _ in range(50):  # /proc entry appears immediately; this only guards a very fast crash
+        ticks = _start_ticks(proc.pid)
+        if ticks is not None or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    record = ProcessRecord(name=name, pid=proc.pid, start_ticks=ticks or -1, argv=list(argv), log=str(log))
+    record.save(pid_dir)
+    return record
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(Exception):
+            child.wait(timeout=0)
+
+
+def stop(record: ProcessRecord | None, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
+    """Stop a recorded process: ``sig`` to its process group, SIGKILL after ``timeout``.
+
+    Returns True if it was running. Only the process group this module created (pgid == pid) is
+    signalled, never anything found by name.
+    """
+    if record is None or not alive(record):
+        if record is not None:
+            _reap(record.pid)
+        return False
+
+    def send(s: int) -> None:
+        try:
+            if os.getpgid(record.pid) == record.pid:
+                os.killpg(record.pid, s)
+            else:
+                os.kill(record.pid, s)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+
+    send(sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(record):
+            _reap(record.pid)
+            return True
+        time.sleep(0.05)
+    send(signal.SIGKILL)
+    for _ in range(100):
+        if not alive(record):
+            break
+        time.sleep(0.05)
+    _reap(record.pid)
+    return True
+
+
+def wait_until(
+    check: Callable[[], bool | str],
+    *,
+    component: str,
+    timeout: float,
+    what: str = "ready",
+    record: ProcessRecord | None = None,
+    log: Path | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``check`` until it returns True; fail fast if ``record``'s process exits.
+
+    ``check`` may return a string to describe why it is not ready yet; the last one is put into the
+    timeout error. Exceptions from ``check`` count as "not yet" (their text is kept the same way).
+    """
+    log = log or (record.log_path if record else None)
+    deadline = time.monotonic() + timeout
+    last = "not checked yet"
+    while True:
+        try:
+            result = check()
+        except Exception as exc:
+            result = f"{type(exc).__name__}: {exc}"
+        if result is True:
+            return
+        if isinstance(result, str):
+            last = result
+        if record is not None and not alive(record):
+            raise ComponentError(component, f"exited before it was {what} (last check: {last})", log)
+        if time.monotonic() > deadline:
+            raise ComponentError(component, f"not {what} after {timeout:.0f}s (last check: {last})", log)
+        time.sleep(interval)
+
+
+def port_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` (checked by binding it, with SO_REUSEADDR like servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", avoid: Sequence[int] = ()) -> int:
+    """A TCP port the kernel says is free now on ``host`` (there is a small race; callers re-check)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+    raise RuntimeError("could not find a free port")
+
+
+def proc_rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB (0 if gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,145 @@
+"""Session fixtures shared by every test layer: the cluster under test and a bare control plane.
+
+Choose the cluster with ``--provider local|kind|existing`` (or ``HPA_KIT_PROVIDER``; default: kind
+when Docker answers, else local). ``HPA_KIT_KEEP_CLUSTER=1`` leaves the cluster running after the
+session (a cluster that was already running before the session is never stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.progress import Progress
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hpa-kit")
+    group.addoption(
+        "--provider",
+        default=os.environ.get("HPA_KIT_PROVIDER") or None,
+        choices=["local", "kind", "existing", "auto"],
+        help="cluster provider for e2e tests (env HPA_KIT_PROVIDER; default: best available)",
+    )
+    group.addoption(
+        "--cluster-name",
+        default=os.environ.get("HPA_KIT_CLUSTER", "hpa-kit"),
+        help="cluster name (env HPA_KIT_CLUSTER)",
+    )
+    group.addoption(
+        "--existing-kubeconfig",
+        default=os.environ.get("HPA_KIT_KUBECONFIG") or None,
+        help="kubeconfig for --provider existing (env HPA_KIT_KUBECONFIG, else KUBECONFIG)",
+    )
+    group.addoption(
+        "--keep-cluster",
+        action="store_true",
+        default=os.environ.get("HPA_KIT_KEEP_CLUSTER", "") == "1",
+        help="leave the cluster running after the session (env HPA_KIT_KEEP_CLUSTER=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "disruptive: restarts or reconfigures the session's cluster (run after all other tests)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run ``disruptive`` tests last, so they cannot break tests that share the session's cluster."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+def _progress(prefix: str) -> Progress:
+    # sys.__stderr__ bypasses pytest's capture: a cold build takes minutes and must show progress.
+    return Progress(stream=sys.__stderr__, prefix=prefix)
+
+
+def _skip_reason_local(need: list[str], root: bool) -> str | None:
+    from harness.cluster import binaries
+
+    if root and os.geteuid() != 0:
+        return "the local provider needs root (it runs containerd and kubelet): run the tests with sudo"
+    missing = binaries.missing(need)
+    if missing and os.environ.get("HPA_KIT_BUILD", "1") == "0":
+        return (
+            f"binaries not built ({', '.join(missing)} missing in {binaries.bin_dir()}) and "
+            "HPA_KIT_BUILD=0: run scripts/build-binaries.sh"
+        )
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster_provider_name(pytestconfig: pytest.Config) -> str:
+    from harness.cluster import best_available
+
+    name = pytestconfig.getoption("--provider")
+    return best_available() if name in (None, "auto") else str(name)
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, cluster_provider_name: str) -> Iterator[object]:
+    """The cluster under test, up once per session (a ``harness.cluster.Cluster``)."""
+    from harness.cluster import ClusterError, get_provider, provider_class
+    from harness.cluster.binaries import CONTROL_PLANE, NODE
+
+    name = cluster_provider_name
+    ok, why = provider_class(name).available()
+    if not ok:
+        pytest.skip(f"{name} provider unavailable: {why}")
+    kwargs: dict[str, object] = {}
+    if name == "local":
+        reason = _skip_reason_local([*CONTROL_PLANE, *NODE], root=True)
+        if reason:
+            pytest.skip(reason)
+    if name == "existing" and pytestconfig.getoption("--existing-kubeconfig"):
+        kwargs["kubeconfig"] = pytestconfig.getoption("--existing-kubeconfig")
+    c = get_provider(name, cluster_name=pytestconfig.getoption("--cluster-name"), **kwargs)
+    progress = _progress(f"{name}: ")
+    was_running = c.running()
+    try:
+        c.create(progress)
+    except ClusterError as exc:
+        pytest.fail(f"cluster {c.name} ({name}) did not come up:\n{exc}", pytrace=False)
+    yield c
+    if was_running or pytestconfig.getoption("--keep-cluster"):
+        progress(f"leaving cluster {c.name} running (kubeconfig {c.kubeconfig})")
+        return
+    c.stop(progress)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: object) -> Path:
+    """Admin kubeconfig of the cluster under test."""
+    return cluster.kubeconfig  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """etcd + kube-apiserver on loopback (no node, no root), separate from ``cluster``; starts in seconds.
+
+    Yields a ``harness.cluster.controlplane.ControlPlane``: kubeconfig, server, CA, admin cert,
+    front-proxy CA + client cert and the requestheader settings the apiserver runs with.
+    """
+    from harness.cluster import ClusterError
+    from harness.cluster.binaries import CONTROL_PLANE
+    from harness.cluster.controlplane import start
+
+    reason = _skip_reason_local(list(CONTROL_PLANE), root=False)
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("control-plane")
+    progress = _progress("control-plane: ")
+    try:
+        cp = start(root, progress=progress)
+    except ClusterError as exc:
+        pytest.fail(f"control plane did not come up:\n{exc}", pytrace=False)
+    yield cp
+    if os.environ.get("HPA_KIT_KEEP_CLUSTER", "") == "1":
+        progress(f"leaving control plane running (kubeconfig {cp.kubeconfig})")
+        return
+    cp.cluster.delete(progress)

@@ -1,0 +1,640 @@
+"""The cluster under test works as a Kubernetes cluster must for the kit's scenarios.
+
+Node Ready; real pods from offline-built images; ClusterIP Services resolved by CoreDNS and
+load-balanced by kube-proxy; the aggregation layer reaching an in-cluster APIService over verified
+TLS; the HPA controller reading a custom metric through it. Runs on any provider (``--provider``);
+written for ``local``, where all of this is assembled by the harness itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REQUESTS = 40
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+    return out
+
+
+def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> None:
+    kubectl(kubeconfig, "apply", "-f", "-", input=yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def get_json(kubeconfig: Path, *args: str) -> Any:
+    return json.loads(kubectl(kubeconfig, "get", *args, "-o", "json").stdout)
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    """Poll ``check`` until it returns something other than a string (a string says why not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last is not None and last is not False and not isinstance(last, str):
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last}")
+
+
+def image_ref(alias: str) -> str:
+    from harness import images
+
+    for spec in images.default_specs():
+        if spec.alias == alias:
+            return spec.ref
+    raise LookupError(alias)
+
+
+def describe_on_failure(kubeconfig: Path, ns: str) -> str:
+    pods = kubectl(kubeconfig, "get", "pods", "-n", ns, "-o", "wide", check=False).stdout
+    events = kubectl(kubeconfig, "get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout
+    return f"pods:\n{pods}\nevents:\n{events[-3000:]}"
+
+
+def load_images(cluster: Any, *aliases: str) -> None:
+    from harness.cluster import ClusterError
+
+    try:
+        cluster.load_images(list(aliases))
+    except ClusterError as exc:
+        pytest.skip(f"cannot load images {aliases} into the {cluster.provider} cluster: {exc}")
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def ns(kubeconfig: Path) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    kubectl(kubeconfig, "create", "namespace", name)
+    yield name
+    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def mockmetrics(cluster: Any, kubeconfig: Path, ns: str) -> str:
+    """Two mockmetrics replicas behind a ClusterIP Service ``mm``; returns the image reference."""
+    load_images(cluster, "mockmetrics")
+    image = image_ref("mockmetrics")
+    labels = {"app": "mm"}
+    apply(
+        kubeconfig,
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "mm", "namespace": ns},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "mockmetrics",
+                                    "image": image,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "args": ["--port", "8080"],
+                                    "ports": [{"name": "http", "containerPort": 8080}],
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/readyz", "port": 8080},
+                                        "periodSeconds": 1,
+                                    },
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "mm", "namespace": ns},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+            },
+        ],
+    )
+    out = kubectl(
+        kubeconfig, "rollout", "status", "-n", ns, "deploy/mm", "--timeout=240s", check=False, timeout=260
+    )
+    assert out.returncode == 0, (
+        f"mockmetrics did not roll out: {out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+    )
+    return image
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def test_node_is_ready(kubeconfig: Path) -> None:
+    nodes = get_json(kubeconfig, "nodes")["items"]
+    assert nodes, "no nodes registered"
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}.get("Ready")
+        assert ready == "True", f"node {node['metadata']['name']} not Ready: {node['status']['conditions']}"
+
+
+def test_two_mockmetrics_pods_ready(kubeconfig: Path, ns: str, mockmetrics: str) -> None:
+    pods = get_json(kubeconfig, "pods", "-n", ns, "-l", "app=mm")["items"]
+    ready = [
+        p
+        for p in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
+    assert len(ready) == 2, describe_on_failure(kubeconfig, ns)
+    assert len({p["status"]["podIP"] for p in ready}) == 2
+
+
+CLIENT = textwrap.dedent("""
+    import json, socket, sys, urllib.request
+    name, n = sys.argv[1], int(sys.argv[2])
+    addr = socket.gethostbyname(name)
+    ok = 0
+    for _ in range(n):
+        with urllib.request.urlopen(f"http://{name}:8080/", timeout=5) as resp:
+            json.load(resp)
+            ok += 1
+    print(json.dumps({"addr": addr, "ok": ok}))
+""")
+
+
+def _hits(kubeconfig: Path, ns: str, pod: str) -> float:
+    text = kubectl(
+        kubeconfig, "get", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/metrics"
+    ).stdout
+    m = re.search(r"^total_hit_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
+    assert m, f"no total_hit_count in {pod}'s /metrics:\n{text[:1000]}"
+    return float(m.group(1))
+
+
+def test_service_resolves_through_coredns_and_balances(kubeconfig: Path, ns: str, mockmetrics: str) -> None:
+    pods = [p["metadata"]["name"] for p in get_json(kubeconfig, "pods", "-n", ns, "-l", "app=mm")["items"]]
+    before = {p: _hits(kubeconfig, ns, p) for p in pods}
+    fqdn = f"mm.{ns}.svc.cluster.local"
+    apply(
+        kubeconfig,
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "client", "namespace": ns},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "client",
+                            "image": mockmetrics,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["python3", "-c", CLIENT, fqdn, str(REQUESTS)],
+                        }
+                    ],
+                },
+            }
+        ],
+    )
+
+    def finished() -> Any:
+        phase = get_json(kubeconfig, "pod", "client", "-n", ns)["status"].get("phase")
+        return {"phase": phase} if phase in ("Succeeded", "Failed") else f"phase {phase}"
+
+    phase = wait_for(finished, 120, "the client pod to finish")["phase"]
+    logs = kubectl(kubeconfig, "logs", "-n", ns, "client", check=False).stdout
+    assert phase == "Succeeded", f"client pod {phase}:\n{logs}\n{describe_on_failure(kubeconfig, ns)}"
+    result = json.loads(logs.strip().splitlines()[-1])
+    cluster_ip = get_json(kubeconfig, "service", "mm", "-n", ns)["spec"]["clusterIP"]
+    assert result == {"addr": cluster_ip, "ok": REQUESTS}
+    after = {p: _hits(kubeconfig, ns, p) for p in pods}
+    delta = {p: after[p] - before[p] for p in pods}
+    assert sum(delta.values()) == REQUESTS, delta
+    assert all(d > 0 for d in delta.values()), f"kube-proxy sent every request to one pod: {delta}"
+
+
+AGG_SERVER = textwrap.dedent("""
+    import http.server, json, ssl
+    GROUP = "e2e.hpa-kit.io"
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) == 3 and parts[:2] == ["apis", GROUP]:
+                body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{GROUP}/{parts[2]}",
+                        "resources": []}
+                code = 200
+            elif self.path.startswith(("/healthz", "/readyz")):
+                body, code = "ok", 200
+            else:
+                body, code = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                              "reason": "NotFound", "message": self.path}, 404
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+    srv = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.serve_forever()
+""")
+
+
+def _serving_secret(tmp: Path, service: str, ns: str) -> tuple[dict[str, Any], str]:
+    from harness.certs import ca_bundle, serving_bundle, tls_secret_manifest
+
+    bundle = serving_bundle(tmp, service, ns)
+    secret = tls_secret_manifest(f"{service}-tls", ns, bundle["serving"], bundle["ca"])  # type: ignore[arg-type]
+    return secret, ca_bundle(bundle["ca"])  # type: ignore[arg-type]
+
+
+def _apiservice_available(kubeconfig: Path, name: str) -> Any:
+    obj = get_json(kubeconfig, "apiservice", name)
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == "Available":
+            return True if c["status"] == "True" else f"{c.get('reason')}: {c.get('message')}"
+    return "no Available condition yet"
+
+
+@pytest.fixture(scope="module")
+def tiny_apiservice(
+    kubeconfig: Path, ns: str, mockmetrics: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A minimal aggregated API server (python3 -c in the mockmetrics image) behind APIService
+    ``v1alpha1.e2e.hpa-kit.io``, with a serving certificate from a CA made here (the caBundle)."""
+    name = "v1alpha1.e2e.hpa-kit.io"
+    secret, ca = _serving_secret(tmp_path_factory.mktemp("agg-certs"), "e2e-agg", ns)
+    labels = {"app": "e2e-agg"}
+    apply(
+        kubeconfig,
+        [
+            secret,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "e2e-agg", "namespace": ns},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "server",
+                                    "image": mockmetrics,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "command": ["python3", "-c", AGG_SERVER],
+                                    "ports": [{"containerPort": 8443}],
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
+                                        "periodSeconds": 1,
+                                    },
+                                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                                }
+                            ],
+                            "volumes": [{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "e2e-agg", "namespace": ns},
+                "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
+            },
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": name},
+                "spec": {
+                    "group": "e2e.hpa-kit.io",
+                    "version": "v1alpha1",
+                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                    "caBundle": ca,
+                    "insecureSkipTLSVerify": False,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            },
+        ],
+    )
+    yield name
+    kubectl(kubeconfig, "delete", "apiservice", name, "--wait=false", check=False)
+
+
+def test_apiservice_becomes_available_with_real_ca_bundle(
+    kubeconfig: Path, ns: str, tiny_apiservice: str
+) -> None:
+    out = kubectl(
+        kubeconfig,
+        "rollout",
+        "status",
+        "-n",
+        ns,
+        "deploy/e2e-agg",
+        "--timeout=180s",
+        check=False,
+        timeout=200,
+    )
+    assert out.returncode == 0, f"{out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+    wait_for(lambda: _apiservice_available(kubeconfig, tiny_apiservice), 120, f"{tiny_apiservice} Available")
+    # The aggregator really proxies to the pod (TLS verified against the caBundle):
+    doc = json.loads(kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1").stdout)
+    assert doc["groupVersion"] == "e2e.hpa-kit.io/v1alpha1"
+
+
+def test_aggregator_verifies_the_ca_bundle(
+    kubeconfig: Path, ns: str, tiny_apiservice: str, tmp_path: Path
+) -> None:
+    """The same backend registered with an unrelated CA: proxied requests must fail TLS verification.
+
+    (The aggregator's *availability* check dials backends without verification, so such an APIService
+    still turns Available; only real requests through the proxy verify the caBundle.)
+    """
+    from harness.certs import ca_bundle, ensure_ca
+
+    other = ca_bundle(ensure_ca(tmp_path / "other", common_name="unrelated-ca"))
+    name = "v1alpha2.e2e.hpa-kit.io"
+    apply(
+        kubeconfig,
+        [
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": name},
+                "spec": {
+                    "group": "e2e.hpa-kit.io",
+                    "version": "v1alpha2",
+                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                    "caBundle": other,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 90,
+                },
+            }
+        ],
+    )
+    try:
+        kubectl(kubeconfig, "rollout", "status", "-n", ns, "deploy/e2e-agg", "--timeout=180s", timeout=200)
+        for svc in (tiny_apiservice, name):
+            wait_for(lambda svc=svc: _apiservice_available(kubeconfig, svc), 120, f"{svc} Available")
+        good = kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1", check=False)
+        assert good.returncode == 0, good.stderr
+        # -v=8 makes kubectl log the response body, where the aggregator says why it answered 503.
+        bad = kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha2", "-v=8", check=False)
+        assert bad.returncode != 0, f"proxied through an unverifiable certificate: {bad.stdout[:300]}"
+        assert "x509" in bad.stderr or "failed to verify certificate" in bad.stderr, bad.stderr[-2000:]
+    finally:
+        kubectl(kubeconfig, "delete", "apiservice", name, "--wait=false", check=False)
+
+
+# ------------------------------------------------------------------ HPA through the real adapter
+
+
+def _adapter_manifests(ns: str, image: str, secret: dict[str, Any], ca: str, metric: str) -> list[dict]:
+    sa = "e2e-adapter"
+    labels = {"app": "e2e-adapter"}
+    return [
+        secret,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{ns}-adapter-auth-delegator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:auth-delegator",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{ns}-adapter-auth-reader", "namespace": "kube-system"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "extension-apiserver-authentication-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": f"{ns}-adapter-reader"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{ns}-adapter-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{ns}-adapter-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "e2e-adapter", "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": sa,
+                        "containers": [
+                            {
+                                "name": "adapter",
+                                "image": image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "args": [
+                                    "serve",
+                                    "--provider",
+                                    "static",
+                                    "--static-metrics",
+                                    metric,
+                                    "--static-value",
+                                    "5",
+                                    "--secure-port",
+                                    "6443",
+                                    "--tls-cert-file",
+                                    "/tls/tls.crt",
+                                    "--tls-private-key-file",
+                                    "/tls/tls.key",
+                                ],
+                                "ports": [{"containerPort": 6443}],
+                                "readinessProbe": {"tcpSocket": {"port": 6443}, "periodSeconds": 1},
+                                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [{"name": "tls", "secret": {"secretName": "e2e-adapter-tls"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "e2e-adapter", "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 6443}]},
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1beta2.custom.metrics.k8s.io", "labels": {"hpa-kit.io/e2e": ns}},
+            "spec": {
+                "group": "custom.metrics.k8s.io",
+                "version": "v1beta2",
+                "service": {"name": "e2e-adapter", "namespace": ns, "port": 443},
+                "caBundle": ca,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 200,
+            },
+        },
+    ]
+
+
+def test_hpa_scaling_active_through_adapter_static_provider(
+    cluster: Any, kubeconfig: Path, ns: str, mockmetrics: str, tmp_path: Path
+) -> None:
+    name = "v1beta2.custom.metrics.k8s.io"
+    existing = kubectl(kubeconfig, "get", "apiservice", name, "-o", "json", check=False)
+    if existing.returncode == 0 and "hpa-kit.io/e2e" not in json.loads(existing.stdout)["metadata"].get(
+        "labels", {}
+    ):
+        pytest.skip(f"{name} is already served by another adapter in this cluster; not replacing it")
+    try:
+        load_images(cluster, "adapter")
+        image = image_ref("adapter")
+    except LookupError:
+        pytest.skip("no adapter image spec in harness.images yet")
+    metric = "e2e_static_metric"
+    secret, ca = _serving_secret(tmp_path, "e2e-adapter", ns)
+    try:
+        apply(kubeconfig, _adapter_manifests(ns, image, secret, ca, metric))
+        out = kubectl(
+            kubeconfig,
+            "rollout",
+            "status",
+            "-n",
+            ns,
+            "deploy/e2e-adapter",
+            "--timeout=180s",
+            check=False,
+            timeout=200,
+        )
+        assert out.returncode == 0, f"{out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+        wait_for(lambda: _apiservice_available(kubeconfig, name), 120, f"{name} Available")
+        labels = {"app": "hpa-target"}
+        apply(
+            kubeconfig,
+            [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "hpa-target", "namespace": ns},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": labels},
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "mm",
+                                        "image": mockmetrics,
+                                        "imagePullPolicy": "IfNotPresent",
+                                        "readinessProbe": {
+                                            "httpGet": {"path": "/readyz", "port": 8080},
+                                            "periodSeconds": 1,
+                                        },
+                                    }
+                                ]
+                            },
+                        },
+                    },
+                },
+                {
+                    "apiVersion": "autoscaling/v2",
+                    "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "hpa-target", "namespace": ns},
+                    "spec": {
+                        "scaleTargetRef": {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": "hpa-target",
+                        },
+                        "minReplicas": 1,
+                        "maxReplicas": 3,
+                        "metrics": [
+                            {
+                                "type": "Pods",
+                                "pods": {
+                                    "metric": {"name": metric},
+                                    "target": {"type": "AverageValue", "averageValue": "5"},
+                                },
+                            }
+                        ],
+                    },
+                },
+            ],
+        )
+
+        def scaling_active() -> Any:
+            hpa = get_json(kubeconfig, "hpa", "hpa-target", "-n", ns)
+            conds = {c["type"]: c for c in hpa.get("status", {}).get("conditions", [])}
+            c = conds.get("ScalingActive")
+            if c and c["status"] == "True":
+                return hpa
+            return f"ScalingActive={c and c['status']} {c and c.get('reason')}: {c and c.get('message')}"
+
+        hpa = wait_for(scaling_active, 150, "HPA ScalingActive=True", interval=2)
+        current = hpa["status"].get("currentMetrics", [])
+        assert current and current[0]["pods"]["current"]["averageValue"] == "5", current
+    finally:
+        kubectl(kubeconfig, "delete", "apiservice", name, "--wait=false", check=False)
+        kubectl(
+            kubeconfig,
+            "delete",
+            "clusterrolebinding",
+            f"{ns}-adapter-auth-delegator",
+            f"{ns}-adapter-reader",
+            check=False,
+        )
+        kubectl(kubeconfig, "delete", "clusterrole", f"{ns}-adapter-reader", check=False)
+        kubectl(
+            kubeconfig, "delete", "rolebinding", "-n", "kube-system", f"{ns}-adapter-auth-reader", check=False
+        )
