@@ -85,6 +85,9 @@ class StateCollector(Collector):
         )
 
 
+INITIALIZED_PATHS = ("/", "/work", "/produce")
+
+
 class Metrics:
     """Owns the registry; the app records requests here and renders ``/metrics`` from it."""
 
@@ -96,6 +99,10 @@ class Metrics:
             labelnames=["path", "code"],
             registry=self.registry,
         )
+        # Export the load-bearing series at 0 from the start: a series that only appears with the first
+        # request makes rate() empty while idle, and an HPA on it reports "no metrics returned".
+        for path in INITIALIZED_PATHS:
+            self.http_requests.labels(path=path, code="200")
         self.registry.register(StateCollector(pool, queue, dial))
 
     def observe_request(self, path: str, code: int) -> None:

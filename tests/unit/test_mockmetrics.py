@@ -370,3 +370,22 @@ async def test_app_routes_validate_and_count_by_template() -> None:
     assert metrics["queue_jobs_consumed_total"][()] == 7
     assert metrics["total_hit_count"][()] == pytest.approx(30)
     assert metrics["pm_status"][(("state", "total processes"),)] == 2
+
+
+def test_request_series_exist_at_zero_before_any_request() -> None:
+    """An idle pod must still have http_requests_total series, or rate() is empty and the HPA blind."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mockmetrics.dial import Dial
+    from mockmetrics.metrics import INITIALIZED_PATHS, Metrics
+    from mockmetrics.pool import WorkerPool
+    from mockmetrics.queue import JobQueue
+
+    metrics = Metrics(WorkerPool(2, 2), JobQueue(1.0), Dial(1.0))
+    samples = {
+        s.labels["path"]: s.value
+        for fam in text_string_to_metric_families(metrics.render().decode())
+        for s in fam.samples
+        if s.name == "http_requests_total"
+    }
+    assert samples == {p: 0.0 for p in INITIALIZED_PATHS}
