@@ -9,6 +9,7 @@ APIServices and every container's log into the report directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -65,6 +66,16 @@ class Kubectl:
         return json.loads(self.run("get", "--raw", path))
 
 
+def default_certs_dir(kubectl: Kubectl) -> Path:
+    """Certificates live per cluster, outside any report, so a re-install keeps the same CA.
+
+    A fresh CA on every install would change the APIService caBundle and roll the adapter each time.
+    """
+    server = kubectl.run("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").strip()
+    state = Path(os.environ.get("HPA_KIT_STATE", Path.home() / ".local" / "state" / "hpa-kit"))
+    return state / "stacks" / hashlib.sha256(server.encode()).hexdigest()[:12] / "certs"
+
+
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
@@ -81,10 +92,13 @@ class Stack:
     overlay: str = "test"
     progress: Callable[[str], None] = print
 
+    certs_dir: Path | None = None
+
     def __post_init__(self) -> None:
         self.kubectl = Kubectl(self.kubeconfig)
         self.build_dir = self.work_dir / "build" / self.overlay
-        self.certs_dir = self.work_dir / "certs"
+        if self.certs_dir is None:
+            self.certs_dir = default_certs_dir(self.kubectl)
 
     # --- install ------------------------------------------------------------------------------
 
@@ -143,13 +157,30 @@ class Stack:
             hint="kubectl get apiservices -o yaml (status.conditions says why), adapter logs",
             progress=self.progress,
         )
+        # Available only means the aggregator reached the endpoint (its availability probe does not
+        # verify TLS); a real proxied request proves the caBundle and the front-proxy identity work.
+        wait_for(
+            "metrics APIs answering through the aggregator",
+            self._apis_answer,
+            timeout=timeout,
+            interval=2,
+            hint="an x509 error means the APIService caBundle does not match the adapter's serving cert",
+            progress=self.progress,
+        )
 
     def wait_deployment(self, namespace: str, name: str, *, timeout: float) -> None:
+        """Wait for a finished rollout: every replica updated and available, no old pods left."""
+
         def probe() -> tuple[bool, str]:
             dep = self.kubectl.json("-n", namespace, "get", "deployment", name)
             want = dep["spec"].get("replicas", 1)
-            ready = (dep.get("status") or {}).get("readyReplicas", 0)
-            return ready >= want, f"{ready}/{want} ready"
+            st = dep.get("status") or {}
+            current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+            updated, available, total = (
+                st.get(k, 0) for k in ("updatedReplicas", "availableReplicas", "replicas")
+            )
+            done = current and updated == want and available >= want and total == want
+            return done, f"{updated}/{want} updated, {available} available, {total} total"
 
         wait_for(
             f"deployment {namespace}/{name}",
@@ -195,6 +226,12 @@ class Stack:
             ok &= cond.get("status") == "True"
             states.append(f"{name}={cond.get('status')}({cond.get('reason')})")
         return ok, " ".join(states)
+
+    def _apis_answer(self) -> tuple[bool, str]:
+        for name in APISERVICES:
+            version, _, group = name.partition(".")
+            self.kubectl.raw(f"/apis/{group}/{version}")
+        return True, "discovery documents served for " + ", ".join(APISERVICES)
 
     # --- teardown and diagnostics ---------------------------------------------------------------
 
