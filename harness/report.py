@@ -21,6 +21,8 @@ from kubernetes import client
 
 from harness.load import LoadSample
 
+LOAD_STALE_S = 10.0
+
 
 @dataclass
 class Sample:
@@ -121,8 +123,11 @@ class Recorder:
         users = rps = None
         if self.load is not None:
             hist = self.load()
-            if hist:
+            # Locust stops writing history when it stops: a stale last row means no load now.
+            if hist and time.time() - hist[-1].at < LOAD_STALE_S:
                 users, rps = hist[-1].users, hist[-1].rps
+            else:
+                users, rps = 0, 0.0
         s = Sample(
             t=round(time.monotonic() - self._t0, 1),
             desired_replicas=status.get("desiredReplicas"),
