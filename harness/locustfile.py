@@ -35,6 +35,12 @@ class HitUser(FastHttpUser):
         self.client.get("/", name="/")
 
 
+# kube-proxy balances connections, not requests: a user that keeps one connection alive talks to
+# the same pod forever, and pods added by the HPA get none of its work. Users whose metric is per
+# pod (worker pool, queue) therefore open a fresh connection per request.
+_NEW_CONNECTION = {"Connection": "close"}
+
+
 class WorkUser(FastHttpUser):
     """Holds a pool worker per request, so ``pm_status{state="active processes"}`` tracks concurrency."""
 
@@ -42,7 +48,9 @@ class WorkUser(FastHttpUser):
 
     @task
     def work(self) -> None:
-        with self.client.get(f"/work?ms={_WORK_MS}", name="/work", catch_response=True) as resp:
+        with self.client.get(
+            f"/work?ms={_WORK_MS}", name="/work", headers=_NEW_CONNECTION, catch_response=True
+        ) as resp:
             # A saturated pool answering 503 is the signal the HPA is meant to fix, not a test error.
             if resp.status_code == 503:
                 resp.success()
@@ -55,7 +63,7 @@ class ProduceUser(FastHttpUser):
 
     @task
     def produce(self) -> None:
-        self.client.post("/produce?n=1", name="/produce")
+        self.client.post("/produce?n=1", name="/produce", headers=_NEW_CONNECTION)
 
 
 _STAGES = json.loads(os.environ["HPA_KIT_STAGES"]) if os.environ.get("HPA_KIT_STAGES") else None
