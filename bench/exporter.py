@@ -1,0 +1,129 @@
+"""Synthetic exporter for the adapter benchmark: one counter per pod, plus static filler series.
+
+Two listeners, because they need different scrape intervals:
+
+* ``pods``: ``http_requests_total{namespace="bench",pod="bench-<i>"}`` for every pod, increasing
+  at ``1 + i % 10`` per second so ``rate()`` is non-zero and differs per pod (scraped every 1-2 s);
+* ``filler``: ``bench_filler_<j>_total{namespace="bench",pod=...,idx=...}`` constant counters that
+  only exist so the adapters' series discovery has ``--series`` series to index (the memory
+  figure). Rendered once; scraped slowly, since the values never change.
+
+Run as ``python -m bench.exporter --pods 1000 --filler 99000``; it prints one line
+``bench-exporter pods=http://127.0.0.1:P filler=http://127.0.0.1:Q`` once both listen.
+Only the standard library, so its cost stays out of the measured processes' way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["filler_text", "pod_name", "pods_text", "sample_line"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NAMESPACE = "bench"
+POD_METRIC = "http_requests_total"
+FILLER_PREFIX = "bench_filler_"
+
+
+def pod_name(i: int) -> str:
+    return f"bench-{i}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def sample_line(metric: str, labels: Iterable[tuple[str, str]], value: float) -> str:
+    """One exposition-format sample line (labels in the given order, values escaped)."""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    return f"{metric}{{{body}}} {value:g}" if body else f"{metric} {value:g}"
+
+
+def pods_text(n_pods: int, elapsed_s: float, namespace: str = NAMESPACE) -> str:
+    """The pods listener's exposition at ``elapsed_s`` seconds after start."""
+    lines = [f"# HELP {POD_METRIC} Synthetic requests per pod.", f"# TYPE {POD_METRIC} counter"]
+    for i in range(n_pods):
+        value = float(int((1 + i % 10) * elapsed_s))
+        lines.append(sample_line(POD_METRIC, (("namespace", namespace), ("pod", pod_name(i))), value))
+    return "\n".join(lines) + "\n"
+
+
+def filler_text(total: int, n_pods: int, n_metrics: int = 50, namespace: str = NAMESPACE) -> str:
+    """``total`` filler series spread over ``n_metrics`` metric names and ``n_pods`` pods.
+
+    Every series is unique by its ``idx`` label; metric names are grouped (all samples of one
+    name together, each with its TYPE line), as the exposition format requires.
+    """
+    if total < 0 or n_pods < 1 or n_metrics < 1:
+        raise ValueError("filler needs total >= 0, n_pods >= 1 and n_metrics >= 1")
+    n_metrics = min(n_metrics, total) or 1
+    by_metric: list[list[str]] = [[] for _ in range(n_metrics)]
+    for idx in range(total):
+        j = idx % n_metrics
+        metric = f"{FILLER_PREFIX}{j}_total"
+        labels = (("namespace", namespace), ("pod", pod_name(idx % n_pods)), ("idx", str(idx)))
+        by_metric[j].append(sample_line(metric, labels, float(idx % 1000)))
+    out: list[str] = []
+    for j, samples in enumerate(by_metric):
+        if samples:
+            out.append(f"# TYPE {FILLER_PREFIX}{j}_total counter")
+            out.extend(samples)
+    return ("\n".join(out) + "\n") if out else ""
+
+
+def _handler(render: Callable[[], bytes]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = render()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a scrape per second would drown the log
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.exporter", description=__doc__.split("\n")[0])
+    parser.add_argument("--pods", type=int, required=True, help="number of pods with http_requests_total")
+    parser.add_argument("--filler", type=int, default=0, help="number of static filler series")
+    parser.add_argument("--filler-metrics", type=int, default=50, help="distinct filler metric names")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    if args.pods < 1:
+        parser.error("--pods must be >= 1")
+
+    start = time.monotonic()
+    filler = filler_text(args.filler, args.pods, args.filler_metrics).encode() if args.filler else b""
+    pods_server = ThreadingHTTPServer(
+        (args.host, 0), _handler(lambda: pods_text(args.pods, time.monotonic() - start).encode())
+    )
+    filler_server = ThreadingHTTPServer((args.host, 0), _handler(lambda: filler))
+    for server in (pods_server, filler_server):
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(
+        f"bench-exporter pods=http://{args.host}:{pods_server.server_address[1]} "
+        f"filler=http://{args.host}:{filler_server.server_address[1]} "
+        f"filler_bytes={len(filler)}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

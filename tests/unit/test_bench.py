@@ -1,0 +1,209 @@
+"""The pure parts of bench/: statistics, exporter text, response checks, the results table.
+
+No timing is asserted anywhere (DESIGN.md §6): the benchmark itself only prints ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import adapter_bench
+from bench.adapters import CommonArgs, cpu_seconds, memory_kib, ours_argv, peer_argv, rule_config
+from bench.exporter import filler_text, pods_text, sample_line
+from bench.load import check_body
+from bench.report import Row, format_table, ratio, verdict, write_json
+from bench.stats import bursts, percentile, pool, summarize
+
+# ----------------------------------------------------------------------------------- statistics
+
+
+def test_percentile_interpolates_like_numpy_linear() -> None:
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([4, 1, 3, 2], 0) == 1  # input order does not matter
+    assert percentile([4, 1, 3, 2], 100) == 4
+    # 1..100: rank (99 * 0.99) = 98.01 -> 99 + 0.01 * (100 - 99)
+    assert percentile(list(range(1, 101)), 99) == pytest.approx(99.01)
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_percentile_of_nothing_is_nan_and_bad_q_is_refused() -> None:
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError, match="out of range"):
+        percentile([1.0], 101)
+
+
+def test_summarize_keeps_errors_out_of_latency() -> None:
+    r = summarize("ours", "u", 4, 2.0, [0.010, 0.020, 0.030], ["http-500", "items-3", "http-500"])
+    assert (r.requests, r.ok, r.errors) == (6, 3, 3)
+    assert r.rps == 1.5  # successful completions per second of the window
+    assert r.p50_ms == pytest.approx(20.0)
+    assert r.max_ms == pytest.approx(30.0)
+    assert r.error_kinds == {"http-500": 2, "items-3": 1}
+    r.cpu_s, r.apiserver_cpu_s = 0.3, 0.03
+    assert r.cpu_ms_per_request == pytest.approx(100.0)
+    assert r.apiserver_cpu_ms_per_request == pytest.approx(10.0)
+
+
+def test_summarize_all_errors_gives_no_fake_latency() -> None:
+    r = summarize("peer", "u", 1, 1.0, [], ["timeout"])
+    assert r.ok == 0 and r.rps == 0
+    assert math.isnan(r.p50_ms) and math.isnan(r.cpu_ms_per_request)
+    assert r.to_json()["p50_ms"] is None  # JSON gets null, never NaN
+
+
+def test_pool_merges_samples_not_percentiles() -> None:
+    a = summarize("ours", "u", 2, 10.0, [0.001] * 99, [])
+    b = summarize("ours", "u", 2, 10.0, [0.100], ["timeout"])
+    a.cpu_s, b.cpu_s = 1.0, 2.0
+    a.loadavg, b.loadavg = (1.0, 2.0, 3.0), (3.0, 4.0, 5.0)
+    merged = pool([a, b])
+    assert (merged.ok, merged.errors, merged.requests) == (100, 1, 101)
+    assert merged.rps == pytest.approx(5.0)  # 100 completions over 20 s
+    assert merged.p50_ms == pytest.approx(1.0)  # pooled samples: one slow request stays the tail
+    assert merged.p99_ms == pytest.approx(1.0 + 0.01 * 99.0)
+    assert merged.cpu_s == 3.0 and merged.cpu_ms_per_request == pytest.approx(30.0)
+    assert merged.loadavg == (2.0, 3.0, 4.0)
+    assert merged.error_kinds == {"timeout": 1}
+    b.cpu_s = None
+    assert pool([a, b]).cpu_s is None  # an unknown round makes the total unknown, not smaller
+    with pytest.raises(ValueError):
+        pool([])
+
+
+def test_bursts_sums_complete_runs_only() -> None:
+    deltas = [0.5, 0.0, 0.01, 0.2, 0.3, 0.0, 0.0, 0.4, 0.0, 0.1, 0.2]
+    # [0.5] touches the start and [0.1, 0.2] the end: both may be partial, so both are dropped.
+    assert bursts(deltas, 0.02) == pytest.approx([0.5, 0.4])
+    assert bursts([0.0, 0.01, 0.0], 0.02) == []
+    assert bursts([], 0.02) == []
+
+
+# ------------------------------------------------------------------------------------- exporter
+
+
+def test_sample_line_escapes_label_values() -> None:
+    assert sample_line("m", [("a", 'x"y\\z\n')], 1.5) == 'm{a="x\\"y\\\\z\\n"} 1.5'
+    assert sample_line("m", [], 2) == "m 2"
+
+
+def test_pods_text_parses_and_counts_up_per_pod() -> None:
+    text = pods_text(12, elapsed_s=10.0)
+    (family,) = list(text_string_to_metric_families(text))
+    assert family.name == "http_requests" and family.type == "counter"
+    values = {s.labels["pod"]: s.value for s in family.samples if s.name == "http_requests_total"}
+    assert len(values) == 12
+    assert values["bench-0"] == 10.0 and values["bench-9"] == 100.0 and values["bench-10"] == 10.0
+    assert {s.labels["namespace"] for s in family.samples} == {"bench"}
+
+
+def test_filler_text_has_exactly_total_unique_series_grouped_by_name() -> None:
+    text = filler_text(total=1003, n_pods=7, n_metrics=5)
+    families = list(text_string_to_metric_families(text))  # the real parser: grouping must be valid
+    assert sorted(f.name for f in families) == [f"bench_filler_{j}" for j in range(5)]
+    samples = [s for f in families for s in f.samples if s.name.endswith("_total")]
+    assert len(samples) == 1003
+    assert len({s.labels["idx"] for s in samples}) == 1003
+    assert {s.labels["pod"] for s in samples} == {f"bench-{i}" for i in range(7)}
+    assert text.count("# TYPE ") == 5
+    assert filler_text(0, 5) == ""
+    with pytest.raises(ValueError):
+        filler_text(10, 0)
+
+
+# ------------------------------------------------------------------------------ response checks
+
+
+def _body(n: int) -> bytes:
+    items = [{"describedObject": {"kind": "Pod", "name": f"bench-{i}"}, "value": "1"} for i in range(n)]
+    return json.dumps({"kind": "MetricValueList", "apiVersion": "custom.metrics.k8s.io/v1beta1",
+                       "items": items}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_check_body_counts_items_both_ways(full: bool) -> None:
+    assert check_body(200, _body(5), 5, full) is None
+    assert check_body(200, _body(4), 5, full) == "items-4"
+    assert check_body(404, _body(5), 5, full) == "http-404"
+    assert check_body(200, b'{"kind":"Status"}', 5, full) == "not-a-MetricValueList"
+
+
+# ---------------------------------------------------------------------------------------- table
+
+
+def test_ratio_and_verdict_directions() -> None:
+    assert ratio(200, 100) == 2.0
+    assert ratio(1, 0) is None and ratio(None, 3) is None and ratio(math.nan, 3) is None
+    assert verdict(200, 100, "higher") == "ours 2.00x better"
+    assert verdict(200, 100, "lower") == "peer 2.00x better"
+    assert verdict(25, 100, "lower") == "ours 4.00x better"
+    assert verdict(102, 100, "higher") == "about equal"
+    assert verdict(0, 3, "lower") == "ours better (0 vs 3)"
+    assert verdict(5, None, "lower") == ""
+
+
+def test_format_table_aligns_and_never_invents_a_ratio() -> None:
+    rows = [
+        Row("N=100 v1beta1 throughput (req/s)", 300.0, 100.0, "higher"),
+        Row("memory VmRSS (MiB)", 80.0, None, "lower"),
+    ]
+    text = format_table(rows, title="T")
+    lines = text.splitlines()
+    assert lines[0] == "T"
+    assert lines[1].split() == ["metric", "ours", "peer", "ours/peer", "better", "verdict"]
+    tput = next(ln for ln in lines if ln.startswith("N=100"))
+    assert "300.0" in tput and "100.0" in tput and "3.000" in tput and "ours 3.00x better" in tput
+    assert "higher is better" in tput
+    mem = next(ln for ln in lines if ln.startswith("memory"))
+    assert mem.split()[3:6] == ["80.0", "n/a", "n/a"]  # no peer -> no ratio, no verdict
+    assert mem.rstrip().endswith("lower is better")
+    # Columns line up: every row's ratio column ends at the same offset as the header's.
+    end = lines[1].index("ours/peer") + len("ours/peer")
+    assert tput[end - 5 : end] == "3.000" and mem[end - 3 : end] == "n/a"
+
+
+def test_write_json_turns_nan_into_null(tmp_path: Path) -> None:
+    out = write_json(tmp_path / "r" / "x.json", {"a": math.nan, "b": [1.0, math.inf], "p": tmp_path})
+    assert json.loads(out.read_text()) == {"a": None, "b": [1.0, None], "p": str(tmp_path)}
+
+
+# ------------------------------------------------------------------------- config and processes
+
+
+def test_cli_pod_counts_sorted_and_validated() -> None:
+    assert adapter_bench.parse_args(["--pods", "1000,100,100"]).pods == [100, 1000]
+    with pytest.raises(SystemExit):
+        adapter_bench.parse_args(["--pods", "ten"])
+    with pytest.raises(SystemExit):
+        adapter_bench.parse_args(["--pods", "0"])
+
+
+def test_both_adapters_get_the_same_rule_and_delegated_auth(tmp_path: Path) -> None:
+    rules = yaml.safe_load(rule_config())["rules"]
+    assert len(rules) == 1 and rules[0]["name"] == {"matches": "^(.*)_total$", "as": "${1}"}
+    c = CommonArgs(
+        tmp_path / "rules.yaml", "http://127.0.0.1:9", tmp_path / "kc", tmp_path / "c", tmp_path / "k"
+    )
+    ours = ours_argv(c, 8443)
+    assert ours[ours.index("--authn-mode") + 1] == "delegated"
+    assert ours[ours.index("--authz-mode") + 1] == "delegated"
+    assert ours[ours.index("--metrics-relist-interval") + 1] == "30s"
+    peer = peer_argv(Path("/bin/adapter"), c, 8444, client_qps=1000)
+    for flag in ("--lister-kubeconfig", "--authentication-kubeconfig", "--authorization-kubeconfig"):
+        assert f"{flag}={tmp_path / 'kc'}" in peer
+    assert "--metrics-relist-interval=30s" in peer and "--secure-port=8444" in peer
+    assert "--client-qps=1000" in peer and "--client-burst=2000" in peer
+    assert not any(a.startswith("--client-qps") for a in peer_argv(Path("/bin/adapter"), c, 1))
+
+
+def test_proc_readings_of_this_process() -> None:
+    mem = memory_kib(os.getpid())
+    assert mem["rss"] > 0 and mem["hwm"] >= mem["rss"]
+    assert (cpu_seconds(os.getpid()) or 0) > 0
+    assert memory_kib(2**22 + 12345) == {} and cpu_seconds(2**22 + 12345) is None
