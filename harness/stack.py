@@ -236,10 +236,14 @@ class Stack:
     # --- teardown and diagnostics ---------------------------------------------------------------
 
     def uninstall(self, *, timeout: float = 300) -> None:
-        if self.build_dir.exists():
-            self.kubectl.run("delete", "--ignore-not-found", "--wait=true", "-k", str(self.build_dir),
-                             check=False, timeout=timeout)  # fmt: skip
-            self.progress("stack: uninstalled")
+        """Remove the install. APIServices go first: while an APIService points at a deleted
+        adapter, namespace deletion stalls on discovery (NamespaceDeletionDiscoveryFailure)."""
+        if not self.build_dir.exists():
+            return
+        self.kubectl.run("delete", "--ignore-not-found", "apiservice", *APISERVICES, check=False)
+        self.kubectl.run("delete", "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
+                         "-k", str(self.build_dir), check=False, timeout=timeout + 30)  # fmt: skip
+        self.progress("stack: uninstalled")
 
     def diagnostics(
         self, out_dir: Path, namespaces: Sequence[str] = (ADAPTER_NS, MONITORING_NS, DEMO_NS)

@@ -37,6 +37,10 @@ def stack(cluster: object, kubeconfig: Path, report_root: Path) -> Iterator[Stac
         st.diagnostics(report_root / "stack" / "diagnostics")
         raise
     yield st
+    # Leave the cluster as the session found it: a later session (or the cluster's own tests, which
+    # need the metrics APIService group free) starts clean. HPA_KIT_KEEP_STACK=1 keeps it to debug.
+    if os.environ.get("HPA_KIT_KEEP_STACK", "") != "1":
+        st.uninstall()
 
 
 @pytest.fixture(scope="session")
