@@ -44,10 +44,10 @@ cluster-down: ## Stop the cluster (keeps its state for a warm start)
 	@$(PY) -m harness down
 
 lint: setup ## ruff
-	@.venv/bin/ruff check adapter mockmetrics harness tests
+	@.venv/bin/ruff check adapter mockmetrics harness bench tests
 
 type: setup ## mypy
-	@.venv/bin/mypy adapter mockmetrics harness
+	@.venv/bin/mypy adapter mockmetrics harness bench
 
 clean: ## Remove build outputs, reports and caches in the repo (not ~/.cache/hpa-kit)
 	rm -rf build reports .pytest_cache .mypy_cache .ruff_cache

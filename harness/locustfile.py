@@ -66,14 +66,16 @@ class ProduceUser(FastHttpUser):
         self.client.post("/produce?n=1", name="/produce", headers=_NEW_CONNECTION)
 
 
-_STAGES = json.loads(os.environ["HPA_KIT_STAGES"]) if os.environ.get("HPA_KIT_STAGES") else None
+_STAGES: list[list[float]] | None = (
+    json.loads(os.environ["HPA_KIT_STAGES"]) if os.environ.get("HPA_KIT_STAGES") else None
+)
 
 if _STAGES is not None:
 
     class StagedShape(LoadTestShape):
         """Step load: ``[end_second, users, spawn_rate]`` stages, then stop."""
 
-        stages = _STAGES
+        stages: list[list[float]] = _STAGES or []
 
         def tick(self) -> tuple[int, float] | None:
             elapsed = self.get_run_time()

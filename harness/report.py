@@ -110,10 +110,10 @@ class Recorder:
             self._stop.wait(self.interval)
 
     def hpa_object(self) -> dict[str, Any]:
-        raw = client.AutoscalingV2Api(self.api).read_namespaced_horizontal_pod_autoscaler(
+        raw: Any = client.AutoscalingV2Api(self.api).read_namespaced_horizontal_pod_autoscaler(
             self.hpa, self.namespace, _preload_content=False
-        )
-        return json.loads(raw.data)
+        )  # the raw urllib3 response: plain JSON, no model conversion
+        return dict(json.loads(raw.data))
 
     def sample(self) -> Sample:
         hpa = self.hpa_object()
@@ -132,7 +132,7 @@ class Recorder:
             t=round(time.monotonic() - self._t0, 1),
             desired_replicas=status.get("desiredReplicas"),
             current_replicas=status.get("currentReplicas"),
-            ready_replicas=dep.status.ready_replicas or 0,
+            ready_replicas=(dep.status.ready_replicas if dep.status else 0) or 0,
             metric_value=value,
             metric_target=target,
             load_users=users,

@@ -92,13 +92,12 @@ class Stack:
     overlay: str = "test"
     progress: Callable[[str], None] = print
 
-    certs_dir: Path | None = None
+    certs_override: Path | None = None
 
     def __post_init__(self) -> None:
         self.kubectl = Kubectl(self.kubeconfig)
         self.build_dir = self.work_dir / "build" / self.overlay
-        if self.certs_dir is None:
-            self.certs_dir = default_certs_dir(self.kubectl)
+        self.certs_dir: Path = self.certs_override or default_certs_dir(self.kubectl)
 
     # --- install ------------------------------------------------------------------------------
 
