@@ -4,8 +4,10 @@ Why a render step: two inputs of the install are generated per cluster and must 
 the adapter's serving Secret and the CA bundle the aggregator uses to verify the adapter. The repo's
 APIServices carry a base64 *placeholder* caBundle; :func:`render` writes a small kustomization into a
 build directory outside the repo that references the chosen overlay by relative path, adds the Secret and
-patches the real caBundle into exactly the APIServices that carry the placeholder. ``kubectl apply -k``
-on that directory is the install. Nothing in ``manifests/`` is ever rewritten.
+patches the real caBundle into exactly the APIServices that carry the placeholder. It also generates the
+in-cluster Locust's ``locustfile`` ConfigMap from ``harness/locustfile.py`` (the one locustfile, outside
+the overlays' kustomize root). ``kubectl apply -k`` on that directory is the install. Nothing in
+``manifests/`` is ever rewritten.
 
 :func:`detect_insecure` audits objects (a build, or a live cluster through kubectl) for the shortcuts
 custom-metrics tutorials use: APIServices that skip TLS verification and RBAC that hands
@@ -36,6 +38,8 @@ __all__ = [
     "ADAPTER_NAMESPACE",
     "ADAPTER_SERVICE",
     "CA_BUNDLE_PLACEHOLDER",
+    "LOCUSTFILE",
+    "LOCUSTFILE_CONFIGMAP",
     "METRICS_GROUPS",
     "OVERLAYS",
     "SERVING_SECRET",
@@ -46,6 +50,7 @@ __all__ = [
     "detect_insecure",
     "kustomize",
     "live_objects",
+    "locustfile_namespaces",
     "main",
     "overlay_dir",
     "placeholder_apiservices",
@@ -80,6 +85,9 @@ _EVERYONE = {("Group", "system:authenticated")}
 
 _KUSTOMIZATION = "kustomization.yaml"
 _SECRET_FILE = "serving-secret.yaml"
+#: The single locustfile (also run locally by harness/load.py); render() ships it as ConfigMap `locustfile`.
+LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
+LOCUSTFILE_CONFIGMAP = "locustfile"
 _KUBECTL_TIMEOUT_S = 120
 _LIVE_KINDS = "apiservices.apiregistration.k8s.io,clusterrolebindings,clusterroles,rolebindings,roles"
 
@@ -251,6 +259,30 @@ def _load_secret(path: Path, expected: tuple[str, str], ca_bundle: str) -> str:
     return text
 
 
+def locustfile_namespaces(objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Namespaces with a Job/Deployment mounting ConfigMap ``locustfile`` that ``objects`` lack.
+
+    The load component (manifests/base/load) mounts it but cannot generate it: its content is
+    harness/locustfile.py, outside the overlays' kustomize root, so :func:`render` generates it.
+    """
+    items = list(objects)
+    defined = {
+        (o["metadata"].get("namespace", "default"), o["metadata"]["name"])
+        for o in items
+        if o.get("kind") == "ConfigMap"
+    }
+    wanted: set[str] = set()
+    for obj in items:
+        if obj.get("kind") not in ("Job", "Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        namespace = obj["metadata"].get("namespace", "default")
+        for volume in ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes") or []:
+            ref = (volume.get("configMap") or {}).get("name")
+            if ref == LOCUSTFILE_CONFIGMAP and (namespace, ref) not in defined:
+                wanted.add(namespace)
+    return sorted(wanted)
+
+
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -268,8 +300,10 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
 
     ``out_dir/kustomization.yaml`` references the repo overlay by relative path (kustomize refuses
     absolute ones), patches ``ca_bundle`` (base64 or PEM) into every APIService that still carries the
-    placeholder, and lists ``serving-secret.yaml``, a copy of ``serving_secret_yaml``, when given. The
-    result is checked by building it: no placeholder may survive. ``kubectl apply -k out_dir`` installs.
+    placeholder, and lists ``serving-secret.yaml``, a copy of ``serving_secret_yaml``, when given. When the
+    overlay has the Locust Jobs, ``locustfile.py`` (a copy of :data:`LOCUSTFILE`) and a configMapGenerator
+    for ConfigMap ``locustfile`` are added too. The result is checked by building it: no placeholder may
+    survive. ``kubectl apply -k out_dir`` installs.
     ``out_dir`` should be outside the repo (or in the git-ignored ``.state/``): it holds a private key.
     """
     source = overlay_dir(overlay)
@@ -300,6 +334,12 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
         resources.append(_SECRET_FILE)
     else:
         secret_path.unlink(missing_ok=True)  # a stale Secret from an earlier render must not be applied
+    locust_namespaces = locustfile_namespaces(objects)
+    locustfile_copy = out / LOCUSTFILE.name
+    if locust_namespaces:
+        _atomic_write(locustfile_copy, LOCUSTFILE.read_text())
+    else:
+        locustfile_copy.unlink(missing_ok=True)
     patches = [
         {
             "target": {
@@ -317,6 +357,19 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
         "kind": "Kustomization",
         "resources": resources,
     }
+    if locust_namespaces:
+        kustomization["configMapGenerator"] = [
+            {
+                "name": LOCUSTFILE_CONFIGMAP,
+                "namespace": namespace,
+                "files": [LOCUSTFILE.name],
+                "options": {
+                    "disableNameSuffixHash": True,  # the Jobs name it; the harness replaces the Jobs per run
+                    "labels": {"app.kubernetes.io/name": "locust", "app.kubernetes.io/part-of": "hpa-kit"},
+                },
+            }
+            for namespace in locust_namespaces
+        ]
     if patches:
         kustomization["patches"] = patches
     header = (

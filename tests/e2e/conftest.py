@@ -1,4 +1,4 @@
-"""Fixtures for the end-to-end scenarios: the installed stack, report folders, service URLs.
+"""Fixtures for the end-to-end scenarios: the installed stack, report folders, API clients.
 
 The stack is installed once per session on the cluster the root conftest provides (``--provider``).
 Each scenario gets a report folder under ``reports/<run>/<scenario>/``; when a scenario fails, the
@@ -30,6 +30,10 @@ def report_root() -> Path:
 
 @pytest.fixture(scope="session")
 def stack(cluster: object, kubeconfig: Path, report_root: Path) -> Iterator[Stack]:
+    if getattr(cluster, "provider", "") == "kind":
+        # The local provider imports every image at `up`; kind needs the kit's own images loaded
+        # (upstream ones are pulled), including Locust, which runs in-cluster there.
+        cluster.load_images(["adapter", "mockmetrics", "locust"])  # type: ignore[attr-defined]
     st = Stack(kubeconfig=kubeconfig, work_dir=report_root / "stack", overlay="test")
     try:
         st.install(timeout=float(os.environ.get("HPA_KIT_STACK_TIMEOUT", "600")))
@@ -68,16 +72,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         out = st.diagnostics(Path(item.funcargs.get("scenario_dir", st.work_dir)) / "diagnostics")  # type: ignore[arg-type]
         report.sections.append(("hpa-kit diagnostics", f"component state and logs dumped to {out}"))
     return report
-
-
-def service_url(cluster: object, kubectl: Kubectl, namespace: str, name: str, port: str = "http") -> str:
-    """Where load from this machine reaches a Service.
-
-    The provider decides: the local provider's node is this host, so kube-proxy's ClusterIP rules
-    apply to host traffic; kind maps a NodePort to localhost. No port-forward either way.
-    """
-    if hasattr(cluster, "service_url"):
-        return str(cluster.service_url(namespace, name, port))  # type: ignore[attr-defined]
-    svc = kubectl.json("-n", namespace, "get", "service", name)
-    ports = {p.get("name"): p["port"] for p in svc["spec"]["ports"]}
-    return f"http://{svc['spec']['clusterIP']}:{ports.get(port, next(iter(ports.values())))}"

@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 
 from harness import manifests
+from harness.incluster_load import InClusterLocust, load_for
 from harness.load import LocustRun, Stage
 from harness.report import Recorder
 from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Kubectl, Stack, StackError
 from harness.waits import wait_for
-from tests.e2e.conftest import service_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -95,7 +95,9 @@ def replicas(kubectl: Kubectl, deployment: str) -> int:
 
 
 @contextmanager
-def recorded(kube_api: Any, name: str, out: Path, run: LocustRun | None) -> Iterator[Recorder]:
+def recorded(
+    kube_api: Any, name: str, out: Path, run: LocustRun | InClusterLocust | None
+) -> Iterator[Recorder]:
     rec = Recorder(kube_api, DEMO_NS, name, name, out, interval=3, load=run.history if run else None)
     rec.start()
     try:
@@ -133,13 +135,13 @@ def scale_out_and_back(
 ) -> dict[str, float | int | None]:
     """Load -> replicas >= min_peak; stop -> back to 1 (when ``scale_in``). Returns timings."""
     settle_at_min(kubectl, name)
-    url = service_url(cluster, kubectl, DEMO_NS, name)
-    run = LocustRun(
-        url, user_class, [Stage(900, users, max(1, users // 2))], scenario_dir / "load", work_ms=work_ms
+    stages = [Stage(900, users, max(1, users // 2))]
+    run = load_for(
+        cluster, kubectl, DEMO_NS, name, user_class, stages, scenario_dir / "load", work_ms=work_ms
     )
-    t0 = time.monotonic()
     with recorded(kube_api, name, scenario_dir, run):
-        run.start()
+        run.start()  # in-cluster load returns once its pods run: the clock starts after
+        t0 = time.monotonic()
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
         peak = wait_replicas(kubectl, name, lambda n: n >= min_peak, f">= {min_peak} replicas", timeout=420)
@@ -219,19 +221,22 @@ def test_external_metric_queue_depth_settles_near_produce_over_consume(
 ) -> None:
     """External metric queue_depth: replicas settle within one of produced rate / per-replica rate."""
     settle_at_min(kubectl, "queue")
-    url = service_url(cluster, kubectl, DEMO_NS, "queue")
-    run = LocustRun(
-        url,
+    stages = [Stage(900, PRODUCE_USERS, PRODUCE_USERS)]
+    run = load_for(
+        cluster,
+        kubectl,
+        DEMO_NS,
+        "queue",
         "ProduceUser",
-        [Stage(900, PRODUCE_USERS, PRODUCE_USERS)],
+        stages,
         scenario_dir / "load",
         think_time=(0.1, 0.1),
     )
-    t0 = time.monotonic()
     observed: list[int] = []
     rates: list[float] = []
     with recorded(kube_api, "queue", scenario_dir, run):
         run.start()
+        t0 = time.monotonic()
         wait_replicas(kubectl, "queue", lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
         # Watch for 4 minutes; the last 2 are the settled phase.
@@ -362,8 +367,9 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
     stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
 ) -> None:
     settle_at_min(kubectl, "hits")
-    url = service_url(cluster, kubectl, DEMO_NS, "hits")
-    run = LocustRun(url, "HitUser", [Stage(900, HIT_USERS, 10)], scenario_dir / "load")
+    run = load_for(
+        cluster, kubectl, DEMO_NS, "hits", "HitUser", [Stage(900, HIT_USERS, 10)], scenario_dir / "load"
+    )
     metric_path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
     with recorded(kube_api, "hits", scenario_dir, run):
         run.start()

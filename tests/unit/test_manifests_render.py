@@ -110,9 +110,14 @@ def test_render_injects_ca_bundle_into_all_apiservices(
     assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets] == [
         (manifests.ADAPTER_NAMESPACE, manifests.SERVING_SECRET)
     ]
+    # The locustfile ConfigMap is generated from harness/locustfile.py, the single source.
+    locust = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "locustfile"]
+    assert len(locust) == 1 and locust[0]["metadata"]["namespace"] == "hpa-demo"
+    assert locust[0]["data"]["locustfile.py"] == manifests.LOCUSTFILE.read_text()
+    assert locust[0]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "hpa-kit"
     # Everything else is the overlay unchanged.
     raw = manifests.build(overlay)
-    assert len(objs) == len(raw) + 1
+    assert len(objs) == len(raw) + 2
     assert stat.S_IMODE((out / "serving-secret.yaml").stat().st_mode) == 0o600
 
 
@@ -130,6 +135,8 @@ def test_render_writes_a_relative_kustomization_and_no_repo_files(
     assert not Path(doc["resources"][0]).is_absolute()
     assert len(doc["patches"]) == 3
     assert not (out / "serving-secret.yaml").exists()
+    assert (out / "locustfile.py").read_text() == manifests.LOCUSTFILE.read_text()
+    assert [g["files"] for g in doc["configMapGenerator"]] == [["locustfile.py"]]
 
 
 @needs_kubectl
@@ -458,3 +465,18 @@ def test_operator_crds_script_applies_server_side(tmp_path: Path, module_crd_dir
     calls = (tmp_path / "argv.log").read_text().splitlines()
     assert calls[0].startswith("apply --server-side --field-manager=hpa-kit --force-conflicts -f ")
     assert calls[1].startswith("wait --for=condition=Established")
+
+
+def test_locustfile_is_generated_only_where_mounted_and_missing() -> None:
+    def job(ns: str, cm: str) -> dict[str, Any]:
+        volumes = [{"name": "f", "configMap": {"name": cm}}, {"name": "t", "emptyDir": {}}]
+        return {
+            "kind": "Job",
+            "metadata": {"name": "j", "namespace": ns},
+            "spec": {"template": {"spec": {"volumes": volumes}}},
+        }
+
+    defined = {"kind": "ConfigMap", "metadata": {"name": "locustfile", "namespace": "b"}}
+    objs = [job("a", "locustfile"), job("b", "locustfile"), defined, job("c", "other")]
+    assert manifests.locustfile_namespaces(objs) == ["a"]
+    assert manifests.locustfile_namespaces([job("c", "other")]) == []
