@@ -108,6 +108,12 @@ def recorded(
         rec.finish()
 
 
+def set_prometheus_replicas(kubectl: Kubectl, replicas: int) -> None:
+    """Scale Prometheus through its CR (the operator owns the StatefulSet and would undo a direct scale)."""
+    patch = json.dumps({"spec": {"replicas": replicas}})
+    kubectl.run("-n", MONITORING_NS, "patch", "prometheus", "hpa-kit", "--type=merge", "-p", patch)
+
+
 def write_timings(out: Path, **timings: float | int | str | None) -> None:
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"timings: {timings}")
@@ -376,16 +382,7 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         wait_replicas(kubectl, "hits", lambda n: n > 1, "scaled out under load", timeout=300)
         held = replicas(kubectl, "hits")
 
-        kubectl.run(
-            "-n",
-            MONITORING_NS,
-            "patch",
-            "prometheus",
-            "hpa-kit",
-            "--type=merge",
-            "-p",
-            '{"spec":{"replicas":0}}',
-        )
+        set_prometheus_replicas(kubectl, 0)
         t_down = time.monotonic()
         cond = wait_condition(
             kubectl, "hits", "ScalingActive", "False", timeout=180, reason_prefix="FailedGet"
@@ -393,21 +390,12 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         with pytest.raises(StackError, match=r"(?i)ServiceUnavailable|503"):
             kubectl.run("get", "--raw", metric_path)
         while time.monotonic() - t_down < 60:
-            assert replicas(kubectl, "hits") >= held - 0, "HPA changed replicas without a metric"
+            assert replicas(kubectl, "hits") >= held, "HPA scaled down without a metric"
             time.sleep(5)
         adapter = kubectl.json("-n", ADAPTER_NS, "get", "deployment", ADAPTER_SERVICE)["status"]
         assert adapter.get("readyReplicas", 0) >= 1, "adapter went unready while Prometheus was down"
 
-        kubectl.run(
-            "-n",
-            MONITORING_NS,
-            "patch",
-            "prometheus",
-            "hpa-kit",
-            "--type=merge",
-            "-p",
-            '{"spec":{"replicas":1}}',
-        )
+        set_prometheus_replicas(kubectl, 1)
         t_up = time.monotonic()
         wait_condition(kubectl, "hits", "ScalingActive", "True", timeout=300)
         recovered_s = time.monotonic() - t_up
