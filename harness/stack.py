@@ -119,6 +119,14 @@ class Stack:
         )
         self.progress(f"stack: applied {self.build_dir}")
         self.wait_ready(timeout=timeout)
+        self.warn_insecure()
+
+    def warn_insecure(self) -> list[str]:
+        """Report tutorial shortcuts (insecureSkipTLSVerify, anonymous bindings) live on the cluster."""
+        findings = manifests.detect_insecure(kubeconfig=self.kubeconfig)
+        for line in findings:
+            self.progress(f"stack: WARNING insecure setting on this cluster: {line}")
+        return findings
 
     def install_crds(self) -> None:
         proc = subprocess.run(
