@@ -17,7 +17,7 @@ setup-cluster: ## setup + upstream binaries for the local cluster (cached)
 	@bash scripts/bootstrap.sh --cluster
 
 test: setup-cluster ## Run every test this machine can run (unit, integration, e2e on the best provider)
-	@bash scripts/run-tests.sh tests $(PYTEST_ARGS)
+	@bash scripts/run-tests.sh tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 
 unit: setup ## Unit tests only
 	@bash scripts/run-tests.sh tests/unit $(PYTEST_ARGS)

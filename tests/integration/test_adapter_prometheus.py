@@ -96,6 +96,9 @@ def prom(exporters: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         _get(exporters["web-1"] + "/produce?n=50", method="POST")
         # rate() over [2m] needs two samples of each series
         lp.wait_for_series('rate(http_requests_total{pod="web-1",path="/"}[2m]) > 0', timeout=30)
+        # ... and for the idle pod too: its (zero) rate exists only once two scrapes of it landed,
+        # which on a loaded machine can be later than web-1's.
+        lp.wait_for_series('rate(http_requests_total{pod="web-2",path="/"}[2m])', timeout=30)
         lp.wait_for_series("count_over_time(pm_status[2m]) >= 2", timeout=30, count=2)
         yield lp
 
