@@ -414,3 +414,22 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         prometheus_back_to_scaling_active_s=round(recovered_s, 1),
         adapter_deleted_to_scaling_active_s=round(resumed_s, 1),
     )
+
+
+def test_security_insecure_shortcut_is_detected_on_a_live_cluster(stack: Stack, kubectl: Kubectl) -> None:
+    """The tutorial shortcut (anonymous bound to cluster-admin) is reported by the harness, live."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "hpa-kit-e2e-anonymous-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
+    }
+    assert not stack.warn_insecure()
+    kubectl.run("apply", "-f", "-", stdin=json.dumps(binding))
+    try:
+        findings = stack.warn_insecure()
+    finally:
+        kubectl.run("delete", "clusterrolebinding", "hpa-kit-e2e-anonymous-admin", "--ignore-not-found")
+    assert any("hpa-kit-e2e-anonymous-admin" in f and "CRITICAL" in f for f in findings), findings
+    assert not stack.warn_insecure()

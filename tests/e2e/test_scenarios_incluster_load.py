@@ -1,3 +1,5 @@
+# Named after test_scenarios on purpose: e2e files run alphabetically, and test_local_cluster must run
+# before anything installs the stack (its HPA check needs the metrics APIService group free).
 """In-cluster Locust (the ``existing`` provider's load path) against the installed stack.
 
 Runs on any provider: on ``local``/``kind`` it proves the same Jobs an ``existing`` cluster gets. The
