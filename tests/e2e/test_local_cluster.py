@@ -91,6 +91,31 @@ def load_images(cluster: Any, *aliases: str) -> None:
 # ---------------------------------------------------------------------------------------- fixtures
 
 
+def deployment(
+    name: str,
+    ns: str,
+    labels: dict[str, str],
+    container: dict[str, Any],
+    *,
+    replicas: int = 1,
+    **pod_spec: Any,
+) -> dict[str, Any]:
+    """A Deployment of one container (image pulled only if absent: everything here is imported)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"imagePullPolicy": "IfNotPresent", **container}], **pod_spec},
+            },
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def ns(kubeconfig: Path) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -108,33 +133,19 @@ def mockmetrics(cluster: Any, kubeconfig: Path, ns: str) -> str:
     apply(
         kubeconfig,
         [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "mm", "namespace": ns},
-                "spec": {
-                    "replicas": 2,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "mockmetrics",
-                                    "image": image,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "args": ["--port", "8080"],
-                                    "ports": [{"name": "http", "containerPort": 8080}],
-                                    "readinessProbe": {
-                                        "httpGet": {"path": "/readyz", "port": 8080},
-                                        "periodSeconds": 1,
-                                    },
-                                }
-                            ]
-                        },
-                    },
+            deployment(
+                "mm",
+                ns,
+                labels,
+                {
+                    "name": "mockmetrics",
+                    "image": image,
+                    "args": ["--port", "8080"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
                 },
-            },
+                replicas=2,
+            ),
             {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -296,35 +307,23 @@ def tiny_apiservice(
         kubeconfig,
         [
             secret,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "e2e-agg", "namespace": ns},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "server",
-                                    "image": mockmetrics,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "command": ["python3", "-c", AGG_SERVER],
-                                    "ports": [{"containerPort": 8443}],
-                                    "readinessProbe": {
-                                        "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
-                                        "periodSeconds": 1,
-                                    },
-                                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
-                                }
-                            ],
-                            "volumes": [{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
-                        },
+            deployment(
+                "e2e-agg",
+                ns,
+                labels,
+                {
+                    "name": "server",
+                    "image": mockmetrics,
+                    "command": ["python3", "-c", AGG_SERVER],
+                    "ports": [{"containerPort": 8443}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
+                        "periodSeconds": 1,
                     },
+                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
                 },
-            },
+                volumes=[{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
+            ),
             {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -464,47 +463,35 @@ def _adapter_manifests(ns: str, image: str, secret: dict[str, Any], ca: str, met
             },
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "e2e-adapter", "namespace": ns},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": sa,
-                        "containers": [
-                            {
-                                "name": "adapter",
-                                "image": image,
-                                "imagePullPolicy": "IfNotPresent",
-                                "args": [
-                                    "serve",
-                                    "--provider",
-                                    "static",
-                                    "--static-metrics",
-                                    metric,
-                                    "--static-value",
-                                    "5",
-                                    "--secure-port",
-                                    "6443",
-                                    "--tls-cert-file",
-                                    "/tls/tls.crt",
-                                    "--tls-private-key-file",
-                                    "/tls/tls.key",
-                                ],
-                                "ports": [{"containerPort": 6443}],
-                                "readinessProbe": {"tcpSocket": {"port": 6443}, "periodSeconds": 1},
-                                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
-                            }
-                        ],
-                        "volumes": [{"name": "tls", "secret": {"secretName": "e2e-adapter-tls"}}],
-                    },
-                },
+        deployment(
+            "e2e-adapter",
+            ns,
+            labels,
+            {
+                "name": "adapter",
+                "image": image,
+                "args": [
+                    "serve",
+                    "--provider",
+                    "static",
+                    "--static-metrics",
+                    metric,
+                    "--static-value",
+                    "5",
+                    "--secure-port",
+                    "6443",
+                    "--tls-cert-file",
+                    "/tls/tls.crt",
+                    "--tls-private-key-file",
+                    "/tls/tls.key",
+                ],
+                "ports": [{"containerPort": 6443}],
+                "readinessProbe": {"tcpSocket": {"port": 6443}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
             },
-        },
+            serviceAccountName=sa,
+            volumes=[{"name": "tls", "secret": {"secretName": "e2e-adapter-tls"}}],
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -562,31 +549,16 @@ def test_hpa_scaling_active_through_adapter_static_provider(
         apply(
             kubeconfig,
             [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "hpa-target", "namespace": ns},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": labels},
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": "mm",
-                                        "image": mockmetrics,
-                                        "imagePullPolicy": "IfNotPresent",
-                                        "readinessProbe": {
-                                            "httpGet": {"path": "/readyz", "port": 8080},
-                                            "periodSeconds": 1,
-                                        },
-                                    }
-                                ]
-                            },
-                        },
+                deployment(
+                    "hpa-target",
+                    ns,
+                    labels,
+                    {
+                        "name": "mm",
+                        "image": mockmetrics,
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
                     },
-                },
+                ),
                 {
                     "apiVersion": "autoscaling/v2",
                     "kind": "HorizontalPodAutoscaler",
