@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -269,23 +268,3 @@ class LocalPrometheus:
             f"{t.get('scrapeUrl')}={t.get('health')} {t.get('lastError', '')}" for t in health
         )
         raise self._fail(f"targets not all up within {timeout:g}s: {summary or 'none discovered'}")
-
-
-def spawn_python(
-    module_args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ``python -m ...`` (e.g. an exporter) in its own session with output to ``log_path``."""
-    import sys
-
-    log = log_path.open("ab")
-    try:
-        return subprocess.Popen(
-            [sys.executable, *module_args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-    finally:
-        log.close()

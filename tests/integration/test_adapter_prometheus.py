@@ -10,6 +10,7 @@ Prometheus side is entirely real (series API, PromQL evaluation, POST forms, sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ from adapter.provider.base import CustomMetricInfo, ExternalMetricInfo, GroupRes
 from adapter.provider.prometheus import PrometheusProvider
 from adapter.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
-from harness.localprom import LocalPrometheus, Target, _free_port, spawn_python
+from harness.localprom import LocalPrometheus, Target
+from harness.mockproc import MockMetricsProcess
 from tests.unit.adapter_support import FakeLister
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -46,37 +48,11 @@ def _get(url: str, method: str = "GET") -> int:
 def exporters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Two mockmetrics processes: {pod name: base url}."""
     base = tmp_path_factory.mktemp("mockmetrics")
-    procs, urls = [], {}
-    try:
-        for pod in ("web-1", "web-2"):
-            port = _free_port()
-            procs.append(
-                spawn_python(
-                    ["-m", "mockmetrics", "--host", "127.0.0.1", "--port", str(port)], base / f"{pod}.log"
-                )
-            )
-            urls[pod] = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        for pod, url in urls.items():
-            while True:
-                try:
-                    if _get(url + "/readyz") == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    log = (base / f"{pod}.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"mockmetrics {pod} not ready at {url}:\n{log}")
-                time.sleep(0.1)
-        yield urls
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except Exception:
-                p.kill()
+    with contextlib.ExitStack() as stack:
+        yield {
+            pod: stack.enter_context(MockMetricsProcess(base / f"{pod}.log")).url
+            for pod in ("web-1", "web-2")
+        }
 
 
 @pytest.fixture(scope="module")
