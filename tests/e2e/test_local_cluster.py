@@ -91,6 +91,17 @@ def load_images(cluster: Any, *aliases: str) -> None:
 # ---------------------------------------------------------------------------------------- fixtures
 
 
+def rolled_out(kubeconfig: Path, ns: str, deploy: str, timeout: int = 180) -> None:
+    """Wait for a Deployment's rollout; on failure show what the namespace looks like."""
+    out = kubectl(
+        kubeconfig, "rollout", "status", "-n", ns, f"deploy/{deploy}", f"--timeout={timeout}s",
+        check=False, timeout=timeout + 20,
+    )  # fmt: skip
+    assert out.returncode == 0, (
+        f"{deploy} did not roll out: {out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+    )
+
+
 def deployment(
     name: str,
     ns: str,
@@ -154,12 +165,7 @@ def mockmetrics(cluster: Any, kubeconfig: Path, ns: str) -> str:
             },
         ],
     )
-    out = kubectl(
-        kubeconfig, "rollout", "status", "-n", ns, "deploy/mm", "--timeout=240s", check=False, timeout=260
-    )
-    assert out.returncode == 0, (
-        f"mockmetrics did not roll out: {out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
-    )
+    rolled_out(kubeconfig, ns, "mm", timeout=240)
     return image
 
 
@@ -353,18 +359,7 @@ def tiny_apiservice(
 def test_apiservice_becomes_available_with_real_ca_bundle(
     kubeconfig: Path, ns: str, tiny_apiservice: str
 ) -> None:
-    out = kubectl(
-        kubeconfig,
-        "rollout",
-        "status",
-        "-n",
-        ns,
-        "deploy/e2e-agg",
-        "--timeout=180s",
-        check=False,
-        timeout=200,
-    )
-    assert out.returncode == 0, f"{out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+    rolled_out(kubeconfig, ns, "e2e-agg")
     wait_for(lambda: _apiservice_available(kubeconfig, tiny_apiservice), 120, f"{tiny_apiservice} Available")
     # The aggregator really proxies to the pod (TLS verified against the caBundle):
     doc = json.loads(kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1").stdout)
@@ -402,7 +397,7 @@ def test_aggregator_verifies_the_ca_bundle(
         ],
     )
     try:
-        kubectl(kubeconfig, "rollout", "status", "-n", ns, "deploy/e2e-agg", "--timeout=180s", timeout=200)
+        rolled_out(kubeconfig, ns, "e2e-agg")
         for svc in (tiny_apiservice, name):
             wait_for(lambda svc=svc: _apiservice_available(kubeconfig, svc), 120, f"{svc} Available")
         good = kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1", check=False)
@@ -532,18 +527,7 @@ def test_hpa_scaling_active_through_adapter_static_provider(
     secret, ca = _serving_secret(tmp_path, "e2e-adapter", ns)
     try:
         apply(kubeconfig, _adapter_manifests(ns, image, secret, ca, metric))
-        out = kubectl(
-            kubeconfig,
-            "rollout",
-            "status",
-            "-n",
-            ns,
-            "deploy/e2e-adapter",
-            "--timeout=180s",
-            check=False,
-            timeout=200,
-        )
-        assert out.returncode == 0, f"{out.stderr}\n{describe_on_failure(kubeconfig, ns)}"
+        rolled_out(kubeconfig, ns, "e2e-adapter")
         wait_for(lambda: _apiservice_available(kubeconfig, name), 120, f"{name} Available")
         labels = {"app": "hpa-target"}
         apply(
