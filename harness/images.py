@@ -49,6 +49,7 @@ __all__ = [
     "BASE_IMAGE",
     "BASE_PACKAGES",
     "ArchiveInfo",
+    "HOST_PACKAGES",
     "FileEntry",
     "ImageError",
     "ImageSpec",
@@ -91,6 +92,17 @@ BUILD_TIMEOUT_S = 1800
 SHORT_TIMEOUT_S = 120
 
 Progress = Callable[[str], None]
+
+#: Every host input an image build reads (``host:`` file sources and the tools run), and the Debian
+#: package that provides it. ``scripts/bootstrap.sh`` must install each of these packages; a unit test
+#: holds it to that, so a fresh machine never meets "missing input host:..." halfway through a run.
+HOST_PACKAGES: dict[str, str] = {
+    "/bin/busybox": "busybox-static",
+    "buildah": "buildah",
+    "debootstrap": "debootstrap",
+    "ctr": "containerd",
+    "tar": "tar",
+}
 
 
 class ImageError(RuntimeError):
@@ -228,8 +240,8 @@ class Layout:
         if scheme == "k8s":
             return "run scripts/build-binaries.sh (it builds CoreDNS after the Kubernetes binaries)"
         if scheme == "host":
-            pkg = {"/usr/bin/prometheus": "prometheus", "/bin/busybox": "busybox-static"}.get(rest)
-            return f"apt-get install {pkg}" if pkg else f"provide {rest}"
+            pkg = HOST_PACKAGES.get(rest)
+            return f"apt-get install {pkg} (scripts/bootstrap.sh installs it)" if pkg else f"provide {rest}"
         return "check the repository checkout"
 
 
@@ -566,8 +578,8 @@ def _run(argv: Sequence[str], *, timeout: float = SHORT_TIMEOUT_S, check: bool =
     """Run a command; on failure raise ``ImageError`` quoting the command and its output (or log)."""
     tool = argv[0]
     if shutil.which(tool) is None:
-        pkg = {"buildah": "buildah", "debootstrap": "debootstrap", "ctr": "containerd"}.get(tool, tool)
-        raise ImageError(f"'{tool}' not found: apt-get install {pkg}")
+        raise ImageError(f"'{tool}' not found: apt-get install {HOST_PACKAGES.get(tool, tool)} "
+                         "(scripts/bootstrap.sh installs it)")
     try:
         if log is not None:
             with log.open("w") as fh:

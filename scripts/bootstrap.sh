@@ -3,6 +3,7 @@
 #
 #   scripts/bootstrap.sh            # system packages (when root) + Python venv
 #   scripts/bootstrap.sh --cluster  # ... + upstream binaries and offline images for the local cluster
+#   scripts/bootstrap.sh --print-packages  # the Debian packages it installs, one per line
 #
 # Each step is skipped when already done (dpkg status, a stamp keyed on pyproject.toml's hash,
 # the binary cache), so a warm run takes seconds.
@@ -18,9 +19,10 @@ APT_PACKAGES=(
   containerd runc containernetworking-plugins conntrack iptables iproute2 ethtool socat kmod
   # real Prometheus for integration tests and the local cluster's Prometheus image
   prometheus
-  # offline images
-  debootstrap buildah umoci skopeo
+  # offline images (harness/images.py HOST_PACKAGES: every host input an image build reads)
+  debootstrap buildah umoci skopeo busybox-static tar
 )
+if [[ "${1:-}" == "--print-packages" ]]; then printf '%s\n' "${APT_PACKAGES[@]}"; exit 0; fi
 
 want_cluster=0
 [[ "${1:-}" == "--cluster" ]] && want_cluster=1

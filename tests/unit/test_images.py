@@ -281,7 +281,7 @@ def test_missing_binary_says_which_script_to_run(layout: Layout) -> None:
     spec = files_spec(files=(FileEntry("/coredns", source="k8s:coredns"),))
     with pytest.raises(ImageError, match=r"k8s:coredns .*scripts/build-binaries\.sh"):
         images.input_hash(spec, layout)
-    assert layout.remedy("host:/usr/bin/prometheus") == "apt-get install prometheus"
+    assert layout.remedy("host:/bin/busybox").startswith("apt-get install busybox-static")
     assert layout.remedy("addon:pause") == "run scripts/build-addons.sh"
     with pytest.raises(ImageError, match=r"missing input host:/nonexistent/bin .*provide /nonexistent/bin"):
         images.input_hash(files_spec(files=(FileEntry("/p", source="host:/nonexistent/bin"),)), layout)
@@ -509,3 +509,51 @@ def test_layout_dirs_match_the_build_scripts(tmp_path: Path, monkeypatch: pytest
         out = subprocess.run(["bash", str(scripts / script), "--print-dir"], capture_output=True, text=True,
                              check=True).stdout.strip()
         assert Path(out) == want
+
+
+# --------------------------------------------------------------------------------------------
+# host inputs: what a fresh machine must have before any image builds
+# --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bootstrap_packages() -> set[str]:
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "bootstrap.sh"), "--print-packages"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return set(out.stdout.split())
+
+
+def _tools_run_by_images() -> set[str]:
+    """The literal program names harness/images.py hands to its subprocess runner."""
+    import ast
+
+    tree = ast.parse((REPO / "harness" / "images.py").read_text())
+    tools: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List) and node.elts:
+            first = node.elts[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value in (
+                "buildah", "debootstrap", "ctr", "tar", "umoci", "skopeo", "busybox",
+            ):
+                tools.add(first.value)
+    return tools
+
+
+def test_every_host_input_maps_to_a_package_bootstrap_installs() -> None:
+    # A fresh machine once failed halfway through `make e2e` with "missing input host:/bin/busybox":
+    # bootstrap.sh did not install busybox-static. Every host file an image spec reads and every tool
+    # the build runs must come from a package that bootstrap.sh installs.
+    host_inputs = {s.partition(":")[2] for spec in images.default_specs() for s in spec.sources
+                   if s.startswith("host:")}
+    assert host_inputs, "expected at least the busybox input"
+    unmapped = (host_inputs | _tools_run_by_images()) - set(images.HOST_PACKAGES)
+    assert not unmapped, f"add these to harness.images.HOST_PACKAGES: {sorted(unmapped)}"
+    missing = set(images.HOST_PACKAGES.values()) - _bootstrap_packages()
+    assert not missing, f"scripts/bootstrap.sh APT_PACKAGES lacks {sorted(missing)}"
+
+
+def test_missing_host_input_names_the_bootstrap_package(layout: Layout) -> None:
+    assert "apt-get install busybox-static" in layout.remedy("host:/bin/busybox")
