@@ -48,8 +48,8 @@ from typing import Any, Literal
 __all__ = [
     "BASE_IMAGE",
     "BASE_PACKAGES",
-    "ArchiveInfo",
     "HOST_PACKAGES",
+    "ArchiveInfo",
     "FileEntry",
     "ImageError",
     "ImageSpec",
@@ -68,6 +68,7 @@ __all__ = [
     "prune",
     "safe_name",
     "select_specs",
+    "unbuildable",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -424,6 +425,18 @@ def select_specs(specs: Sequence[ImageSpec], names: Iterable[str] | None) -> lis
             known = ", ".join(s.alias for s in specs)
             raise ImageError(f"unknown image {n!r}; known: {known} (or their full names)")
         out.extend(s for s in match if s not in out)
+    return out
+
+
+def unbuildable(names: Iterable[str], layout: Layout | None = None) -> list[str]:
+    """The ``names`` no spec here produces (an install referencing them cannot run offline)."""
+    specs = default_specs(layout)
+    out = []
+    for n in names:
+        try:
+            select_specs(specs, [n])
+        except ImageError:
+            out.append(n)
     return out
 
 

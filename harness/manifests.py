@@ -55,6 +55,7 @@ __all__ = [
     "overlay_dir",
     "placeholder_apiservices",
     "render",
+    "required_images",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -281,6 +282,62 @@ def locustfile_namespaces(objects: Iterable[Mapping[str, Any]]) -> list[str]:
             if ref == LOCUSTFILE_CONFIGMAP and (namespace, ref) not in defined:
                 wanted.add(namespace)
     return sorted(wanted)
+
+
+#: Where a Prometheus CR that names only ``spec.version`` gets its image (the operator's default base).
+PROMETHEUS_DEFAULT_BASE = "quay.io/prometheus/prometheus"
+_RELOADER_FLAG = "--prometheus-config-reloader="
+#: kind -> path from the object to its pod spec.
+_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    **{k: ("spec", "template", "spec") for k in
+       ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job")},
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+def _dig(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for key in path:
+        obj = (obj or {}).get(key) or {}
+    return obj
+
+
+def required_images(objects: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Every image the objects will run, mapped to what runs it (``"Deployment ns/name container c"``).
+
+    Pod templates are read directly. Two images never appear in a pod template of the install but are
+    run by the Prometheus Operator: Prometheus itself (the CR's ``spec.image``, else the operator's
+    default base at ``spec.version``) and the config-reloader sidecar (the operator's
+    ``--prometheus-config-reloader`` flag, else the operator image's sibling at the same tag, which is
+    how the operator derives its default). A cluster that cannot pull needs all of them loaded.
+    """
+    out: dict[str, list[str]] = {}
+
+    def add(image: str | None, who: str) -> None:
+        if image:
+            out.setdefault(str(image), []).append(who)
+
+    for obj in objects:
+        kind = obj.get("kind", "")
+        meta = obj.get("metadata") or {}
+        where = f"{kind} {meta.get('namespace', 'default')}/{meta.get('name', '?')}"
+        pod_spec = _dig(obj, _POD_SPEC_PATHS[kind]) if kind in _POD_SPEC_PATHS else None
+        if kind == "Prometheus" and str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            spec = obj.get("spec") or {}
+            version = spec.get("version")
+            add(spec.get("image") or (f"{PROMETHEUS_DEFAULT_BASE}:{version}" if version else None),
+                f"{where} (run by the Prometheus Operator)")
+            pod_spec = spec  # spec.containers / spec.initContainers override or add containers
+        for key in ("initContainers", "containers"):
+            for c in (pod_spec or {}).get(key) or []:
+                add(c.get("image"), f"{where} container {c.get('name', '?')}")
+                image = str(c.get("image") or "")
+                if image.rpartition(":")[0].endswith("/prometheus-operator"):
+                    flag = next((a for a in c.get("args") or [] if str(a).startswith(_RELOADER_FLAG)), None)
+                    reloader = (flag[len(_RELOADER_FLAG):] if flag else
+                                image.replace("/prometheus-operator:", "/prometheus-config-reloader:"))
+                    add(reloader, f"{where} (config-reloader sidecar the operator adds to Prometheus)")
+    return out
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:

@@ -1,10 +1,13 @@
 """Install the reference stack (manifests/) onto a cluster and wait on real conditions.
 
-Order: Prometheus Operator CRDs (server-side) -> cfssl serving certificate -> render the overlay
-with the real caBundle -> ``kubectl apply --server-side -k`` -> wait for the operator, Prometheus,
-its scrape targets, the adapter and the three APIServices. Every wait says what it is waiting on;
-a timeout names the objects to look at, and :meth:`Stack.diagnostics` dumps pods, events,
-APIServices and every container's log into the report directory.
+Order: cfssl serving certificate -> render the overlay with the real caBundle -> the images the
+rendered install runs, built and loaded into a cluster that cannot pull (local, kind) -> Prometheus
+Operator CRDs (server-side) -> ``kubectl apply --server-side -k`` -> wait for the operator, Prometheus,
+its scrape targets, the adapter and the three APIServices. An image the kit cannot build stops the
+install before anything is applied. Every wait says what it is waiting on and stops at once on a pod
+that cannot start (:mod:`harness.podstate`); a timeout names the objects to look at, and
+:meth:`Stack.diagnostics` dumps pods, events, APIServices and every container's log into the report
+directory.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness import certs, manifests
+from harness import certs, manifests, podstate
 from harness.waits import wait_for
+
+if TYPE_CHECKING:
+    from harness.cluster.base import Cluster
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER_NS = "custom-metrics"
@@ -83,6 +89,42 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def wait_rollout(
+    kubectl: Kubectl, namespace: str, name: str, *, timeout: float, progress: Callable[[str], None] = print
+) -> None:
+    """Wait for a Deployment's finished rollout: every replica updated and available, no old pods left.
+
+    Stops at once, naming pod, container, image and reason, when one of its pods cannot start
+    (image not on the node, crash loop, bad container config): see :mod:`harness.podstate`.
+    """
+
+    def probe() -> tuple[bool, str]:
+        dep = kubectl.json("-n", namespace, "get", "deployment", name)
+        want = dep["spec"].get("replicas", 1)
+        st = dep.get("status") or {}
+        current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+        updated, available, total = (
+            st.get(k, 0) for k in ("updatedReplicas", "availableReplicas", "replicas")
+        )
+        done = current and updated == want and available >= want and total == want
+        if not done:
+            labels = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            if selector:
+                pods = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+                podstate.raise_if_stuck(pods, f"deployment {namespace}/{name}")
+        return done, f"{updated}/{want} updated, {available} available, {total} total"
+
+    wait_for(
+        f"deployment {namespace}/{name}",
+        probe,
+        timeout=timeout,
+        interval=2,
+        hint=f"kubectl -n {namespace} describe deployment {name}; kubectl -n {namespace} get events",
+        progress=progress,
+    )
+
+
 @dataclass
 class Stack:
     """The reference install on one cluster. ``work_dir`` holds certs and the rendered build."""
@@ -93,17 +135,22 @@ class Stack:
     progress: Callable[[str], None] = print
 
     certs_override: Path | None = None
+    #: The cluster the install goes to. When it cannot pull images (local, kind), every image the
+    #: rendered install runs is built and loaded into it before anything is applied.
+    cluster: Cluster | None = None
+    #: Images the caller loaded into the cluster itself (not built by hpa-kit); taken as present.
+    preloaded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.kubectl = Kubectl(self.kubeconfig)
-        self.build_dir = self.work_dir / "build" / self.overlay
+        # An overlay may be a path: its build goes under its name, never back into the overlay itself.
+        self.build_dir = self.work_dir / "build" / Path(self.overlay).name
         self.certs_dir: Path = self.certs_override or default_certs_dir(self.kubectl)
 
     # --- install ------------------------------------------------------------------------------
 
     def install(self, *, timeout: float = 600) -> None:
         self.progress(f"stack: installing overlay {self.overlay!r}")
-        self.install_crds()
         bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
         self.progress(
             f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
@@ -114,12 +161,43 @@ class Stack:
             serving_secret_yaml=Path(str(bundle["secret"])),
             out_dir=self.build_dir,
         )
+        self.load_images(manifests.load_objects(manifests.kustomize(self.build_dir)))
+        self.install_crds()
         self.kubectl.run(
             "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
         )
         self.progress(f"stack: applied {self.build_dir}")
         self.wait_ready(timeout=timeout)
         self.warn_insecure()
+
+    def load_images(self, objects: Sequence[dict[str, Any]]) -> list[str]:
+        """Build and load every image ``objects`` run into a cluster that cannot pull; returns them.
+
+        Raises :class:`StackError` before the cluster is touched when an image is neither one hpa-kit
+        builds (``python -m harness.images list``) nor in :attr:`preloaded`.
+        """
+        required = manifests.required_images(objects)
+        if self.cluster is None or self.cluster.pulls_images:
+            where = f"the {self.cluster.provider} cluster" if self.cluster else "the cluster"
+            self.progress(f"stack: {where} pulls its images ({len(required)} referenced)")
+            return sorted(required)
+        from harness import images
+
+        to_load = [name for name in required if name not in self.preloaded]
+        unknown = images.unbuildable(to_load)
+        if unknown:
+            lines = [f"{name} (used by {'; '.join(required[name])})" for name in unknown]
+            raise StackError(
+                f"the {self.cluster.provider} cluster cannot pull images and hpa-kit cannot build:\n  "
+                + "\n  ".join(lines)
+                + "\nbuild each one, load it (`hpa-kit load-images ARCHIVE.tar`) and pass it in "
+                "Stack(preloaded=...), or reference an image from `python -m harness.images list`. "
+                "Nothing was applied."
+            )
+        self.progress(f"stack: loading {len(to_load)} image(s) into the {self.cluster.provider} cluster: "
+                      + ", ".join(sorted(to_load)))
+        self.cluster.load_images(sorted(to_load), self.progress)
+        return sorted(required)
 
     def warn_insecure(self) -> list[str]:
         """Report tutorial shortcuts (insecureSkipTLSVerify, anonymous bindings) live on the cluster."""
@@ -176,27 +254,7 @@ class Stack:
         )
 
     def wait_deployment(self, namespace: str, name: str, *, timeout: float) -> None:
-        """Wait for a finished rollout: every replica updated and available, no old pods left."""
-
-        def probe() -> tuple[bool, str]:
-            dep = self.kubectl.json("-n", namespace, "get", "deployment", name)
-            want = dep["spec"].get("replicas", 1)
-            st = dep.get("status") or {}
-            current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
-            updated, available, total = (
-                st.get(k, 0) for k in ("updatedReplicas", "availableReplicas", "replicas")
-            )
-            done = current and updated == want and available >= want and total == want
-            return done, f"{updated}/{want} updated, {available} available, {total} total"
-
-        wait_for(
-            f"deployment {namespace}/{name}",
-            probe,
-            timeout=timeout,
-            interval=2,
-            hint=f"kubectl -n {namespace} describe deployment {name}; kubectl -n {namespace} get events",
-            progress=self.progress,
-        )
+        wait_rollout(self.kubectl, namespace, name, timeout=timeout, progress=self.progress)
 
     def _prometheus_ready(self) -> tuple[bool, str]:
         pods = self.kubectl.json(
@@ -204,6 +262,7 @@ class Stack:
         )
         if not pods["items"]:
             return False, "no Prometheus pod yet (operator reconciling the Prometheus CR)"
+        podstate.raise_if_stuck(pods["items"], "Prometheus")
         states = []
         for pod in pods["items"]:
             ready = _condition(pod, "Ready")

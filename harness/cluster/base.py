@@ -81,6 +81,8 @@ class Cluster(abc.ABC):
 
     #: provider name: "local", "kind", "existing"
     provider: str = ""
+    #: False where nodes never pull (local, kind here): whatever runs must be loaded with load_images.
+    pulls_images: bool = True
 
     def __init__(self, name: str = "hpa-kit") -> None:
         self.name = name

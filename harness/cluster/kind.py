@@ -64,6 +64,7 @@ def _docker_ok() -> tuple[bool, str]:
 
 class KindCluster(Cluster):
     provider = "kind"
+    pulls_images = False
 
     def __init__(
         self,

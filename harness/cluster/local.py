@@ -74,6 +74,7 @@ class LocalCluster(Cluster):
     """A local cluster; construct with :meth:`open` to pick up the state of an existing one."""
 
     provider = "local"
+    pulls_images = False
 
     def __init__(self, settings: LocalSettings | None = None) -> None:
         self.settings = settings or LocalSettings()

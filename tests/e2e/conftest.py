@@ -30,11 +30,11 @@ def report_root() -> Path:
 
 @pytest.fixture(scope="session")
 def stack(cluster: object, kubeconfig: Path, report_root: Path) -> Iterator[Stack]:
-    if getattr(cluster, "provider", "") == "kind":
-        # The local provider imports every image at `up`; kind needs the kit's own images loaded
-        # (upstream ones are pulled), including Locust, which runs in-cluster there.
-        cluster.load_images(["adapter", "mockmetrics", "locust"])  # type: ignore[attr-defined]
-    st = Stack(kubeconfig=kubeconfig, work_dir=report_root / "stack", overlay="test")
+    # Passing the cluster makes the install build and load every image it runs (operator, Prometheus,
+    # config-reloader, adapter, mockmetrics, Locust) where the cluster cannot pull: a fresh cluster
+    # holds none of them.
+    st = Stack(kubeconfig=kubeconfig, work_dir=report_root / "stack", overlay="test",
+               cluster=cluster)  # type: ignore[arg-type]
     try:
         st.install(timeout=float(os.environ.get("HPA_KIT_STACK_TIMEOUT", "600")))
     except Exception:
