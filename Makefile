@@ -43,6 +43,9 @@ cluster-up: setup-cluster ## Start a local cluster (or kind where Docker works)
 cluster-down: ## Stop the cluster (keeps its state for a warm start)
 	@$(PY) -m harness down
 
+reset: setup ## Delete every cluster and all cluster state (images in containerd too); build caches stay
+	@bash scripts/reset-state.sh
+
 lint: setup ## ruff
 	@.venv/bin/ruff check adapter mockmetrics harness bench tests
 
@@ -53,4 +56,4 @@ clean: ## Remove build outputs, reports and caches in the repo (not ~/.cache/hpa
 	rm -rf build reports .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help setup setup-cluster test unit integration e2e certs binaries images cluster-up cluster-down lint type clean
+.PHONY: help setup setup-cluster test unit integration e2e certs binaries images cluster-up cluster-down reset lint type clean
