@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _LIVE
+    _LIVE = _LiveStderr(config)
     config.addinivalue_line(
         "markers", "disruptive: restarts or reconfigures the session's cluster (run after all other tests)"
     )
@@ -54,9 +56,57 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``CI=true`` a skip not in ``tests/allowed_skips.py`` fails the run: a skip is not a pass."""
+    if os.environ.get("CI") != "true" or os.environ.get("HPA_KIT_ALLOW_SKIPS") == "1" or exitstatus != 0:
+        return
+    from tests.allowed_skips import allowed
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    bad = []
+    for rep in (reporter.stats.get("skipped", []) if reporter else []):
+        message = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        message = message.removeprefix("Skipped: ")
+        if allowed(rep.nodeid, message) is None:
+            bad.append(f"{rep.nodeid}: {message}")
+    if bad:
+        if reporter:
+            reporter.write_sep("=", "CI: skips not in tests/allowed_skips.py are failures", red=True)
+            for line in bad:
+                reporter.write_line(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class _LiveStderr:
+    """stderr around pytest's output capture (fd-level capture swallows even ``sys.__stderr__``):
+    a cold build or a stack install takes minutes and must show its progress as it happens."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.capman = config.pluginmanager.getplugin("capturemanager")
+
+    def write(self, text: str) -> int:
+        if self.capman is None:
+            return sys.stderr.write(text)
+        with self.capman.global_and_fixture_disabled():
+            n = sys.stderr.write(text)
+            sys.stderr.flush()
+        return n
+
+    def flush(self) -> None:
+        """Each write flushes already."""
+
+
+_LIVE: _LiveStderr | None = None
+
+
 def _progress(prefix: str) -> Progress:
-    # sys.__stderr__ bypasses pytest's capture: a cold build takes minutes and must show progress.
-    return Progress(stream=sys.__stderr__, prefix=prefix)
+    return Progress(stream=_LIVE or sys.__stderr__, prefix=prefix)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def progress_for() -> Callable[[str], Progress]:
+    """``progress_for("stack: ")``: a live progress printer for long fixtures (builds, installs)."""
+    return _progress
 
 
 def _skip_reason_local(need: list[str], root: bool) -> str | None:

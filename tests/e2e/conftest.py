@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from harness.progress import Progress
 from harness.stack import Kubectl, Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,12 +30,14 @@ def report_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(cluster: object, kubeconfig: Path, report_root: Path) -> Iterator[Stack]:
+def stack(
+    cluster: object, kubeconfig: Path, report_root: Path, progress_for: Callable[[str], Progress]
+) -> Iterator[Stack]:
     # Passing the cluster makes the install build and load every image it runs (operator, Prometheus,
     # config-reloader, adapter, mockmetrics, Locust) where the cluster cannot pull: a fresh cluster
     # holds none of them.
     st = Stack(kubeconfig=kubeconfig, work_dir=report_root / "stack", overlay="test",
-               cluster=cluster)  # type: ignore[arg-type]
+               cluster=cluster, progress=progress_for(""))  # type: ignore[arg-type]
     try:
         st.install(timeout=float(os.environ.get("HPA_KIT_STACK_TIMEOUT", "600")))
     except Exception:
