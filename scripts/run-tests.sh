@@ -4,8 +4,8 @@
 # * Exit 5 ("no tests collected/selected") is a success only when the caller narrowed the selection
 #   on purpose (-k, -m or --deselect in the arguments, or HPA_KIT_ALLOW_EMPTY=1): then an empty
 #   result is what was asked for. A run that asked for test paths and ran none stays exit 5.
-# * In CI (CI=true) a skipped test fails the run (exit 1, listing each skip and its reason): a skip is
-#   not a pass, and CI must prove every test it names. HPA_KIT_ALLOW_SKIPS=1 lifts that.
+# A JUnit XML of every run lands in reports/junit.xml. (Under CI=true a skip that is not in
+# tests/allowed_skips.py fails the run; tests/conftest.py enforces that inside pytest.)
 #
 # Every other non-zero code (failures, errors, interrupted) is passed through unchanged.
 set -uo pipefail
@@ -17,9 +17,8 @@ for a in "$@"; do
   case "$a" in -k|-k*|-m|-m*|--deselect|--deselect=*) narrowed=1 ;; esac
 done
 
-junit=$(mktemp --suffix=.xml)
-trap 'rm -f "$junit"' EXIT
-.venv/bin/pytest --junitxml="$junit" "$@"
+mkdir -p reports
+.venv/bin/pytest --junitxml=reports/junit.xml "$@"
 rc=$?
 
 if [[ $rc -eq 5 ]]; then
@@ -31,21 +30,4 @@ if [[ $rc -eq 5 ]]; then
   exit 5
 fi
 
-if [[ $rc -eq 0 && "${CI:-}" == "true" && "${HPA_KIT_ALLOW_SKIPS:-0}" != 1 ]]; then
-  skips=$(.venv/bin/python - "$junit" <<'EOF'
-import sys
-import xml.etree.ElementTree as ET
-
-for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
-    skip = case.find("skipped")
-    if skip is not None and skip.get("type") != "pytest.xfail":
-        print(f"  {case.get('classname')}::{case.get('name')}: {skip.get('message', '')[:300]}")
-EOF
-)
-  if [[ -n "$skips" ]]; then
-    echo "run-tests: CI counts a skipped test as a failure (HPA_KIT_ALLOW_SKIPS=1 to allow); skipped:" >&2
-    echo "$skips" >&2
-    exit 1
-  fi
-fi
 exit $rc
