@@ -35,8 +35,12 @@ def _leftovers(cluster: Any, baseline: dict[str, Any]) -> dict[str, Any]:
     veths = subprocess.run(
         ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=False
     ).stdout
-    if veths.strip():
-        found["veths"] = veths.strip().splitlines()
+    # Ours hang off our bridge (or off nothing once it is gone); a veth on another bridge belongs to
+    # someone else on this machine (Docker's kind network, say) and is not ours to clean up.
+    mine = [line for line in veths.strip().splitlines()
+            if " master " not in line or f" master {s.bridge} " in line]  # fmt: skip
+    if mine:
+        found["veths"] = mine
     pre = {f"{k}/{c}" for k, chains in baseline.get("chains", {}).items() for c in chains}
     chains = hostnet.owned_chains(pre)
     if chains:
