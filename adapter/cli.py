@@ -296,7 +296,7 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
     ):
         _check_readable(path, flag)
     if args.metrics_bind_address:
-        from adapter.server import split_host_port
+        from adapter.apiserver.server import split_host_port
 
         try:
             split_host_port(args.metrics_bind_address)
@@ -311,8 +311,8 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
             raise UsageError("--config is required with --provider prometheus: the adapter rules file")
         if not re.match(r"^https?://", args.prometheus_url):
             raise UsageError(f"--prometheus-url {args.prometheus_url!r} must start with http:// or https://")
-        from adapter.config import load_config
         from adapter.errors import ConfigError
+        from adapter.rules.config import load_config
 
         try:
             load_config(args.config)
@@ -323,7 +323,7 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
             raise UsageError("--static-metrics needs at least one metric name")
     for path in (args.requestheader_client_ca_file, args.client_ca_file):
         if path:
-            from adapter.auth import load_pem_certs
+            from adapter.apiserver.auth import load_pem_certs
 
             try:
                 load_pem_certs(Path(path).read_bytes(), source=path)
@@ -337,7 +337,7 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
 
 async def serve(checked: _Checked) -> int:
     """Wire the components together and run until SIGTERM/SIGINT."""
-    from adapter.auth import (
+    from adapter.apiserver.auth import (
         AlwaysAllow,
         Authenticator,
         AuthnConfig,
@@ -347,9 +347,15 @@ async def serve(checked: _Checked) -> int:
         SubjectAccessReviewer,
         TokenReviewer,
     )
+    from adapter.apiserver.server import (
+        AdapterServer,
+        ServerSettings,
+        TLSReloader,
+        build_app,
+        wait_for_shutdown_signal,
+    )
     from adapter.errors import AdapterError, ConfigError
-    from adapter.kube import KubeError
-    from adapter.server import AdapterServer, ServerSettings, TLSReloader, build_app, wait_for_shutdown_signal
+    from adapter.kube.client import KubeError
 
     args = checked.args
     overrides = AuthnOverrides(
@@ -373,8 +379,8 @@ async def serve(checked: _Checked) -> int:
         mapper = lister = None
         wants_cluster = checked.needs_cluster or bool(args.kubeconfig)
         if wants_cluster or os.environ.get("KUBERNETES_SERVICE_HOST"):
-            from adapter.kube import ApiDiscoveryMapper, KubeClient
-            from adapter.objects import WatchCache
+            from adapter.kube.client import ApiDiscoveryMapper, KubeClient
+            from adapter.kube.objects import WatchCache
 
             try:
                 kube = KubeClient.from_kubeconfig_or_cluster(args.kubeconfig)
@@ -390,7 +396,7 @@ async def serve(checked: _Checked) -> int:
                 cleanups.append(lister.stop)
 
         if args.provider == "prometheus":
-            from adapter.provider.prometheus import PrometheusProvider
+            from adapter.provider.prometheus.provider import PrometheusProvider
 
             assert mapper is not None and lister is not None  # needs_cluster: a kube client exists
 
@@ -495,7 +501,7 @@ async def serve(checked: _Checked) -> int:
 async def _retrying(fn: Any, what: str, *, attempts: int, delay: float = 2.0) -> Any:
     """Start-up calls to the cluster: a few retries (the API server may be starting too)."""
     from adapter.errors import AdapterError
-    from adapter.kube import KubeError
+    from adapter.kube.client import KubeError
 
     for attempt in range(1, attempts + 1):
         try:
@@ -525,8 +531,8 @@ class _NoLister:
 async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
     """(kube, mapper, lister): the cluster when reachable, else built-in kinds and no lister."""
     from adapter.errors import AdapterError, ConfigError
-    from adapter.kube import ApiDiscoveryMapper, KubeClient
-    from adapter.objects import WatchCache
+    from adapter.kube.client import ApiDiscoveryMapper, KubeClient
+    from adapter.kube.objects import WatchCache
 
     try:
         kube = KubeClient.from_kubeconfig_or_cluster(kubeconfig)
@@ -544,7 +550,7 @@ async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
                 await kube.aclose()
                 raise UsageError(f"cannot reach the cluster in {kubeconfig}: {err}") from None
             await kube.aclose()
-    from adapter.resources import StaticResourceMapper
+    from adapter.rules.resources import StaticResourceMapper
 
     print("note: no cluster access; using built-in resource kinds", file=sys.stderr)
     return None, StaticResourceMapper(), _NoLister()
@@ -552,8 +558,8 @@ async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
 
 async def explain_command(args: argparse.Namespace) -> int:
     from adapter.errors import AdapterError, ConfigError
-    from adapter.explain import explain, format_explain
-    from adapter.provider.prometheus import PrometheusProvider
+    from adapter.provider.prometheus.provider import PrometheusProvider
+    from adapter.tools.explain import explain, format_explain
 
     if not args.external and not args.resource:
         raise UsageError("--resource is required for custom metrics (or pass --external)")
@@ -603,10 +609,10 @@ async def explain_command(args: argparse.Namespace) -> int:
 
 
 async def lint_command(args: argparse.Namespace) -> int:
-    from adapter.config import load_config
     from adapter.errors import AdapterError, ConfigError
-    from adapter.lint import format_lint, lint
-    from adapter.promclient import PrometheusClient
+    from adapter.provider.prometheus.client import PrometheusClient
+    from adapter.rules.config import load_config
+    from adapter.tools.lint import format_lint, lint
 
     try:
         config = load_config(args.config)

@@ -144,7 +144,7 @@ class Provider(CustomMetricsProvider, ExternalMetricsProvider, Protocol):
         ...
 
 
-# --- What providers need from the cluster (implemented in adapter/kube.py and adapter/objects.py) ---
+# --- What providers need from the cluster (implemented in adapter/kube/client.py and objects.py) ---
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ DEFAULT_RESOURCES = (
     GroupResource("", "namespaces"),
 )
 
-# Used only when neither a cluster mapper nor adapter.resources is available.
+# Used only when neither a cluster mapper nor adapter.rules.resources is available.
 _FALLBACK = {
     GroupResource("", "pods"): ("Pod", "v1", True),
     GroupResource("", "services"): ("Service", "v1", True),
@@ -56,7 +56,7 @@ _FALLBACK = {
 
 def _default_mapper() -> ResourceMapper | None:
     try:
-        from adapter.resources import StaticResourceMapper
+        from adapter.rules.resources import StaticResourceMapper
     except ImportError:
         return None
     return StaticResourceMapper()

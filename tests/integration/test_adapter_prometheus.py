@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import load_config
 from adapter.errors import BackendUnavailable
-from adapter.explain import format_explain
-from adapter.lint import format_lint, lint
-from adapter.promclient import PrometheusClient
 from adapter.provider.base import CustomMetricInfo, ExternalMetricInfo, GroupResource, ObjectName
-from adapter.provider.prometheus import PrometheusProvider
-from adapter.resources import StaticResourceMapper
+from adapter.provider.prometheus.client import PrometheusClient
+from adapter.provider.prometheus.provider import PrometheusProvider
+from adapter.rules.config import load_config
+from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
+from adapter.tools.explain import format_explain
+from adapter.tools.lint import format_lint, lint
 from harness.localprom import LocalPrometheus, Target
 from harness.mockproc import MockMetricsProcess
 from tests.unit.adapter_support import FakeLister

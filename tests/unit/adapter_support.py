@@ -1,7 +1,7 @@
 """In-memory fakes for adapter tests (imported by unit and integration tests; holds no tests).
 
 - ``FakeLister``: an ObjectLister over a fixed list of objects (label selectors applied).
-- ``StaticResourceMapper`` (from adapter.resources) stands in for API discovery.
+- ``StaticResourceMapper`` (from adapter.rules.resources) stands in for API discovery.
 - ``FakePrometheus``: the Prometheus HTTP edge behind ``httpx.MockTransport``. Its query "engine"
   only filters the configured result rows by the label matchers of the query's first selector
   (matchers on labels a row does not carry are ignored) — enough to check which objects a
@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from adapter.promclient import PrometheusClient
 from adapter.provider.base import ObjectMeta, ResourceInfo
+from adapter.provider.prometheus.client import PrometheusClient
 from adapter.selectors import LabelSelector
 
 TS = 1700000000.5

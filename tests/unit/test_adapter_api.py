@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapter import telemetry
-from adapter.api import build_api_app, resolve_custom, selector_json
+from adapter.apiserver.routes import build_api_app, resolve_custom, selector_json
 from adapter.errors import BackendUnavailable, MetricNotFound
 from adapter.provider.base import CustomMetricInfo, GroupResource, ResourceInfo
 from adapter.selectors import parse_label_selector

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapter.api import build_api_app
+from adapter.apiserver.routes import build_api_app
 from adapter.provider.base import GroupResource, ObjectMeta, ResourceInfo
 from adapter.provider.static import StaticProvider
 from adapter.selectors import LabelSelector

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-from adapter.auth import (
+from adapter.apiserver.auth import (
     ANONYMOUS,
     AlwaysAllow,
     Authenticator,
@@ -25,8 +25,8 @@ from adapter.auth import (
     request_attributes,
     subject_access_review,
 )
+from adapter.apiserver.server import build_app
 from adapter.errors import BackendUnavailable, Unauthorized
-from adapter.server import build_app
 from tests.unit.adapter_fakes import sample_provider
 from tests.unit.adapter_pki import make_ca, make_leaf
 

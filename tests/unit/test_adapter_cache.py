@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapter.cache import QueryCache
+from adapter.provider.prometheus.cache import QueryCache
 
 
 class Clock:

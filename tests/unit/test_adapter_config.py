@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import load_config, parse_config, parse_prom_duration
 from adapter.errors import ConfigError
+from adapter.rules.config import load_config, parse_config, parse_prom_duration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 

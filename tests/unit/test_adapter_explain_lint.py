@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import load_config, parse_config
-from adapter.explain import format_explain
-from adapter.lint import format_lint, lint, static_checks
-from adapter.provider.prometheus import PrometheusProvider
-from adapter.resources import StaticResourceMapper
+from adapter.provider.prometheus.provider import PrometheusProvider
+from adapter.rules.config import load_config, parse_config
+from adapter.rules.resources import StaticResourceMapper
+from adapter.tools.explain import format_explain
+from adapter.tools.lint import format_lint, lint, static_checks
 from tests.unit.adapter_support import FakeLister, FakePrometheus, pod_series
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"

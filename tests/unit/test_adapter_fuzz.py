@@ -14,9 +14,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.auth import Attributes, Authenticator, AuthnConfig, Decision, RequestHeaderConfig
+from adapter.apiserver.auth import Attributes, Authenticator, AuthnConfig, Decision, RequestHeaderConfig
+from adapter.apiserver.server import build_app
 from adapter.errors import BackendUnavailable
-from adapter.server import build_app
 from tests.unit.adapter_fakes import FakeProvider, sample_provider
 from tests.unit.adapter_pki import make_ca, make_leaf
 

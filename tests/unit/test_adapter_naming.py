@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapter.naming import (
+from adapter.rules.naming import (
     MetricNamer,
     SeriesFilter,
     check_as_template,

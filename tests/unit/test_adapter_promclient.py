@@ -9,7 +9,12 @@ import httpx
 import pytest
 
 from adapter.errors import BackendUnavailable
-from adapter.promclient import PrometheusClient, PrometheusQueryError, parse_query_response, parse_value
+from adapter.provider.prometheus.client import (
+    PrometheusClient,
+    PrometheusQueryError,
+    parse_query_response,
+    parse_value,
+)
 from adapter.telemetry import PROM_QUERIES, REGISTRY
 from tests.unit.adapter_support import FakePrometheus
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.config import load_config, parse_config
 from adapter.errors import BadRequest
-from adapter.promql import (
+from adapter.rules.config import load_config, parse_config
+from adapter.rules.promql import (
     alternation,
     custom_query_args,
     external_query_args,

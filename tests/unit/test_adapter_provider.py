@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.config import load_config
 from adapter.errors import BackendUnavailable, MetricNotFound
 from adapter.provider.base import (
     CustomMetricInfo,
@@ -19,8 +18,9 @@ from adapter.provider.base import (
     ObjectName,
     Provider,
 )
-from adapter.provider.prometheus import PrometheusProvider
-from adapter.resources import StaticResourceMapper
+from adapter.provider.prometheus.provider import PrometheusProvider
+from adapter.rules.config import load_config
+from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
 from adapter.telemetry import REGISTRY
 from tests.unit.adapter_support import TS, FakeLister, FakePrometheus, pod_series
@@ -315,7 +315,7 @@ async def test_concurrent_identical_requests_coalesce(fake: FakePrometheus, list
             await gate.wait()
         return inner(request)
 
-    from adapter.promclient import PrometheusClient
+    from adapter.provider.prometheus.client import PrometheusClient
 
     p = PrometheusProvider(
         load_config(FIXTURES / "seed-rules.yaml"),

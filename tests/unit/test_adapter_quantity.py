@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.quantity import canonical_parts, format_quantity
+from adapter.apiserver.quantity import canonical_parts, format_quantity
 
 CASES = [
     # documented examples

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import load_config, parse_config
 from adapter.errors import BackendUnavailable
 from adapter.provider.base import CustomMetricInfo, ExternalMetricInfo, GroupResource, ResourceInfo
-from adapter.registry import Registry, discover
-from adapter.resources import ResourceConverter, StaticResourceMapper, template_regex
+from adapter.provider.prometheus.registry import Registry, discover
+from adapter.rules.config import load_config, parse_config
+from adapter.rules.resources import ResourceConverter, StaticResourceMapper, template_regex
 from adapter.telemetry import REGISTRY
 from tests.unit.adapter_support import FakePrometheus, pod_series
 
@@ -119,7 +119,7 @@ async def test_bad_series_query_is_a_rule_error_not_an_outage() -> None:
         return inner(request)
 
     async with httpx.AsyncClient() as _:
-        from adapter.promclient import PrometheusClient
+        from adapter.provider.prometheus.client import PrometheusClient
 
         prom = PrometheusClient("http://p", transport=httpx.MockTransport(handler))
         index = await discover(CFG, prom, StaticResourceMapper())

@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 
 from adapter import telemetry
-from adapter.auth import AlwaysAllow, Authenticator, AuthnConfig, RequestHeaderConfig
-from adapter.server import AdapterServer, ServerSettings, TLSReloader, build_app, split_host_port
+from adapter.apiserver.auth import AlwaysAllow, Authenticator, AuthnConfig, RequestHeaderConfig
+from adapter.apiserver.server import AdapterServer, ServerSettings, TLSReloader, build_app, split_host_port
 from tests.unit.adapter_fakes import sample_provider
 from tests.unit.adapter_pki import Issued, make_ca, make_leaf
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from adapter import telemetry
 from adapter.errors import BackendUnavailable
-from adapter.kube import (
+from adapter.kube.client import (
     ApiDiscoveryMapper,
     KubeClient,
     KubeConnection,
@@ -23,7 +23,7 @@ from adapter.kube import (
     kubeconfig_connection,
     resource_path,
 )
-from adapter.objects import WatchCache
+from adapter.kube.objects import WatchCache
 from adapter.provider.base import GroupResource, ResourceInfo
 from adapter.selectors import parse_label_selector
 

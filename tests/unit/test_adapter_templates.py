@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.config import QUERY_FIELDS
-from adapter.templates import TemplateError, go_string, parse_template
+from adapter.rules.config import QUERY_FIELDS
+from adapter.rules.templates import TemplateError, go_string, parse_template
 
 ARGS = {
     "Series": "http_requests_total",

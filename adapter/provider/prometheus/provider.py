@@ -20,12 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapter.cache import QueryCache
-from adapter.config import AdapterConfig, load_config
 from adapter.errors import BackendUnavailable, ConfigError, MetricNotFound
-from adapter.naming import close_names
-from adapter.promclient import PrometheusClient, QueryResult, Sample
-from adapter.promql import custom_query_args, external_query_args, render, window_seconds
 from adapter.provider.base import (
     CustomMetricInfo,
     ExternalMetricInfo,
@@ -39,7 +34,12 @@ from adapter.provider.base import (
     ProviderStatus,
     ResourceMapper,
 )
-from adapter.registry import CustomEntry, ExternalEntry, MetricIndex, Registry
+from adapter.provider.prometheus.cache import QueryCache
+from adapter.provider.prometheus.client import PrometheusClient, QueryResult, Sample
+from adapter.provider.prometheus.registry import CustomEntry, ExternalEntry, MetricIndex, Registry
+from adapter.rules.config import AdapterConfig, load_config
+from adapter.rules.naming import close_names
+from adapter.rules.promql import custom_query_args, external_query_args, render, window_seconds
 from adapter.selectors import LabelSelector
 from adapter.telemetry import CONFIG_RELOADS, DISCOVERY_FAILURES, NONFINITE_VALUES, OBJECTS_WITHOUT_DATA
 
@@ -467,6 +467,6 @@ class PrometheusProvider:
 
     async def explain(self, **kwargs: object) -> dict:
         """Trace one request; see :func:`adapter.explain.explain` for the arguments."""
-        from adapter.explain import explain
+        from adapter.tools.explain import explain
 
         return await explain(self, **kwargs)  # type: ignore[arg-type]

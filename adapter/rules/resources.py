@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from adapter.config import ResourceMapping
 from adapter.provider.base import GroupResource, ResourceInfo, ResourceMapper
-from adapter.templates import Action, Field, Template, Text
+from adapter.rules.config import ResourceMapping
+from adapter.rules.templates import Action, Field, Template, Text
 
 log = logging.getLogger(__name__)
 

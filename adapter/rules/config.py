@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from adapter.errors import ConfigError
-from adapter.naming import (
+from adapter.rules.naming import (
     MetricNamer,
     SeriesFilter,
     check_as_template,
@@ -30,7 +30,7 @@ from adapter.naming import (
     default_as,
     describe_regex_error,
 )
-from adapter.templates import Template, TemplateError, parse_template
+from adapter.rules.templates import Template, TemplateError, parse_template
 
 #: Fields a metricsQuery may use (upstream's queryTemplateArgs).
 QUERY_FIELDS = ("Series", "LabelMatchers", "LabelValuesByName", "GroupBy", "GroupBySlice")

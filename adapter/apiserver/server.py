@@ -23,8 +23,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter import telemetry
-from adapter.api import MetricsAPI, status_middleware
-from adapter.auth import PUBLIC_PATHS, USER_KEY, Authenticator, Authorizer, auth_middleware, peer_certificate
+from adapter.apiserver.auth import (
+    PUBLIC_PATHS,
+    USER_KEY,
+    Authenticator,
+    Authorizer,
+    auth_middleware,
+    peer_certificate,
+)
+from adapter.apiserver.routes import MetricsAPI, status_middleware
 from adapter.provider.base import Provider, ResourceMapper
 
 log = logging.getLogger(__name__)
@@ -100,7 +107,7 @@ class TLSReloader:
         """Trust these CAs for client certificates during the handshake.
 
         The handshake store can only grow; *which* CA may assert what is decided per request by
-        :class:`adapter.auth.Authenticator` against the current configuration, so a CA removed
+        :class:`adapter.apiserver.auth.Authenticator` against the current configuration, so a CA removed
         from the configmap stops being honoured immediately even though the handshake still
         accepts it.
         """

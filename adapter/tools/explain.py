@@ -14,17 +14,17 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from adapter.errors import AdapterError
-from adapter.naming import close_names
 from adapter.provider.base import (
     CustomMetricInfo,
     ExternalMetricInfo,
     GroupResource,
     ObjectMeta,
 )
+from adapter.rules.naming import close_names
 from adapter.selectors import parse_label_selector
 
 if TYPE_CHECKING:
-    from adapter.provider.prometheus import PrometheusProvider
+    from adapter.provider.prometheus.provider import PrometheusProvider
 
 RAW_LIMIT = 4000
 LIST_LIMIT = 50

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from adapter.config import DiscoveryRule, parse_prom_duration
 from adapter.errors import BadRequest
+from adapter.rules.config import DiscoveryRule, parse_prom_duration
 from adapter.selectors import LabelSelector, Requirement
 
 _RE2_META = set("\\.+*?()|[]{}^$")

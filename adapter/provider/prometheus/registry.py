@@ -14,9 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from adapter.config import AdapterConfig, DiscoveryRule
 from adapter.errors import BackendUnavailable
-from adapter.promclient import PrometheusClient, PrometheusQueryError
 from adapter.provider.base import (
     CustomMetricInfo,
     ExternalMetricInfo,
@@ -24,7 +22,9 @@ from adapter.provider.base import (
     ResourceInfo,
     ResourceMapper,
 )
-from adapter.resources import ResourceConverter
+from adapter.provider.prometheus.client import PrometheusClient, PrometheusQueryError
+from adapter.rules.config import AdapterConfig, DiscoveryRule
+from adapter.rules.resources import ResourceConverter
 from adapter.telemetry import (
     DISCOVERED_METRICS,
     DISCOVERY_DURATION,

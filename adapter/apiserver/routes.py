@@ -28,6 +28,8 @@ from typing import Any
 from aiohttp import web
 
 from adapter import telemetry
+from adapter.apiserver.quantity import format_quantity
+from adapter.apiserver.status import error_response
 from adapter.errors import AdapterError, BadRequest, MetricNotFound, NotFound
 from adapter.provider.base import (
     CustomMetricInfo,
@@ -40,9 +42,7 @@ from adapter.provider.base import (
     Provider,
     ResourceMapper,
 )
-from adapter.quantity import format_quantity
 from adapter.selectors import LabelSelector, parse_label_selector
-from adapter.status import error_response
 
 log = logging.getLogger(__name__)
 

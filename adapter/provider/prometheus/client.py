@@ -275,7 +275,7 @@ class PrometheusClient:
         """Global scrape interval from ``/api/v1/status/config`` (None if unknown)."""
         import yaml
 
-        from adapter.config import parse_prom_duration
+        from adapter.rules.config import parse_prom_duration
 
         body, _ = await self._request("status/config", [], "status/config")
         try:

@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from adapter import telemetry
 from adapter.errors import AdapterError, BackendUnavailable
-from adapter.kube import KubeClient, KubeError, WatchExpired, resource_path
+from adapter.kube.client import KubeClient, KubeError, WatchExpired, resource_path
 from adapter.provider.base import GroupResource, ObjectMeta, ResourceInfo
 from adapter.selectors import LabelSelector
 

@@ -179,7 +179,7 @@ class AuthnOverrides:
 
 
 class KubeAPI(Protocol):
-    """The slice of :class:`adapter.kube.KubeClient` auth needs (fakes implement it in tests)."""
+    """The slice of :class:`adapter.kube.client.KubeClient` auth needs (fakes implement it in tests)."""
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from adapter.config import AdapterConfig, DiscoveryRule
 from adapter.errors import BackendUnavailable
-from adapter.promclient import PrometheusClient
 from adapter.provider.base import ResourceMapper
-from adapter.registry import MetricIndex, discover
-from adapter.resources import StaticResourceMapper
+from adapter.provider.prometheus.client import PrometheusClient
+from adapter.provider.prometheus.registry import MetricIndex, discover
+from adapter.rules.config import AdapterConfig, DiscoveryRule
+from adapter.rules.resources import StaticResourceMapper
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Debugging tools built on the provider: ``explain`` (trace one request) and ``lint`` (check a config)."""
