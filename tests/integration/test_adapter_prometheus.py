@@ -30,7 +30,7 @@ from adapter.tools.explain import format_explain
 from adapter.tools.lint import format_lint, lint
 from harness.localprom import LocalPrometheus, Target
 from harness.mockproc import MockMetricsProcess
-from tests.unit.adapter_support import FakeLister
+from tests.support.adapter_support import FakeLister
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -13,7 +13,7 @@ from adapter.apiserver.routes import build_api_app, resolve_custom, selector_jso
 from adapter.errors import BackendUnavailable, MetricNotFound
 from adapter.provider.base import CustomMetricInfo, GroupResource, ResourceInfo
 from adapter.selectors import parse_label_selector
-from tests.unit.adapter_fakes import FakeProvider, sample_provider
+from tests.support.adapter_fakes import FakeProvider, sample_provider
 
 C = "/apis/custom.metrics.k8s.io"
 E = "/apis/external.metrics.k8s.io/v1beta1"

@@ -27,8 +27,8 @@ from adapter.apiserver.auth import (
 )
 from adapter.apiserver.server import build_app
 from adapter.errors import BackendUnavailable, Unauthorized
-from tests.unit.adapter_fakes import sample_provider
-from tests.unit.adapter_pki import make_ca, make_leaf
+from tests.support.adapter_fakes import sample_provider
+from tests.support.adapter_pki import make_ca, make_leaf
 
 FRONT_CA = make_ca("front-proxy-ca")
 CLUSTER_CA = make_ca("cluster-ca")

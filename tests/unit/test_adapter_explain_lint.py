@@ -11,7 +11,7 @@ from adapter.rules.config import load_config, parse_config
 from adapter.rules.resources import StaticResourceMapper
 from adapter.tools.explain import format_explain
 from adapter.tools.lint import format_lint, lint, static_checks
-from tests.unit.adapter_support import FakeLister, FakePrometheus, pod_series
+from tests.support.adapter_support import FakeLister, FakePrometheus, pod_series
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 

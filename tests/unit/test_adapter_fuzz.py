@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from adapter.apiserver.auth import Attributes, Authenticator, AuthnConfig, Decision, RequestHeaderConfig
 from adapter.apiserver.server import build_app
 from adapter.errors import BackendUnavailable
-from tests.unit.adapter_fakes import FakeProvider, sample_provider
-from tests.unit.adapter_pki import make_ca, make_leaf
+from tests.support.adapter_fakes import FakeProvider, sample_provider
+from tests.support.adapter_pki import make_ca, make_leaf
 
 FRONT_CA = make_ca("fuzz-front-proxy-ca")
 AGGREGATOR = make_leaf(FRONT_CA, "aggregator")

@@ -16,7 +16,7 @@ from adapter.provider.prometheus.client import (
     parse_value,
 )
 from adapter.telemetry import PROM_QUERIES, REGISTRY
-from tests.unit.adapter_support import FakePrometheus
+from tests.support.adapter_support import FakePrometheus
 
 
 def test_decimal_exactness() -> None:

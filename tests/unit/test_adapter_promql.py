@@ -23,7 +23,7 @@ from adapter.rules.promql import (
     window_seconds,
 )
 from adapter.selectors import Requirement, parse_label_selector
-from tests.unit.adapter_support import unquote_promql
+from tests.support.adapter_support import unquote_promql
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 CFG = load_config(FIXTURES / "seed-rules.yaml")

@@ -23,7 +23,7 @@ from adapter.rules.config import load_config
 from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
 from adapter.telemetry import REGISTRY
-from tests.unit.adapter_support import TS, FakeLister, FakePrometheus, pod_series
+from tests.support.adapter_support import TS, FakeLister, FakePrometheus, pod_series
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 PODS, SERVICES, NAMESPACES = (

@@ -12,7 +12,7 @@ from adapter.provider.prometheus.registry import Registry, discover
 from adapter.rules.config import load_config, parse_config
 from adapter.rules.resources import ResourceConverter, StaticResourceMapper, template_regex
 from adapter.telemetry import REGISTRY
-from tests.unit.adapter_support import FakePrometheus, pod_series
+from tests.support.adapter_support import FakePrometheus, pod_series
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 CFG = load_config(FIXTURES / "seed-rules.yaml")

@@ -16,8 +16,8 @@ from cryptography import x509
 from adapter import telemetry
 from adapter.apiserver.auth import AlwaysAllow, Authenticator, AuthnConfig, RequestHeaderConfig
 from adapter.apiserver.server import AdapterServer, ServerSettings, TLSReloader, build_app, split_host_port
-from tests.unit.adapter_fakes import sample_provider
-from tests.unit.adapter_pki import Issued, make_ca, make_leaf
+from tests.support.adapter_fakes import sample_provider
+from tests.support.adapter_pki import Issued, make_ca, make_leaf
 
 SERVING_CA = make_ca("serving-ca")
 FRONT_CA = make_ca("front-proxy-ca")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import UsageError, build_parser, main, parse_duration, validate_serve
-from tests.unit.adapter_pki import make_ca, make_leaf
+from tests.support.adapter_pki import make_ca, make_leaf
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Fakes and fixtures shared by unit and integration tests (no tests here)."""
