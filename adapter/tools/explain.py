@@ -2,8 +2,8 @@
 
 "no metrics returned from custom metrics API" has a dozen causes (rule never matched, label not
 mapped to a resource, object has no series, NaN, wrong namespace label...). explain runs the very
-code path a request takes (:meth:`PrometheusProvider.evaluate_custom` / ``evaluate_external``)
-and records each step: the rule chosen (or why none, with the metrics close by name), the
+code path a request takes (the provider's ``evaluate_custom`` / ``evaluate_external``) and
+records each step: the rule chosen (or why none, with the metrics close by name), the
 objects considered, the PromQL sent, Prometheus' raw answer (truncated), the values that would be
 returned and the objects left without data.
 """
@@ -11,26 +11,70 @@ returned and the objects left without data.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from adapter.errors import AdapterError
 from adapter.provider.base import (
     CustomMetricInfo,
     ExternalMetricInfo,
     GroupResource,
+    ObjectLister,
     ObjectMeta,
+    ProviderStatus,
+    ResourceMapper,
 )
+from adapter.provider.prometheus.client import QueryResult
+from adapter.provider.prometheus.provider import CustomOutcome, ExternalOutcome
+from adapter.provider.prometheus.registry import CustomEntry, ExternalEntry, MetricIndex
+from adapter.rules.config import DiscoveryRule
 from adapter.rules.naming import close_names
-from adapter.selectors import parse_label_selector
+from adapter.selectors import LabelSelector, parse_label_selector
 
-if TYPE_CHECKING:
-    from adapter.provider.prometheus.provider import PrometheusProvider
+
+class IndexSource(Protocol):
+    def current(self) -> MetricIndex:
+        """The discovery index requests are served from now."""
+        ...
+
+
+class Traceable(Protocol):
+    """What explain uses of a provider: its index, its view of the cluster and the two evaluation
+    steps the API methods run (:class:`~adapter.provider.prometheus.provider.PrometheusProvider`
+    has them). The provider does not know about explain."""
+
+    @property
+    def registry(self) -> IndexSource: ...
+
+    @property
+    def mapper(self) -> ResourceMapper: ...
+
+    @property
+    def lister(self) -> ObjectLister: ...
+
+    def status(self) -> ProviderStatus: ...
+
+    def find_custom(self, info: CustomMetricInfo) -> CustomEntry: ...
+
+    def find_external(self, info: ExternalMetricInfo) -> ExternalEntry: ...
+
+    async def evaluate_custom(
+        self,
+        entry: CustomEntry,
+        namespace: str | None,
+        objects: list[ObjectMeta],
+        metric_selector: LabelSelector | None,
+    ) -> CustomOutcome: ...
+
+    async def evaluate_external(
+        self, entry: ExternalEntry, namespace: str | None, metric_selector: LabelSelector | None
+    ) -> ExternalOutcome: ...
+
 
 RAW_LIMIT = 4000
 LIST_LIMIT = 50
 
 
-def _rule_doc(rule: Any) -> dict[str, Any]:
+def _rule_doc(rule: DiscoveryRule) -> dict[str, Any]:
     return {
         "id": rule.id,
         "location": f"{rule.location.source}:{rule.location.line}" if rule.location else None,
@@ -44,7 +88,7 @@ def _truncate(items: list[Any], limit: int = LIST_LIMIT) -> list[Any]:
     return items if len(items) <= limit else [*items[:limit], f"... {len(items) - limit} more"]
 
 
-def _why_not_custom(provider: PrometheusProvider, gr: GroupResource, metric: str) -> list[str]:
+def _why_not_custom(provider: Traceable, gr: GroupResource, metric: str) -> list[str]:
     index = provider.registry.current()
     notes: list[str] = []
     for_resource = index.metrics_for_resource(gr)
@@ -72,7 +116,7 @@ def _why_not_custom(provider: PrometheusProvider, gr: GroupResource, metric: str
 
 
 async def explain(
-    provider: PrometheusProvider,
+    provider: Traceable,
     *,
     api: str = "custom",
     namespace: str | None = None,
@@ -128,7 +172,7 @@ async def explain(
 
 
 async def _explain_custom(
-    provider: PrometheusProvider,
+    provider: Traceable,
     doc: dict[str, Any],
     steps: list[str],
     namespace: str | None,
@@ -136,7 +180,7 @@ async def _explain_custom(
     name_or_star: str,
     metric: str,
     label_selector: str | None,
-    metric_selector: Any,
+    metric_selector: LabelSelector,
 ) -> None:
     gr = GroupResource.parse(resource)
     info_r = provider.mapper.resource_for(gr.resource, gr.group or None)
@@ -227,12 +271,12 @@ async def _explain_custom(
 
 
 async def _explain_external(
-    provider: PrometheusProvider,
+    provider: Traceable,
     doc: dict[str, Any],
     steps: list[str],
     namespace: str | None,
     metric: str,
-    metric_selector: Any,
+    metric_selector: LabelSelector,
 ) -> None:
     index = provider.registry.current()
     entries = index.external.get(metric, ())
@@ -280,7 +324,7 @@ def _query_doc(
     doc: dict[str, Any],
     steps: list[str],
     promql: str | None,
-    result: Any,
+    result: QueryResult | None,
     cache: str | None,
     window: int | None,
 ) -> None:

@@ -26,7 +26,7 @@ from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config
 from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
-from adapter.tools.explain import format_explain
+from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint
 from harness.localprom import LocalPrometheus, Target
 from harness.mockproc import MockMetricsProcess
@@ -177,7 +177,8 @@ async def test_external_metric(provider: PrometheusProvider) -> None:
 
 
 async def test_explain_real(provider: PrometheusProvider) -> None:
-    doc = await provider.explain(
+    doc = await explain(
+        provider,
         api="custom",
         namespace="demo",
         resource="pods",

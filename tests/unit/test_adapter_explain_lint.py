@@ -9,7 +9,7 @@ import pytest
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config, parse_config
 from adapter.rules.resources import StaticResourceMapper
-from adapter.tools.explain import format_explain
+from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint, static_checks
 from tests.support.adapter_support import FakeLister, FakePrometheus, pod_series
 
@@ -39,7 +39,8 @@ async def setup():  # type: ignore[no-untyped-def]
 async def test_explain_custom_trace(setup) -> None:  # type: ignore[no-untyped-def]
     p, fake = setup
     fake.rows = [({"pod": "web-1", "namespace": "demo"}, "0.5")]
-    doc = await p.explain(
+    doc = await explain(
+        p,
         api="custom",
         namespace="demo",
         resource="pods",
@@ -59,7 +60,8 @@ async def test_explain_custom_trace(setup) -> None:  # type: ignore[no-untyped-d
 
 async def test_explain_no_rule_lists_close_metrics(setup) -> None:  # type: ignore[no-untyped-def]
     p, _ = setup
-    doc = await p.explain(
+    doc = await explain(
+        p,
         api="custom", namespace="demo", resource="pods", name_or_star="web-1", metric="http_request"
     )
     assert doc["error"]["code"] == 404
@@ -70,16 +72,17 @@ async def test_explain_no_rule_lists_close_metrics(setup) -> None:  # type: igno
 async def test_explain_external_and_unknown_resource(setup) -> None:  # type: ignore[no-untyped-def]
     p, fake = setup
     fake.rows = [({"namespace": "demo"}, "12")]
-    doc = await p.explain(api="external", namespace="demo", metric="queue_depth")
+    doc = await explain(p, api="external", namespace="demo", metric="queue_depth")
     assert doc["values"][0]["value"] == "12" and doc["namespaced"] is True
-    doc = await p.explain(api="custom", resource="widgets", metric="x")
+    doc = await explain(p, api="custom", resource="widgets", metric="x")
     assert "unknown resource" in doc["error"]["message"]
 
 
 async def test_explain_backend_down(setup) -> None:  # type: ignore[no-untyped-def]
     p, fake = setup
     fake.down = True
-    doc = await p.explain(
+    doc = await explain(
+        p,
         api="custom", namespace="demo", resource="pods", name_or_star="web-1", metric="fpm_active_rate"
     )
     assert doc["error"]["code"] == 503 and "connection refused" in doc["error"]["message"]

@@ -8,7 +8,8 @@ silent drop. NaN/Inf samples are counted and skipped on every path. Values keep 
 timestamp and the query's window.
 
 The same :meth:`PrometheusProvider.evaluate_custom` / :meth:`evaluate_external` back both the
-API methods and ``explain``, so explain shows exactly what a request would do.
+API methods and :mod:`adapter.tools.explain` (which uses them and does not get imported here), so
+explain shows exactly what a request would do.
 """
 
 from __future__ import annotations
@@ -462,11 +463,3 @@ class PrometheusProvider:
         entry = self.find_external(info)
         out = await self.evaluate_external(entry, namespace, metric_selector)
         return out.values
-
-    # --- explain ---------------------------------------------------------------------------------
-
-    async def explain(self, **kwargs: object) -> dict:
-        """Trace one request; see :func:`adapter.explain.explain` for the arguments."""
-        from adapter.tools.explain import explain
-
-        return await explain(self, **kwargs)  # type: ignore[arg-type]
