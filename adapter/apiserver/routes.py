@@ -446,7 +446,7 @@ class MetricsAPI:
             metric,
             namespaced=namespace is not None,
             mapper=self.mapper,
-            accept_unlisted=bool(getattr(self.provider, "accepts_unlisted_resources", False)) and name != "*",
+            accept_unlisted=self.provider.accepts_unlisted_resources and name != "*",
         )
         provider = self.provider
         if name == "*":

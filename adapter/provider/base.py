@@ -131,7 +131,14 @@ class ExternalMetricsProvider(Protocol):
 
 
 class Provider(CustomMetricsProvider, ExternalMetricsProvider, Protocol):
-    """A provider serving both APIs, with lifecycle hooks the server calls."""
+    """A provider serving both APIs, with lifecycle hooks the server calls.
+
+    Capabilities the API layer honours are declared here, never probed with ``getattr``.
+    """
+
+    #: A by-name request for a resource the provider does not list in discovery is still passed
+    #: to it (the static provider answers for any object kind); otherwise such a request is a 404.
+    accepts_unlisted_resources: bool
 
     async def start(self) -> None:
         """Begin background work (discovery loop, watches). Must not block on the first result."""

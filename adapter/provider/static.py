@@ -65,8 +65,8 @@ def _default_mapper() -> ResourceMapper | None:
 class StaticProvider:
     """Serves ``value`` for ``metrics`` on ``resources`` and for ``external_metrics``.
 
-    ``accepts_unlisted_resources`` tells the API layer that a by-name request for a resource not
-    in the list is still answered (any object kind can be an Object-metric target).
+    It accepts unlisted resources (see :class:`~adapter.provider.base.Provider`): a by-name request
+    for a resource not in the list is still answered (any object kind can be an Object-metric target).
     """
 
     accepts_unlisted_resources = True

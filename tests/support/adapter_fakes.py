@@ -50,6 +50,7 @@ class FakeProvider:
     ready: bool = True
     fail: Exception | None = None
     calls: list[Call] = field(default_factory=list)
+    accepts_unlisted_resources: bool = False
 
     async def start(self) -> None:
         pass

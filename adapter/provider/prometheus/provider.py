@@ -88,6 +88,8 @@ def _file_state(path: Path) -> tuple[int, int] | None:
 class PrometheusProvider:
     """Serves custom.metrics.k8s.io and external.metrics.k8s.io from Prometheus (see base.Provider)."""
 
+    accepts_unlisted_resources = False  # only what discovery found is served
+
     def __init__(
         self,
         config: AdapterConfig,
