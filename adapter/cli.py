@@ -355,7 +355,6 @@ async def serve(checked: _Checked) -> int:
         wait_for_shutdown_signal,
     )
     from adapter.errors import AdapterError, ConfigError
-    from adapter.kube.client import KubeError
 
     args = checked.args
     overrides = AuthnOverrides(
@@ -485,8 +484,8 @@ async def serve(checked: _Checked) -> int:
         cleanups.append(server.stop)
         await wait_for_shutdown_signal()
         return 0
-    except (AdapterError, KubeError) as err:
-        log.error("start-up failed: %s", getattr(err, "message", None) or err)
+    except AdapterError as err:
+        log.error("start-up failed: %s", err.message)
         return 1
     finally:
         for cleanup in reversed(cleanups):
@@ -501,12 +500,11 @@ async def serve(checked: _Checked) -> int:
 async def _retrying(fn: Any, what: str, *, attempts: int, delay: float = 2.0) -> Any:
     """Start-up calls to the cluster: a few retries (the API server may be starting too)."""
     from adapter.errors import AdapterError
-    from adapter.kube.client import KubeError
 
     for attempt in range(1, attempts + 1):
         try:
             return await fn()
-        except (AdapterError, KubeError, OSError) as err:
+        except (AdapterError, OSError) as err:
             if attempt == attempts:
                 raise
             log.warning("%s failed (attempt %d/%d), retrying: %s", what, attempt, attempts, err)
@@ -530,7 +528,7 @@ class _NoLister:
 
 async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
     """(kube, mapper, lister): the cluster when reachable, else built-in kinds and no lister."""
-    from adapter.errors import AdapterError, ConfigError
+    from adapter.errors import ConfigError
     from adapter.kube.client import ApiDiscoveryMapper, KubeClient
     from adapter.kube.objects import WatchCache
 
@@ -545,7 +543,7 @@ async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
         try:
             await mapper.refresh()
             return kube, mapper, WatchCache(kube)
-        except (AdapterError, Exception) as err:
+        except Exception as err:
             if kubeconfig:
                 await kube.aclose()
                 raise UsageError(f"cannot reach the cluster in {kubeconfig}: {err}") from None

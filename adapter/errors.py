@@ -1,8 +1,15 @@
-"""Errors the API layer turns into ``metav1.Status`` responses.
+"""The adapter's one error hierarchy; the API layer turns any of them into a ``metav1.Status``.
 
 Every layer raises one of these instead of returning ad-hoc codes, so that the HTTP layer has one
 place that maps failures to the exact Kubernetes ``Status`` shape (reason + code) and a message
-that says what to do next.
+that says what to do next, and start-up code catches one root (:class:`AdapterError`)::
+
+    AdapterError (500)
+    ├── BadRequest (400), Unauthorized (401), Forbidden (403)
+    ├── NotFound (404) ── MetricNotFound
+    ├── BackendUnavailable (503)
+    ├── KubeError (503): the Kubernetes API answered an error ── WatchExpired (in adapter.kube.client)
+    └── ConfigError: a bad rules file, kubeconfig or certificate (start-up and reload)
 """
 
 from __future__ import annotations
@@ -51,5 +58,22 @@ class BackendUnavailable(AdapterError):
     reason = "ServiceUnavailable"
 
 
-class ConfigError(Exception):
+class KubeError(AdapterError):
+    """The Kubernetes API answered with an error.
+
+    ``status`` is its HTTP code and ``kube_reason``/``message`` come from its ``Status`` body. Should
+    one reach a client of the adapter it is a 503: the adapter could not get what it needed.
+    """
+
+    code = 503
+    reason = "ServiceUnavailable"
+
+    def __init__(self, status: int, kube_reason: str, message: str) -> None:
+        super().__init__(f"{status} {kube_reason}: {message}")
+        self.status = status
+        self.kube_reason = kube_reason
+        self.message = message
+
+
+class ConfigError(AdapterError):
     """Invalid adapter configuration; the message names the location and the fix."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from adapter.errors import BackendUnavailable, ConfigError
+from adapter.errors import BackendUnavailable, ConfigError, KubeError
 from adapter.provider.base import GroupResource, ResourceInfo
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,6 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 METADATA_WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
-
-
-class KubeError(Exception):
-    """A non-2xx answer; ``status`` is the HTTP code, ``reason``/``message`` from the Status body."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 class WatchExpired(KubeError):

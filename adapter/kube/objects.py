@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from adapter import telemetry
 from adapter.errors import AdapterError, BackendUnavailable
-from adapter.kube.client import KubeClient, KubeError, WatchExpired, resource_path
+from adapter.kube.client import KubeClient, WatchExpired, resource_path
 from adapter.provider.base import GroupResource, ObjectMeta, ResourceInfo
 from adapter.selectors import LabelSelector
 
@@ -169,7 +169,7 @@ class WatchCache:
                 raise
             except WatchExpired:
                 need_list = True  # normal: our version fell out of the watch window
-            except (KubeError, AdapterError, OSError, ValueError) as err:
+            except (AdapterError, OSError, ValueError) as err:
                 informer.last_error = str(err)
                 RELIST_FAILURES.labels(resource=name).inc()
                 kept = (

@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapter import telemetry
-from adapter.errors import BackendUnavailable
+from adapter.apiserver.status import status_for_error
+from adapter.errors import AdapterError, BackendUnavailable, ConfigError
 from adapter.kube.client import (
     ApiDiscoveryMapper,
     KubeClient,
@@ -228,10 +229,20 @@ async def test_list_follows_continue(api: FakeApiServer, kube: KubeClient) -> No
     assert "PartialObjectMetadataList" in api.requests[-1].headers["Accept"]
 
 
+def test_kube_and_config_errors_are_adapter_errors() -> None:
+    """One root: start-up code catches AdapterError; a KubeError that reaches a client is a 503."""
+    assert issubclass(KubeError, AdapterError) and issubclass(WatchExpired, KubeError)
+    assert issubclass(ConfigError, AdapterError)
+    err = KubeError(403, "Forbidden", "configmaps is forbidden")
+    assert str(err) == "403 Forbidden: configmaps is forbidden" and err.message == "configmaps is forbidden"
+    body = status_for_error(err)
+    assert (body["code"], body["reason"]) == (503, "ServiceUnavailable")
+
+
 async def test_errors_carry_status(kube: KubeClient) -> None:
     with pytest.raises(KubeError) as err:
         await kube.get("/api/v1/namespaces/kube-system/configmaps/missing")
-    assert err.value.status == 404 and err.value.reason == "NotFound" and "missing" in err.value.message
+    assert err.value.status == 404 and err.value.kube_reason == "NotFound" and "missing" in err.value.message
 
 
 async def test_unreachable_is_backend_unavailable() -> None:
