@@ -1,5 +1,6 @@
 """``hpa-kit-adapter``: ``serve`` the metrics APIs, ``explain`` one request, ``lint`` a config.
 
+This module holds the flags and their checks only; :mod:`adapter.app` builds and runs the parts.
 Start-up is all-or-nothing: every flag, file and the rules config is checked before anything is
 started, and a problem is reported as one line naming the flag and the fix (exit code 2). Flag
 names follow prometheus-adapter / the generic API server where that is cheap, so existing
@@ -10,24 +11,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
+
+from adapter import app
+from adapter.apiserver.auth import load_pem_certs
+from adapter.apiserver.server import split_host_port
+from adapter.app import Checked, UsageError
+from adapter.errors import ConfigError
+from adapter.rules.config import load_config
 
 log = logging.getLogger("adapter")
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad flag or file: reported as one line, exit 2, nothing started."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,16 +256,8 @@ def _setup_logging(level: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# serve
+# serve: flag checks (the parts are built and run by adapter.app)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Checked:
-    """Everything validated up front, before any task or socket exists."""
-
-    args: argparse.Namespace
-    needs_cluster: bool
 
 
 def _check_readable(path: str | None, flag: str) -> None:
@@ -279,7 +272,7 @@ def _check_readable(path: str | None, flag: str) -> None:
         raise UsageError(f"{flag} {path}: cannot read: {err.strerror}") from None
 
 
-def validate_serve(args: argparse.Namespace) -> _Checked:
+def validate_serve(args: argparse.Namespace) -> Checked:
     """All cheap checks of ``serve`` flags; raises :class:`UsageError`."""
     if not args.tls_cert_file or not args.tls_private_key_file:
         raise UsageError(
@@ -296,8 +289,6 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
     ):
         _check_readable(path, flag)
     if args.metrics_bind_address:
-        from adapter.apiserver.server import split_host_port
-
         try:
             split_host_port(args.metrics_bind_address)
         except ValueError as err:
@@ -311,9 +302,6 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
             raise UsageError("--config is required with --provider prometheus: the adapter rules file")
         if not re.match(r"^https?://", args.prometheus_url):
             raise UsageError(f"--prometheus-url {args.prometheus_url!r} must start with http:// or https://")
-        from adapter.errors import ConfigError
-        from adapter.rules.config import load_config
-
         try:
             load_config(args.config)
         except ConfigError as err:
@@ -323,8 +311,6 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
             raise UsageError("--static-metrics needs at least one metric name")
     for path in (args.requestheader_client_ca_file, args.client_ca_file):
         if path:
-            from adapter.apiserver.auth import load_pem_certs
-
             try:
                 load_pem_certs(Path(path).read_bytes(), source=path)
             except ValueError as err:
@@ -332,313 +318,7 @@ def validate_serve(args: argparse.Namespace) -> _Checked:
     needs_cluster = (
         args.provider == "prometheus" or args.authn_mode == "delegated" or args.authz_mode == "delegated"
     )
-    return _Checked(args, needs_cluster)
-
-
-async def serve(checked: _Checked) -> int:
-    """Wire the components together and run until SIGTERM/SIGINT."""
-    from adapter.apiserver.auth import (
-        AlwaysAllow,
-        Authenticator,
-        AuthnConfig,
-        AuthnOverrides,
-        Authorizer,
-        ConfigMapAuthnSource,
-        SubjectAccessReviewer,
-        TokenReviewer,
-    )
-    from adapter.apiserver.server import (
-        AdapterServer,
-        ServerSettings,
-        TLSReloader,
-        build_app,
-        wait_for_shutdown_signal,
-    )
-    from adapter.errors import AdapterError, ConfigError
-
-    args = checked.args
-    overrides = AuthnOverrides(
-        requestheader_client_ca_file=args.requestheader_client_ca_file,
-        requestheader_allowed_names=tuple(args.requestheader_allowed_names)
-        if args.requestheader_allowed_names is not None
-        else None,
-        client_ca_file=args.client_ca_file,
-    )
-    try:
-        tls = TLSReloader(args.tls_cert_file, args.tls_private_key_file)
-    except (OSError, ValueError) as err:
-        raise UsageError(
-            f"cannot load --tls-cert-file/--tls-private-key-file: {err}; "
-            "check that the key matches the certificate"
-        ) from None
-
-    kube = None
-    cleanups: list[Any] = []
-    try:
-        mapper = lister = None
-        wants_cluster = checked.needs_cluster or bool(args.kubeconfig)
-        if wants_cluster or os.environ.get("KUBERNETES_SERVICE_HOST"):
-            from adapter.kube.client import ApiDiscoveryMapper, KubeClient
-            from adapter.kube.objects import WatchCache
-
-            try:
-                kube = KubeClient.from_kubeconfig_or_cluster(args.kubeconfig)
-            except ConfigError as err:
-                if wants_cluster:
-                    raise UsageError(str(err)) from None
-                log.warning("no cluster access (%s): '*' requests will be answered with 404", err)
-            if kube is not None:
-                mapper = ApiDiscoveryMapper(kube)
-                await _retrying(mapper.start, "API discovery", attempts=10)
-                cleanups.append(mapper.stop)
-                lister = WatchCache(kube)
-                cleanups.append(lister.stop)
-
-        if args.provider == "prometheus":
-            from adapter.provider.prometheus.provider import PrometheusProvider
-
-            assert mapper is not None and lister is not None  # needs_cluster: a kube client exists
-
-            provider: Any = PrometheusProvider.from_settings(
-                config_path=Path(args.config),
-                prometheus_url=args.prometheus_url,
-                mapper=mapper,
-                lister=lister,
-                prometheus_timeout=args.prometheus_timeout,
-                relist_interval=args.metrics_relist_interval,
-                cache_ttl=args.cache_ttl,
-                prometheus_ca_file=args.prometheus_ca_file,
-                prometheus_token_file=args.prometheus_token_file,
-            )
-        else:
-            from adapter.provider.base import GroupResource
-            from adapter.provider.static import StaticProvider
-
-            resources = []
-            for name in args.static_resources:
-                found = mapper.resource_for(name) if mapper is not None else None
-                resources.append(found.group_resource if found else GroupResource.parse(name))
-            provider = StaticProvider(
-                value=args.static_value,
-                metrics=args.static_metrics,
-                external_metrics=args.static_external_metrics
-                if args.static_external_metrics is not None
-                else args.static_metrics,
-                resources=resources,
-                mapper=mapper,
-                lister=lister,
-            )
-
-        authorizer: Authorizer
-        if args.authn_mode == "delegated":
-            assert kube is not None
-            source = ConfigMapAuthnSource(
-                kube, overrides, on_change=lambda cfg: tls.add_client_cas(cfg.ca_pems())
-            )
-            await _retrying(source.load, "reading the authentication configmap", attempts=5)
-            source.start()
-            cleanups.append(source.stop)
-            authenticator = Authenticator(
-                source.current, tokens=TokenReviewer(kube), allow_anonymous=args.allow_anonymous
-            )
-        else:
-            static_cfg = overrides.apply(AuthnConfig())
-            tls.add_client_cas(static_cfg.ca_pems())
-            authenticator = Authenticator(lambda: static_cfg, allow_anonymous=True)
-        if args.authz_mode == "delegated":
-            assert kube is not None
-            authorizer = SubjectAccessReviewer(kube)
-        else:
-            authorizer = AlwaysAllow()
-        if args.authn_mode == "none" or args.authz_mode == "always-allow":
-            log.warning(
-                "running with --authn-mode=%s --authz-mode=%s: not for production",
-                args.authn_mode,
-                args.authz_mode,
-            )
-
-        app = build_app(
-            provider,
-            authenticator=authenticator,
-            authorizer=authorizer,
-            mapper=mapper,
-            metrics_public=args.metrics_insecure,
-        )
-        settings = ServerSettings(
-            tls_cert_file=args.tls_cert_file,
-            tls_key_file=args.tls_private_key_file,
-            bind_address=args.bind_address,
-            secure_port=args.secure_port,
-            metrics_bind_address=args.metrics_bind_address,
-            cert_check_interval=args.cert_reload_interval,
-        )
-        await provider.start()
-        cleanups.append(provider.stop)
-        server = AdapterServer(settings, app, tls)
-        try:
-            await server.start()
-        except OSError as err:
-            raise UsageError(
-                f"cannot listen on {args.bind_address}:{args.secure_port}: {err.strerror}"
-            ) from None
-        cleanups.append(server.stop)
-        await wait_for_shutdown_signal()
-        return 0
-    except AdapterError as err:
-        log.error("start-up failed: %s", err.message)
-        return 1
-    finally:
-        for cleanup in reversed(cleanups):
-            try:
-                await cleanup()
-            except Exception:
-                log.exception("error during shutdown")
-        if kube is not None:
-            await kube.aclose()
-
-
-async def _retrying(fn: Any, what: str, *, attempts: int, delay: float = 2.0) -> Any:
-    """Start-up calls to the cluster: a few retries (the API server may be starting too)."""
-    from adapter.errors import AdapterError
-
-    for attempt in range(1, attempts + 1):
-        try:
-            return await fn()
-        except (AdapterError, OSError) as err:
-            if attempt == attempts:
-                raise
-            log.warning("%s failed (attempt %d/%d), retrying: %s", what, attempt, attempts, err)
-            await asyncio.sleep(delay)
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# explain / lint
-# --------------------------------------------------------------------------------------------
-
-
-class _NoLister:
-    async def list_objects(self, resource: Any, namespace: Any, selector: Any) -> list[Any]:
-        from adapter.errors import BackendUnavailable
-
-        raise BackendUnavailable(
-            "no cluster access to list objects for '*': pass --kubeconfig or name an object"
-        )
-
-
-async def _cluster_or_builtin(kubeconfig: str | None) -> tuple[Any, Any, Any]:
-    """(kube, mapper, lister): the cluster when reachable, else built-in kinds and no lister."""
-    from adapter.errors import ConfigError
-    from adapter.kube.client import ApiDiscoveryMapper, KubeClient
-    from adapter.kube.objects import WatchCache
-
-    try:
-        kube = KubeClient.from_kubeconfig_or_cluster(kubeconfig)
-    except ConfigError as err:
-        if kubeconfig:
-            raise UsageError(str(err)) from None
-        kube = None
-    if kube is not None:
-        mapper = ApiDiscoveryMapper(kube)
-        try:
-            await mapper.refresh()
-            return kube, mapper, WatchCache(kube)
-        except Exception as err:
-            if kubeconfig:
-                await kube.aclose()
-                raise UsageError(f"cannot reach the cluster in {kubeconfig}: {err}") from None
-            await kube.aclose()
-    from adapter.rules.resources import StaticResourceMapper
-
-    print("note: no cluster access; using built-in resource kinds", file=sys.stderr)
-    return None, StaticResourceMapper(), _NoLister()
-
-
-async def explain_command(args: argparse.Namespace) -> int:
-    from adapter.errors import AdapterError, ConfigError
-    from adapter.provider.prometheus.provider import PrometheusProvider
-    from adapter.tools.explain import explain, format_explain
-
-    if not args.external and not args.resource:
-        raise UsageError("--resource is required for custom metrics (or pass --external)")
-    kube, mapper, lister = await _cluster_or_builtin(args.kubeconfig)
-    try:
-        try:
-            provider = PrometheusProvider.from_settings(
-                config_path=Path(args.config),
-                prometheus_url=args.prometheus_url,
-                mapper=mapper,
-                lister=lister,
-                prometheus_timeout=args.prometheus_timeout,
-                prometheus_ca_file=args.prometheus_ca_file,
-                prometheus_token_file=args.prometheus_token_file,
-            )
-        except ConfigError as err:
-            raise UsageError(str(err)) from None
-        await provider.start()
-        try:
-            deadline = asyncio.get_running_loop().time() + args.wait
-            while not provider.status().ready and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.2)
-            if not provider.status().ready:
-                print(f"warning: provider not ready: {provider.status().message}", file=sys.stderr)
-            doc = await explain(
-                provider,
-                api="external" if args.external else "custom",
-                namespace=args.namespace,
-                resource=args.resource,
-                name_or_star=args.name,
-                metric=args.metric,
-                label_selector=args.selector,
-                metric_label_selector=args.metric_selector,
-            )
-        except AdapterError as err:
-            print(f"error: {err.message}", file=sys.stderr)
-            return 1
-        finally:
-            await provider.stop()
-        print(json.dumps(doc, indent=2, default=str) if args.json else format_explain(doc))
-        return 0
-    finally:
-        if lister is not None and hasattr(lister, "stop"):
-            await lister.stop()
-        if kube is not None:
-            await kube.aclose()
-
-
-async def lint_command(args: argparse.Namespace) -> int:
-    from adapter.errors import AdapterError, ConfigError
-    from adapter.provider.prometheus.client import PrometheusClient
-    from adapter.rules.config import load_config
-    from adapter.tools.lint import format_lint, lint
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
-    kube = mapper = None
-    if args.kubeconfig:
-        kube, mapper, _lister = await _cluster_or_builtin(args.kubeconfig)
-    prom = PrometheusClient(
-        args.prometheus_url,
-        timeout=args.prometheus_timeout,
-        ca_file=args.prometheus_ca_file,
-        token_file=args.prometheus_token_file,
-    )
-    try:
-        report = await lint(config, prom, mapper)
-    except AdapterError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 1
-    finally:
-        await prom.aclose()
-        if kube is not None:
-            await kube.aclose()
-    print(format_lint(report))
-    warnings = report.warnings() if callable(report.warnings) else report.warnings
-    if not report.ok or (args.strict and warnings):
-        return 1
-    return 0
+    return Checked(args, needs_cluster)
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,12 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     try:
         if args.command == "serve":
-            checked = validate_serve(args)
-            return asyncio.run(serve(checked))
+            return asyncio.run(app.serve(validate_serve(args)))
         if args.command == "explain":
-            return asyncio.run(explain_command(args))
+            return asyncio.run(app.run_explain(args))
         if args.command == "lint":
-            return asyncio.run(lint_command(args))
+            return asyncio.run(app.run_lint(args))
     except UsageError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
