@@ -42,7 +42,8 @@ from adapter.apiserver.server import (
     wait_for_shutdown_signal,
 )
 from adapter.errors import AdapterError, BackendUnavailable, ConfigError
-from adapter.kube.client import ApiDiscoveryMapper, KubeClient
+from adapter.kube.client import KubeClient
+from adapter.kube.mapper import ApiDiscoveryMapper, StaticResourceMapper
 from adapter.kube.objects import WatchCache
 from adapter.provider.base import (
     GroupResource,
@@ -56,7 +57,6 @@ from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.provider.static import StaticProvider
 from adapter.rules.config import load_config
-from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import LabelSelector
 from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint
@@ -158,10 +158,10 @@ def make_provider(args: argparse.Namespace, cluster: Cluster) -> Provider:
             prometheus_ca_file=args.prometheus_ca_file,
             prometheus_token_file=args.prometheus_token_file,
         )
-    mapper = cluster.mapper
+    mapper = cluster.mapper or StaticResourceMapper()  # the built-in kinds without a cluster
     resources = []
     for name in args.static_resources:
-        found = mapper.resource_for(name) if mapper is not None else None
+        found = mapper.resource_for(name)
         resources.append(found.group_resource if found else GroupResource.parse(name))
     return StaticProvider(
         value=args.static_value,

@@ -1,4 +1,4 @@
-"""A small async Kubernetes API client and a discovery-backed resource mapper.
+"""A small async Kubernetes API client (the resource mappers are in :mod:`adapter.kube.mapper`).
 
 The adapter needs only a handful of calls (read a ConfigMap, create TokenReviews and
 SubjectAccessReviews, list+watch object metadata, read discovery), so it talks to the API with one
@@ -10,7 +10,6 @@ contexts) behaves exactly as with kubectl.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 
 from adapter.errors import BackendUnavailable, ConfigError, KubeError
-from adapter.provider.base import GroupResource, ResourceInfo
+from adapter.provider.base import ResourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -279,108 +278,6 @@ class KubeClient:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Entry:
-    info: ResourceInfo
-    singular: str
-    short_names: tuple[str, ...]
-
-
-class ApiDiscoveryMapper:
-    """``ResourceMapper`` from the cluster's ``/api`` and ``/apis`` discovery, refreshed periodically.
-
-    Names resolve like kubectl: plural, singular, kind (any case), short names, and ``name.group``.
-    Without a group the core group wins, then the API server's group priority order.
-    """
-
-    def __init__(self, kube: KubeClient, *, refresh_interval: float = 300.0) -> None:
-        self.kube = kube
-        self.refresh_interval = refresh_interval
-        self._entries: list[_Entry] = []
-        self._task: asyncio.Task[None] | None = None
-        self.ready = False
-
-    async def _group_version(self, path: str, group: str, version: str) -> list[_Entry]:
-        try:
-            doc = await self.kube.get(path)
-        except (KubeError, BackendUnavailable) as err:
-            # An unavailable aggregated API (ours, while starting) must not break discovery.
-            log.debug("discovery of %s failed: %s", path, err)
-            return []
-        out = []
-        for r in doc.get("resources") or []:
-            name = r.get("name", "")
-            if not name or "/" in name:
-                continue  # subresources
-            out.append(
-                _Entry(
-                    ResourceInfo(
-                        GroupResource(group, name), version, r.get("kind", ""), bool(r.get("namespaced"))
-                    ),
-                    r.get("singularName") or r.get("kind", "").lower(),
-                    tuple(r.get("shortNames") or ()),
-                )
-            )
-        return out
-
-    async def refresh(self) -> None:
-        jobs = [self._group_version("/api/v1", "", "v1")]
-        groups = await self.kube.get("/apis")
-        for g in groups.get("groups") or []:
-            preferred = (g.get("preferredVersion") or {}).get("version") or (g.get("versions") or [{}])[
-                0
-            ].get("version")
-            if preferred:
-                jobs.append(self._group_version(f"/apis/{g['name']}/{preferred}", g["name"], preferred))
-        results = await asyncio.gather(*jobs)
-        entries = [e for group in results for e in group]
-        if not entries:
-            raise BackendUnavailable("API discovery returned no resources")
-        self._entries = entries
-        self.ready = True
-
-    def all_resources(self) -> list[ResourceInfo]:
-        return [e.info for e in self._entries]
-
-    def resource_for(self, name: str, group: str | None = None) -> ResourceInfo | None:
-        name = name.strip()
-        if group is None and "." in name:
-            name, _, group = name.partition(".")
-        lowered = name.lower()
-        entries = [e for e in self._entries if group is None or e.info.group_resource.group == group]
-        for match in (
-            lambda e: e.info.group_resource.resource == lowered,
-            lambda e: e.singular == lowered,
-            lambda e: e.info.kind.lower() == lowered,
-            lambda e: lowered in e.short_names,
-        ):
-            found = [e for e in entries if match(e)]
-            if found:
-                core = [e for e in found if not e.info.group_resource.group]
-                return (core or found)[0].info
-        return None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_interval)
-            try:
-                await self.refresh()
-            except Exception as err:
-                log.warning("API discovery refresh failed, keeping the last result: %s", err)
-
-    async def start(self) -> None:
-        """First discovery (errors propagate: the adapter cannot map resources without it)."""
-        await self.refresh()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="api-discovery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-
 def resource_path(info: ResourceInfo, namespace: str | None = None) -> str:
     """Collection path of a resource (``/api/v1/pods``, ``/apis/apps/v1/namespaces/x/deployments``)."""
     group = info.group_resource.group
@@ -391,7 +288,6 @@ def resource_path(info: ResourceInfo, namespace: str | None = None) -> str:
 
 
 __all__ = [
-    "ApiDiscoveryMapper",
     "KubeClient",
     "KubeConnection",
     "KubeError",

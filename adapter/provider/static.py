@@ -41,7 +41,7 @@ DEFAULT_RESOURCES = (
     GroupResource("", "namespaces"),
 )
 
-# Used only when neither a cluster mapper nor adapter.rules.resources is available.
+# Used when no mapper is given (or it does not know the resource).
 _FALLBACK = {
     GroupResource("", "pods"): ("Pod", "v1", True),
     GroupResource("", "services"): ("Service", "v1", True),
@@ -52,14 +52,6 @@ _FALLBACK = {
     GroupResource("apps", "replicasets"): ("ReplicaSet", "v1", True),
     GroupResource("networking.k8s.io", "ingresses"): ("Ingress", "v1", True),
 }
-
-
-def _default_mapper() -> ResourceMapper | None:
-    try:
-        from adapter.rules.resources import StaticResourceMapper
-    except ImportError:
-        return None
-    return StaticResourceMapper()
 
 
 class StaticProvider:
@@ -88,7 +80,7 @@ class StaticProvider:
         self.metrics = list(dict.fromkeys(metrics))
         self.external_metrics = list(dict.fromkeys(external_metrics))
         self.resources = list(dict.fromkeys(resources))
-        self.mapper = mapper if mapper is not None else _default_mapper()
+        self.mapper = mapper
         self.lister = lister
         self.window_seconds = window_seconds
 

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 
 from adapter.errors import BackendUnavailable
+from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.base import ResourceMapper
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.registry import MetricIndex, discover
 from adapter.rules.config import AdapterConfig, DiscoveryRule
-from adapter.rules.resources import StaticResourceMapper
 
 
 @dataclass

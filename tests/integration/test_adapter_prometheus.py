@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from adapter.errors import BackendUnavailable
+from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.base import CustomMetricInfo, ExternalMetricInfo, GroupResource, ObjectName
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config
-from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
 from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint

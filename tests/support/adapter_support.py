@@ -1,7 +1,7 @@
 """In-memory fakes for adapter tests (imported by unit and integration tests; holds no tests).
 
 - ``FakeLister``: an ObjectLister over a fixed list of objects (label selectors applied).
-- ``StaticResourceMapper`` (from adapter.rules.resources) stands in for API discovery.
+- ``StaticResourceMapper`` (from adapter.kube.mapper) stands in for API discovery.
 - ``FakePrometheus``: the Prometheus HTTP edge behind ``httpx.MockTransport``. Its query "engine"
   only filters the configured result rows by the label matchers of the query's first selector
   (matchers on labels a row does not carry are ignored) — enough to check which objects a

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config, parse_config
-from adapter.rules.resources import StaticResourceMapper
 from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint, static_checks
 from tests.support.adapter_support import FakeLister, FakePrometheus, pod_series

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from adapter.errors import BackendUnavailable, MetricNotFound
+from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.base import (
     CustomMetricInfo,
     ExternalMetricInfo,
@@ -20,7 +21,6 @@ from adapter.provider.base import (
 )
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config
-from adapter.rules.resources import StaticResourceMapper
 from adapter.selectors import EVERYTHING, parse_label_selector
 from adapter.telemetry import REGISTRY
 from tests.support.adapter_support import TS, FakeLister, FakePrometheus, pod_series

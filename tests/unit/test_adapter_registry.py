@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from adapter.errors import BackendUnavailable
+from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.base import CustomMetricInfo, ExternalMetricInfo, GroupResource, ResourceInfo
 from adapter.provider.prometheus.registry import Registry, discover
 from adapter.rules.config import load_config, parse_config
-from adapter.rules.resources import ResourceConverter, StaticResourceMapper, template_regex
+from adapter.rules.resources import ResourceConverter, template_regex
 from adapter.telemetry import REGISTRY
 from tests.support.adapter_support import FakePrometheus, pod_series
 

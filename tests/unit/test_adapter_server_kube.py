@@ -16,7 +16,6 @@ from adapter import telemetry
 from adapter.apiserver.status import status_for_error
 from adapter.errors import AdapterError, BackendUnavailable, ConfigError
 from adapter.kube.client import (
-    ApiDiscoveryMapper,
     KubeClient,
     KubeConnection,
     KubeError,
@@ -24,6 +23,7 @@ from adapter.kube.client import (
     kubeconfig_connection,
     resource_path,
 )
+from adapter.kube.mapper import ApiDiscoveryMapper
 from adapter.kube.objects import WatchCache
 from adapter.provider.base import GroupResource, ResourceInfo
 from adapter.selectors import parse_label_selector
