@@ -48,6 +48,7 @@ reset: setup ## Delete every cluster and all cluster state (images in containerd
 
 lint: setup ## ruff
 	@.venv/bin/ruff check adapter mockmetrics harness bench tests
+	@.venv/bin/pytest -q -p no:cacheprovider tests/unit/test_adapter_layers.py
 
 type: setup ## mypy
 	@.venv/bin/mypy adapter mockmetrics harness bench
