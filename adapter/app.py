@@ -143,20 +143,38 @@ async def connect_cluster(stack: AsyncExitStack, args: argparse.Namespace, *, re
     return Cluster(kube, mapper, lister)
 
 
+def prometheus_provider(
+    args: argparse.Namespace,
+    mapper: ResourceMapper,
+    lister: ObjectLister,
+    *,
+    relist_interval: float = 60.0,
+    cache_ttl: float = 5.0,
+) -> PrometheusProvider:
+    """From the ``--config`` and ``--prometheus-*`` flags ``serve``, ``explain`` and ``lint`` share."""
+    return PrometheusProvider.from_settings(
+        config_path=Path(args.config),
+        prometheus_url=args.prometheus_url,
+        mapper=mapper,
+        lister=lister,
+        prometheus_timeout=args.prometheus_timeout,
+        relist_interval=relist_interval,
+        cache_ttl=cache_ttl,
+        prometheus_ca_file=args.prometheus_ca_file,
+        prometheus_token_file=args.prometheus_token_file,
+    )
+
+
 def make_provider(args: argparse.Namespace, cluster: Cluster) -> Provider:
     """The ``--provider``: Prometheus (needs the cluster's mapper and lister) or static values."""
     if args.provider == "prometheus":
         assert cluster.mapper is not None and cluster.lister is not None  # needs_cluster: connected
-        return PrometheusProvider.from_settings(
-            config_path=Path(args.config),
-            prometheus_url=args.prometheus_url,
-            mapper=cluster.mapper,
-            lister=cluster.lister,
-            prometheus_timeout=args.prometheus_timeout,
+        return prometheus_provider(
+            args,
+            cluster.mapper,
+            cluster.lister,
             relist_interval=args.metrics_relist_interval,
             cache_ttl=args.cache_ttl,
-            prometheus_ca_file=args.prometheus_ca_file,
-            prometheus_token_file=args.prometheus_token_file,
         )
     mapper = cluster.mapper or StaticResourceMapper()  # the built-in kinds without a cluster
     resources = []
@@ -342,15 +360,7 @@ async def run_explain(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         mapper, lister = await cluster_or_builtin(stack, args.kubeconfig)
         try:
-            provider = PrometheusProvider.from_settings(
-                config_path=Path(args.config),
-                prometheus_url=args.prometheus_url,
-                mapper=mapper,
-                lister=lister,
-                prometheus_timeout=args.prometheus_timeout,
-                prometheus_ca_file=args.prometheus_ca_file,
-                prometheus_token_file=args.prometheus_token_file,
-            )
+            provider = prometheus_provider(args, mapper, lister)
         except ConfigError as err:
             raise UsageError(str(err)) from None
         await provider.start()
