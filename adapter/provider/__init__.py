@@ -1,0 +1,1 @@
+"""The provider interface (base.py) and the providers: static values, and Prometheus (prometheus/)."""
