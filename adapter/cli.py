@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 from adapter import app
 from adapter.apiserver.auth import load_pem_certs
@@ -106,13 +106,40 @@ def _add_prometheus(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--prometheus-token-file", help="bearer token file for Prometheus (re-read on change)")
 
 
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"  # what add_subparsers() returns
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hpa-kit-adapter", description="Custom and external metrics API server for the HPA."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_serve(sub)
+    _add_explain(sub)
+    _add_lint(sub)
+    return parser
 
+
+def _add_serve(sub: _Commands) -> None:
     s = sub.add_parser("serve", help="serve custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS")
+    _add_listener(s)
+    _add_provider(s)
+    _add_cluster_auth(s)
+    s.add_argument(
+        "--metrics-insecure",
+        action="store_true",
+        help="serve /metrics on the secure port without authentication",
+    )
+    s.add_argument(
+        "--metrics-bind-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve /metrics over plain HTTP here (default off)",
+    )
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def _add_listener(s: argparse.ArgumentParser) -> None:
     s.add_argument("--secure-port", type=_port, default=6443)
     s.add_argument("--bind-address", default="0.0.0.0")
     s.add_argument("--tls-cert-file", help="serving certificate (PEM); reloaded when the file changes")
@@ -124,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how often the certificate files are checked for changes (default 5s)",
     )
+
+
+def _add_provider(s: argparse.ArgumentParser) -> None:
     s.add_argument("--provider", choices=("prometheus", "static"), default="prometheus")
     _add_prometheus(s, required=False)
     s.add_argument(
@@ -164,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help="resources listed in discovery for the static metrics (default pods,services,namespaces)",
     )
+
+
+def _add_cluster_auth(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--kubeconfig",
         "--lister-kubeconfig",
@@ -200,19 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="front-proxy certificate CNs allowed to assert identities (empty: any)",
     )
     s.add_argument("--client-ca-file", help="client CA (overrides the configmap's client-ca-file)")
-    s.add_argument(
-        "--metrics-insecure",
-        action="store_true",
-        help="serve /metrics on the secure port without authentication",
-    )
-    s.add_argument(
-        "--metrics-bind-address",
-        default=None,
-        metavar="HOST:PORT",
-        help="also serve /metrics over plain HTTP here (default off)",
-    )
-    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
+
+def _add_explain(sub: _Commands) -> None:
     e = sub.add_parser("explain", help="trace one metrics request: rule, PromQL, Prometheus answer, response")
     _add_prometheus(e, required=True)
     e.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG/~/.kube/config)")
@@ -233,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the trace as JSON")
     e.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
 
+
+def _add_lint(sub: _Commands) -> None:
     li = sub.add_parser(
         "lint", help="check a config against a live Prometheus and list the metrics it exposes"
     )
@@ -240,7 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--kubeconfig", help="resolve resources against this cluster (default: built-in kinds)")
     li.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     li.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
-    return parser
 
 
 def _setup_logging(level: str) -> None:
