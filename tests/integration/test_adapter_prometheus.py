@@ -30,11 +30,10 @@ from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint
 from harness.localprom import LocalPrometheus, Target
 from harness.mockproc import MockMetricsProcess
-from tests.support.adapter_support import FakeLister
+from tests.support.adapter_support import FIXTURES, FakeLister
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 PODS, SERVICES = GroupResource("", "pods"), GroupResource("", "services")
 
 

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,9 @@ import httpx
 from adapter.provider.base import ObjectMeta, ResourceInfo
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.selectors import LabelSelector
+
+#: Rules files and other inputs of the adapter tests.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 
 TS = 1700000000.5
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from adapter.errors import BackendUnavailable
@@ -13,9 +11,8 @@ from adapter.provider.prometheus.registry import Registry, discover
 from adapter.rules.config import load_config, parse_config
 from adapter.rules.resources import ResourceConverter, template_regex
 from adapter.telemetry import REGISTRY
-from tests.support.adapter_support import FakePrometheus, pod_series
+from tests.support.adapter_support import FIXTURES, FakePrometheus, pod_series
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 CFG = load_config(FIXTURES / "seed-rules.yaml")
 PODS, SERVICES, NAMESPACES = (
     GroupResource("", "pods"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from adapter.kube.mapper import StaticResourceMapper
@@ -11,9 +9,7 @@ from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config, parse_config
 from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint, static_checks
-from tests.support.adapter_support import FakeLister, FakePrometheus, pod_series
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
+from tests.support.adapter_support import FIXTURES, FakeLister, FakePrometheus, pod_series
 
 
 @pytest.fixture

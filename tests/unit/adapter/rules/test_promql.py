@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,9 +22,8 @@ from adapter.rules.promql import (
     window_seconds,
 )
 from adapter.selectors import Requirement, parse_label_selector
-from tests.support.adapter_support import unquote_promql
+from tests.support.adapter_support import FIXTURES, unquote_promql
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 CFG = load_config(FIXTURES / "seed-rules.yaml")
 FPM, HITS, RATE, QUEUE = CFG.all_rules
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from adapter.errors import ConfigError
 from adapter.rules.config import load_config, parse_config, parse_prom_duration
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
+from tests.support.adapter_support import FIXTURES
 
 
 def test_seed_rules_load() -> None:

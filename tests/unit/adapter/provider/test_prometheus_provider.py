@@ -23,9 +23,8 @@ from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config
 from adapter.selectors import EVERYTHING, parse_label_selector
 from adapter.telemetry import REGISTRY
-from tests.support.adapter_support import TS, FakeLister, FakePrometheus, pod_series
+from tests.support.adapter_support import FIXTURES, TS, FakeLister, FakePrometheus, pod_series
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "adapter"
 PODS, SERVICES, NAMESPACES = (
     GroupResource("", "pods"),
     GroupResource("", "services"),
