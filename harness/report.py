@@ -36,6 +36,8 @@ class Sample:
     load_rps: float | None
     scaling_active: str | None
     able_to_scale: str | None
+    #: The same metric from an independent PromQL query, in the unit the HPA's status shows.
+    direct_value: float | None = None
 
 
 def _quantity(text: str | None) -> float | None:
@@ -88,7 +90,11 @@ class Recorder:
     interval: float = 2.0
     load: Callable[[], list[LoadSample]] | None = None
     progress: Callable[[str], None] | None = print
+    #: An independent reading of the metric (a scenario's own PromQL query), plotted beside the HPA's.
+    direct: Callable[[], float] | None = None
     samples: list[Sample] = field(default_factory=list)
+    #: ``(t, label)``: load start/stop, injected faults; drawn as vertical lines on the plot.
+    marks: list[tuple[float, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _t0: float = 0.0
@@ -99,6 +105,10 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name=f"recorder-{self.hpa}", daemon=True)
         self._thread.start()
         return self
+
+    def mark(self, label: str) -> None:
+        """Note an event (load started, Prometheus stopped) at the current time, for the plot."""
+        self.marks.append((round(time.monotonic() - self._t0, 1), label))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -128,6 +138,11 @@ class Recorder:
                 users, rps = hist[-1].users, hist[-1].rps
             else:
                 users, rps = 0, 0.0
+        direct = None
+        if self.direct is not None:
+            direct = self.direct()
+            if _per_replica(spec) and status.get("currentReplicas"):
+                direct /= status["currentReplicas"]  # as the status shows it (_per_replica)
         s = Sample(
             t=round(time.monotonic() - self._t0, 1),
             desired_replicas=status.get("desiredReplicas"),
@@ -139,6 +154,7 @@ class Recorder:
             load_rps=rps,
             scaling_active=_condition(status, "ScalingActive"),
             able_to_scale=_condition(status, "AbleToScale"),
+            direct_value=direct,
         )
         if self.progress:
             self.progress(
@@ -153,7 +169,13 @@ class Recorder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 30)
+        try:  # the plot ends on the state the scenario asserted, not up to one interval before it
+            self.samples.append(self.sample())
+        except Exception as exc:
+            if self.progress:
+                self.progress(f"recorder: final sample failed: {exc}")
         self.write_csv()
+        (self.out_dir / "marks.json").write_text(json.dumps(self.marks))
         self.write_plot()
         try:
             (self.out_dir / "hpa.json").write_text(json.dumps(self.hpa_object(), indent=2))
@@ -172,7 +194,8 @@ class Recorder:
         return path
 
     def write_plot(self) -> Path:
-        return plot_samples(self.samples, self.out_dir / "plot.png", title=f"{self.namespace}/{self.hpa}")
+        return plot_samples(self.samples, self.out_dir / "plot.png", title=f"{self.namespace}/{self.hpa}",
+                            marks=self.marks)  # fmt: skip
 
     def write_events(self) -> Path:
         path = self.out_dir / "events.txt"
@@ -189,8 +212,20 @@ class Recorder:
         return path
 
 
-def plot_samples(samples: list[Sample], path: Path, *, title: str) -> Path:
-    """Three stacked panels on one time axis: load, metric vs target, replicas."""
+def _per_replica(spec: dict[str, Any]) -> bool:
+    """Object/External metrics with an AverageValue target show value / current replicas in status."""
+    metric = (spec.get("metrics") or [{}])[0]
+    kind = str(metric.get("type", "")).lower()
+    return kind in ("object", "external") and ((metric.get(kind) or {}).get("target") or {}).get(
+        "type"
+    ) == "AverageValue"
+
+
+def plot_samples(
+    samples: list[Sample], path: Path, *, title: str, marks: list[tuple[float, str]] | None = None
+) -> Path:
+    """Three stacked panels on one time axis: load, metric vs target (and the direct reading), replicas;
+    ``marks`` (load start/stop, faults) as labelled vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,6 +239,8 @@ def plot_samples(samples: list[Sample], path: Path, *, title: str) -> Path:
     ax_load.legend(loc="upper right")
     ax_metric.plot(t, [s.metric_value for s in samples], label="metric")
     ax_metric.plot(t, [s.metric_target for s in samples], label="target", linestyle="--")
+    if any(s.direct_value is not None for s in samples):
+        ax_metric.plot(t, [s.direct_value for s in samples], label="Prometheus, direct", linestyle=":")
     ax_metric.set_ylabel("metric")
     ax_metric.legend(loc="upper right")
     ax_rep.step(t, [s.desired_replicas for s in samples], where="post", label="desired")
@@ -212,6 +249,11 @@ def plot_samples(samples: list[Sample], path: Path, *, title: str) -> Path:
     ax_rep.set_ylabel("replicas")
     ax_rep.set_xlabel("seconds")
     ax_rep.legend(loc="upper right")
+    for at, label in marks or []:
+        for ax in (ax_load, ax_metric, ax_rep):
+            ax.axvline(at, color="grey", linewidth=0.8, linestyle="-.")
+        ax_load.annotate(label, (at, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                         va="top", ha="right")  # fmt: skip
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

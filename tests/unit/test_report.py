@@ -32,3 +32,45 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     ]
     path = plot_samples(samples, tmp_path / "plot.png", title="demo")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_marks_and_the_direct_reading(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    samples = [Sample(float(t), 2, 2, 2, 95.0, 100.0, 10, 190.0, "True/x", None, direct_value=97.0)
+               for t in range(10)]  # fmt: skip
+    drawn: list[object] = []
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig: plt.Figure, *args: object, **kw: object) -> None:
+        drawn.append(fig)
+        real_savefig(fig, *args, **kw)  # type: ignore[arg-type]
+
+    plt.Figure.savefig = spy  # type: ignore[method-assign]
+    try:
+        plot_samples(samples, tmp_path / "p.png", title="t", marks=[(3.0, "load start"), (7.0, "load stop")])
+    finally:
+        plt.Figure.savefig = real_savefig  # type: ignore[method-assign]
+    [fig] = drawn
+    ax_load, ax_metric, _ = fig.axes  # type: ignore[attr-defined]
+    assert [t.get_text() for t in ax_load.texts] == ["load start", "load stop"]
+    assert "Prometheus, direct" in [line.get_label() for line in ax_metric.lines]
+    assert sum(1 for line in ax_metric.lines if list(line.get_xdata()) in ([3.0, 3.0], [7.0, 7.0])) == 2
+
+
+@pytest.mark.parametrize(
+    ("metric", "per_replica"),
+    [
+        ({"type": "Object", "object": {"target": {"type": "AverageValue", "averageValue": "100"}}}, True),
+        ({"type": "Object", "object": {"target": {"type": "Value", "value": "100"}}}, False),
+        ({"type": "External", "external": {"target": {"type": "AverageValue", "averageValue": "5"}}}, True),
+        ({"type": "Pods", "pods": {"target": {"type": "AverageValue", "averageValue": "5"}}}, False),
+    ],
+)
+def test_direct_reading_is_shown_in_the_statuss_unit(metric: dict, per_replica: bool) -> None:
+    from harness.report import _per_replica
+
+    assert _per_replica({"metrics": [metric]}) is per_replica

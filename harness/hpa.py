@@ -1,0 +1,227 @@
+"""The HPA vocabulary scenarios are written in: conditions, replicas, metric values, the oracle's verdict.
+
+Everything here reads what Kubernetes did or serves, through the same paths the HPA controller uses:
+the HPA's status, the Deployment's scale, and the metrics APIs *through the aggregator*
+(:func:`served_value`). :func:`oracle_check` puts one observation next to an independent reading (a
+PromQL query the scenario writes itself, straight to Prometheus) and the controller's own rules
+(:mod:`harness.oracle`), and says whether the adapter served the right value and the controller
+decided what the formula says.
+"""
+
+from __future__ import annotations
+
+import statistics
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
+from harness.report import _quantity
+from harness.stack import Kubectl
+from harness.waits import wait_for
+
+__all__ = [
+    "Observation",
+    "condition",
+    "hpa_spec_status",
+    "observe",
+    "oracle_check",
+    "replicas",
+    "served_value",
+    "wait_condition",
+    "wait_replicas",
+]
+
+
+def hpa_spec_status(kubectl: Kubectl, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    obj = kubectl.json("-n", namespace, "get", "hpa", name)
+    return obj.get("spec") or {}, obj.get("status") or {}
+
+
+def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The HPA condition ``kind`` (``ScalingActive``, ``AbleToScale``, ``ScalingLimited``), or ``{}``."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+def wait_condition(
+    kubectl: Kubectl, namespace: str, hpa: str, kind: str, want: str, *, timeout: float,
+    reason_prefix: str = "", progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Wait until the HPA's condition ``kind`` has status ``want`` (and a reason with that prefix)."""
+
+    def probe() -> tuple[bool, str]:
+        cond = condition(hpa_spec_status(kubectl, namespace, hpa)[1], kind)
+        ok = cond.get("status") == want and str(cond.get("reason", "")).startswith(reason_prefix)
+        return ok, f"{kind}={cond.get('status')} reason={cond.get('reason')} {cond.get('message', '')[:160]}"
+
+    wait_for(f"HPA {hpa} {kind}={want}", probe, timeout=timeout, interval=2,
+             hint=f"kubectl -n {namespace} describe hpa {hpa}", progress=progress)  # fmt: skip
+    return condition(hpa_spec_status(kubectl, namespace, hpa)[1], kind)
+
+
+def replicas(kubectl: Kubectl, namespace: str, deployment: str) -> int:
+    return int(kubectl.json("-n", namespace, "get", "deployment", deployment)["spec"].get("replicas", 1))
+
+
+def wait_replicas(
+    kubectl: Kubectl, namespace: str, deployment: str, ok: Callable[[int], bool], what: str, *,
+    timeout: float, progress: Callable[[str], None] | None = print,
+) -> int:  # fmt: skip
+    """Wait until the Deployment's ``spec.replicas`` (what the HPA set) satisfies ``ok``; returns it."""
+
+    def probe() -> tuple[bool, str]:
+        dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+        n = dep["spec"].get("replicas", 1)
+        ready = (dep.get("status") or {}).get("readyReplicas", 0)
+        return ok(n), f"spec.replicas={n} ready={ready}"
+
+    wait_for(f"{deployment} {what}", probe, timeout=timeout, interval=2,
+             hint=f"kubectl -n {namespace} describe hpa {deployment}", progress=progress)  # fmt: skip
+    return replicas(kubectl, namespace, deployment)
+
+
+def _selector(kubectl: Kubectl, namespace: str, deployment: str) -> str:
+    dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+    labels = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def served_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> tuple[float, int]:
+    """The value of the HPA's first metric as the adapter serves it through the aggregator.
+
+    Returns ``(value, items)``: Object -> the object's value; Pods -> the mean over the pods of the
+    scale target that have one (``items`` of them); External -> the sum over the series, as the
+    controller computes them. Raises when the API answers with an error (no value is a failure).
+    """
+    metric = (spec.get("metrics") or [{}])[0]
+    kind = metric.get("type")
+    body = metric.get(str(kind).lower()) or {}
+    name = body["metric"]["name"]
+    selector = ((body["metric"].get("selector") or {}).get("matchLabels")) or {}
+    mls = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    query = {"metricLabelSelector": mls} if mls else {}
+    base = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}"
+    if kind == "Object":
+        obj = body["describedObject"]
+        resource = {"Service": "services", "Deployment": "deployments.apps", "Pod": "pods"}.get(
+            obj["kind"], obj["kind"].lower() + "s"
+        )
+        path = f"{base}/{resource}/{obj['name']}/{name}"
+    elif kind == "Pods":
+        target = spec["scaleTargetRef"]["name"]
+        query["labelSelector"] = _selector(kubectl, namespace, target)
+        path = f"{base}/pods/*/{name}"
+    elif kind == "External":
+        query = {"labelSelector": mls} if mls else {}
+        path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{name}"
+    else:
+        raise ValueError(f"served_value does not read {kind} metrics")
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    items = kubectl.raw(path)["items"]
+    values = [_quantity(i["value"]) or 0.0 for i in items]
+    if not values:
+        raise AssertionError(f"{path} returned no items")
+    if kind == "Pods":
+        return statistics.fmean(values), len(values)
+    return (sum(values) if kind == "External" else values[0]), len(values)
+
+
+@dataclass
+class Observation:
+    """One look at an HPA, its served metric and the independent reading, taken together."""
+
+    t: float
+    current: int
+    desired: int
+    ready: int
+    served: float
+    served_items: int
+    direct: float
+    spec: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def observe(
+    kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], t: float = 0.0
+) -> Observation:
+    """Read the HPA, the adapter's value through the aggregator and the direct value back to back."""
+    spec, status = hpa_spec_status(kubectl, namespace, hpa)
+    served, items = served_value(kubectl, namespace, spec)
+    dep = kubectl.json("-n", namespace, "get", "deployment", spec["scaleTargetRef"]["name"])
+    ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+    return Observation(
+        t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),
+        ready=ready, served=served, served_items=items, direct=direct(), spec=spec,
+    )  # fmt: skip
+
+
+def oracle_range(
+    spec: Mapping[str, Any], low: float, high: float, *, current: int, ready: int, pods: int,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> set[int]:  # fmt: skip
+    """Every replica count the controller may rightly choose for a value somewhere in [low, high].
+
+    The decision is monotone in the value, so the set is every count between the decisions at the two
+    ends. A band (not a point) because the reading has noise and because the controller's scale-down
+    stabilization keeps the highest recommendation of its window: pass the lowest and the highest
+    value seen over that window.
+    """
+    kind, ttype, target = target_of(spec)
+    lo_r, hi_r = spec.get("minReplicas", 1), spec["maxReplicas"]
+
+    def decide(v: float) -> int:
+        reading = MetricReading(kind, ttype, target, max(0.0, v), pods_with_value=pods)
+        return desired_replicas([reading], current=current, ready=ready, min_replicas=lo_r,
+                                max_replicas=hi_r, tolerance=tolerance)  # fmt: skip
+
+    a, b = decide(low), decide(high)
+    return set(range(min(a, b), max(a, b) + 1))
+
+
+def band(values: list[float], *, rel: float, floor: float) -> tuple[float, float]:
+    """[min - error, max + error] of ``values``, the error being ``rel`` of the value or ``floor``."""
+    lo, hi = min(values), max(values)
+    return lo - max(rel * abs(lo), floor), hi + max(rel * abs(hi), floor)
+
+
+def stabilization_s(spec: Mapping[str, Any], default: float = 300.0) -> float:
+    """The HPA's scale-down stabilization window (its behavior, else the controller's default)."""
+    window = ((spec.get("behavior") or {}).get("scaleDown") or {}).get("stabilizationWindowSeconds")
+    return float(default if window is None else window)
+
+
+def oracle_check(history: list[Observation], *, rel: float, floor: float = 0.0) -> list[str]:
+    """What is wrong with the newest observation in ``history`` (empty when nothing).
+
+    * the value the adapter served is within ``rel`` (or ``floor`` absolute) of the direct reading;
+    * the controller's desired count is one the oracle allows for the direct readings over the
+      stabilization window before it (see :func:`oracle_range`).
+    """
+    obs = history[-1]
+    problems = []
+    if not within(obs.served, obs.direct, rel=rel, abs_=floor):
+        problems.append(
+            f"t={obs.t:.0f}s: adapter served {obs.served:.3f}, Prometheus says {obs.direct:.3f} directly "
+            f"(allowed {rel:.0%} or {floor})"
+        )
+    window = stabilization_s(obs.spec) + 10  # + one sync period and the recorder's own lag
+    recent = [o.direct for o in history if obs.t - o.t <= window]
+    low, high = band(recent, rel=rel, floor=floor)
+    allowed = oracle_range(obs.spec, low, high, current=obs.current, ready=obs.ready, pods=obs.served_items)
+    if obs.desired not in allowed:
+        problems.append(
+            f"t={obs.t:.0f}s: controller wants {obs.desired} replicas at {obs.current}; the oracle allows "
+            f"{sorted(allowed)} for direct values {low:.3f}..{high:.3f} over the last {window:.0f}s"
+        )
+    return problems
+
+
+def expected_replicas(spec: Mapping[str, Any], value: float, *, current: int, pods: int = 0,
+                      rel: float = 0.0) -> set[int]:  # fmt: skip
+    """The oracle's replica counts for a value from another source (e.g. the load generator's rate)."""
+    return oracle_range(spec, value * (1 - rel), value * (1 + rel), current=current, ready=current,
+                        pods=pods or current)  # fmt: skip

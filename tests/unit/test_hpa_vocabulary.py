@@ -1,0 +1,115 @@
+"""harness.hpa: what the adapter served (read like the controller reads it) and the oracle's verdict.
+
+The kubectl edge is faked with canned API answers; the arithmetic and the verdicts are real.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness import hpa
+from harness.hpa import Observation
+
+HITS_SPEC: dict[str, Any] = {
+    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hits"},
+    "minReplicas": 1, "maxReplicas": 10,
+    "metrics": [{"type": "Object", "object": {
+        "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "hits"},
+        "metric": {"name": "total_hit_count"}, "target": {"type": "AverageValue", "averageValue": "100"}}}],
+    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}},
+}  # fmt: skip
+PODS_SPEC: dict[str, Any] = {
+    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "requests"},
+    "maxReplicas": 10,
+    "metrics": [{"type": "Pods", "pods": {"metric": {"name": "http_requests"},
+                                          "target": {"type": "AverageValue", "averageValue": "10"}}}],
+}  # fmt: skip
+QUEUE_SPEC: dict[str, Any] = {
+    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "queue"},
+    "maxReplicas": 10,
+    "metrics": [{"type": "External", "external": {
+        "metric": {"name": "queue_depth", "selector": {"matchLabels": {"service": "queue"}}},
+        "target": {"type": "AverageValue", "averageValue": "50"}}}],
+}  # fmt: skip
+
+
+class FakeKubectl:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw_answers = raw
+        self.paths: list[str] = []
+
+    def raw(self, path: str) -> Any:
+        self.paths.append(path)
+        return self.raw_answers[path.split("?")[0]]
+
+    def json(self, *args: str) -> Any:
+        return {"spec": {"selector": {"matchLabels": {"app": "requests", "tier": "web"}}}}
+
+
+def test_object_value_is_read_through_the_aggregator() -> None:
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/hits/total_hit_count"
+    k = FakeKubectl({path: {"items": [{"value": "321500m"}]}})
+    assert hpa.served_value(k, "demo", HITS_SPEC) == (321.5, 1)  # type: ignore[arg-type]
+
+
+def test_pods_value_is_the_mean_over_the_targets_pods() -> None:
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/*/http_requests"
+    k = FakeKubectl({path: {"items": [{"value": "30"}, {"value": "10"}, {"value": "2"}]}})
+    assert hpa.served_value(k, "demo", PODS_SPEC) == (14.0, 3)  # type: ignore[arg-type]
+    assert "labelSelector=app%3Drequests%2Ctier%3Dweb" in k.paths[0]
+
+
+def test_external_value_is_the_sum_with_the_metric_selector() -> None:
+    path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_depth"
+    k = FakeKubectl({path: {"items": [{"value": "40"}, {"value": "2"}]}})
+    assert hpa.served_value(k, "demo", QUEUE_SPEC) == (42.0, 2)  # type: ignore[arg-type]
+    assert k.paths[0].endswith("?labelSelector=service%3Dqueue")
+
+
+def test_no_items_is_a_failure_not_zero() -> None:
+    path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_depth"
+    with pytest.raises(AssertionError, match="no items"):
+        hpa.served_value(FakeKubectl({path: {"items": []}}), "demo", QUEUE_SPEC)  # type: ignore[arg-type]
+
+
+def obs(t: float, *, served: float, direct: float, current: int, desired: int, items: int = 1,
+        spec: dict[str, Any] = HITS_SPEC) -> Observation:  # fmt: skip
+    return Observation(t=t, current=current, desired=desired, ready=current, served=served,
+                       served_items=items, direct=direct, spec=spec)  # fmt: skip
+
+
+def test_a_correct_steady_state_passes() -> None:
+    history = [obs(t, served=318, direct=320, current=3, desired=3) for t in (0, 5, 10, 15, 20, 25, 30)]
+    assert hpa.oracle_check(history, rel=0.1, floor=2) == []
+
+
+def test_an_adapter_that_under_counts_by_30_percent_fails() -> None:
+    # A rule off by 30 % (say, a rate over one pod instead of the Service): the served value disagrees
+    # with the direct query, and the controller's 3 replicas do not follow from the real 420/s.
+    history = [obs(t, served=294, direct=420, current=3, desired=3) for t in (0, 5, 10, 15, 20, 25, 30)]
+    problems = hpa.oracle_check(history, rel=0.1, floor=2)
+    assert any("adapter served 294.000, Prometheus says 420.000" in p for p in problems), problems
+    assert any("controller wants 3 replicas at 3; the oracle allows [4, 5]" in p for p in problems), problems
+
+
+def test_scale_down_stabilization_widens_what_the_oracle_allows() -> None:
+    # The load fell 20 s ago: within the 30 s window the controller may still hold 4 replicas.
+    history = [obs(0, served=400, direct=400, current=4, desired=4),
+               obs(20, served=150, direct=150, current=4, desired=4)]  # fmt: skip
+    assert hpa.oracle_check(history, rel=0.1, floor=2) == []
+    # 45 s later the window holds only low values: 4 is wrong now.
+    history.append(obs(65, served=150, direct=150, current=4, desired=4))
+    assert hpa.oracle_check(history, rel=0.1, floor=2)
+
+
+def test_oracle_range_is_every_count_between_the_ends() -> None:
+    assert hpa.oracle_range(HITS_SPEC, 250, 480, current=3, ready=3, pods=3) == {3, 4, 5}
+    assert hpa.oracle_range(PODS_SPEC, 9.5, 10.5, current=4, ready=4, pods=4) == {4}
+    assert hpa.expected_replicas(HITS_SPEC, 390, current=4, rel=0.0) == {4}
+
+
+def test_band_uses_the_floor_near_zero() -> None:
+    assert hpa.band([0.0, 1.0], rel=0.1, floor=2) == (-2.0, 3.0)
+    assert hpa.band([100.0, 200.0], rel=0.1, floor=2) == (90.0, 220.0)
