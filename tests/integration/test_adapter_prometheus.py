@@ -132,11 +132,20 @@ async def test_per_pod_values_and_missing_pod(provider: PrometheusProvider) -> N
     assert all(Decimal(0) <= v.value <= 1 for v in fpm)
 
 
-async def test_object_metric_on_service(provider: PrometheusProvider) -> None:
+async def test_object_metric_on_service(
+    provider: PrometheusProvider, prom: LocalPrometheus, exporters: dict[str, str]
+) -> None:
+    # 120 hits on web-2 now: over the rule's 1 m window the Service's rate is 120/60 = 2/s, plus at
+    # most the fixture's 21 hits on web-1 if they still fall inside the window.
+    start = _gauge(exporters["web-2"], "total_hit_count")
+    for _ in range(120):
+        _get(exporters["web-2"] + "/")
+    prom.wait_for_series(f'total_hit_count{{pod="web-2"}} >= {start + 120}', timeout=30)
     v = await provider.get_metric_by_name(
         ObjectName("demo", "mockmetrics"), CustomMetricInfo(SERVICES, True, "total_hit_count"), EVERYTHING
     )
-    assert v.described_object.kind == "Service" and v.value >= 0 and v.window_seconds == 60
+    assert v.described_object.kind == "Service" and v.window_seconds == 60
+    assert 0.9 * 120 / 60 <= float(v.value) <= 1.1 * (120 + 21) / 60, v.value
 
 
 async def test_metric_label_selector(provider: PrometheusProvider) -> None:
@@ -169,9 +178,30 @@ async def test_escaped_names_and_post(provider: PrometheusProvider, lister: Fake
     assert [v.described_object.name for v in values] == ["web-2"]
 
 
-async def test_external_metric(provider: PrometheusProvider) -> None:
+def _gauge(url: str, name: str) -> float:
+    """A metric straight from the exporter process's own /metrics: the ground truth Prometheus scrapes."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{url}/metrics has no {name}")
+
+
+async def test_external_metric(
+    provider: PrometheusProvider, prom: LocalPrometheus, exporters: dict[str, str]
+) -> None:
+    # Drive the queue, then hold the adapter's answer against the processes' own gauges: the queue
+    # only drains (5 jobs/s per process), so Prometheus' sample, up to a few scrapes old, lies between
+    # the depth now and the depth now plus what drained since.
+    _get(exporters["web-2"] + "/produce?n=400", method="POST")
+    prom.wait_for_series('queue_depth{pod="web-2"} > 300', timeout=30)
+    before = sum(_gauge(url, "queue_depth") for url in exporters.values())
     values = await provider.get_external_metric("demo", EVERYTHING, ExternalMetricInfo("queue_depth"))
-    assert len(values) == 1 and values[0].labels == {"namespace": "demo"} and values[0].value >= 0
+    after = sum(_gauge(url, "queue_depth") for url in exporters.values())
+    assert len(values) == 1 and values[0].labels == {"namespace": "demo"}
+    served = float(values[0].value)
+    assert after <= served <= before + 5.0 * 3, (after, served, before)
+    assert served > 250, "the 400 jobs produced are not in the served value"
     assert await provider.get_external_metric("other", EVERYTHING, ExternalMetricInfo("queue_depth")) == []
 
 
