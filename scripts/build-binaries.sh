@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build the upstream Go programs the local cluster needs into a cache outside the repo.
+# Build the upstream Go programs the local cluster (and the kind node image) need into a cache
+# outside the repo. kubeadm and kubectl go into the kind node image (the machine's kubectl may be
+# outside the supported version skew); scripts/build-kind.sh builds kind and crictl.
 #
 #   scripts/build-binaries.sh            # build everything missing (idempotent, cached by version)
 #   scripts/build-binaries.sh --print-dir
@@ -23,7 +25,7 @@ command -v go >/dev/null || { echo "build-binaries: 'go' not found; install Go >
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # --- Kubernetes -----------------------------------------------------------------------------
-k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm kubectl)
 missing=()
 for c in "${k8s_cmds[@]}"; do [[ -x "$BIN/$c" ]] || missing+=("$c"); done
 if ((${#missing[@]})); then
@@ -52,6 +54,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubeadm"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
