@@ -26,7 +26,14 @@ integration: setup-cluster ## Integration tests (real Prometheus, mockmetrics, k
 	@bash scripts/run-tests.sh tests/integration $(PYTEST_ARGS)
 
 e2e: setup-cluster ## End-to-end scenarios on the best available provider (kind, else local); report in reports/
-	@bash scripts/run-tests.sh tests/e2e $(if $(PROVIDER),--provider=$(PROVIDER)) $(PYTEST_ARGS)
+	@$(if $(filter kind,$(PROVIDER)),bash scripts/docker-engine.sh start &&) \
+	  bash scripts/run-tests.sh tests/e2e $(if $(PROVIDER),--hpa-kit-provider=$(PROVIDER)) $(PYTEST_ARGS)
+
+engine: ## Start a Docker engine for the kind provider (installs docker.io; iptables off; see the script)
+	@bash scripts/docker-engine.sh start
+
+engine-stop: ## Stop the Docker engine `make engine` started (never another one)
+	@bash scripts/docker-engine.sh stop
 
 certs: setup ## Generate the adapter's CA, serving cert, Secret and caBundle into build/certs
 	@bash scripts/gen-certs.sh serving --service custom-metrics-apiserver --namespace custom-metrics --out build/certs
@@ -38,7 +45,8 @@ images: setup-cluster ## Build the kit's container images offline (base root-fs,
 	@bash scripts/build-images.sh build
 
 cluster-up: setup-cluster ## Start a local cluster (or kind where Docker works)
-	@$(PY) -m harness up $(if $(PROVIDER),--provider=$(PROVIDER))
+	@$(if $(filter kind,$(PROVIDER)),bash scripts/docker-engine.sh start &&) \
+	  $(PY) -m harness up $(if $(PROVIDER),--provider=$(PROVIDER))
 
 cluster-down: ## Stop the cluster (keeps its state for a warm start)
 	@$(PY) -m harness down
@@ -57,4 +65,4 @@ clean: ## Remove build outputs, reports and caches in the repo (not ~/.cache/hpa
 	rm -rf build reports .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help setup setup-cluster test unit integration e2e certs binaries images cluster-up cluster-down reset lint type clean
+.PHONY: help setup setup-cluster test unit integration e2e engine engine-stop certs binaries images cluster-up cluster-down reset lint type clean

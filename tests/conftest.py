@@ -1,8 +1,9 @@
 """Session fixtures shared by every test layer: the cluster under test and a bare control plane.
 
-Choose the cluster with ``--provider local|kind|existing`` (or ``HPA_KIT_PROVIDER``; default: kind
-when Docker answers, else local). ``HPA_KIT_KEEP_CLUSTER=1`` leaves the cluster running after the
-session (a cluster that was already running before the session is never stopped).
+Choose the cluster with ``--hpa-kit-provider local|kind|existing`` (alias ``--provider``; env
+``HPA_KIT_PROVIDER``; default: kind when Docker answers, else local). ``--hpa-kit-keep-cluster`` (env
+``HPA_KIT_KEEP_CLUSTER=1``) leaves the cluster running after the session (a cluster that was already
+running before the session is never stopped).
 """
 
 from __future__ import annotations
@@ -18,25 +19,34 @@ from harness.progress import Progress
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # Every option is namespaced --hpa-kit-*: pytest-kind-ng (the [kind] extra) registers
+    # --cluster-name, --keep-cluster and --kubeconfig itself, and pytest refuses a second option with
+    # the same dest. --provider and --existing-kubeconfig stay as aliases: nothing else claims them.
     group = parser.getgroup("hpa-kit")
     group.addoption(
+        "--hpa-kit-provider",
         "--provider",
+        dest="hpa_kit_provider",
         default=os.environ.get("HPA_KIT_PROVIDER") or None,
         choices=["local", "kind", "existing", "auto"],
         help="cluster provider for e2e tests (env HPA_KIT_PROVIDER; default: best available)",
     )
     group.addoption(
-        "--cluster-name",
-        default=os.environ.get("HPA_KIT_CLUSTER", "hpa-kit"),
-        help="cluster name (env HPA_KIT_CLUSTER)",
+        "--hpa-kit-cluster-name",
+        dest="hpa_kit_cluster_name",
+        default=os.environ.get("HPA_KIT_CLUSTER_NAME") or os.environ.get("HPA_KIT_CLUSTER") or "hpa-kit",
+        help="cluster name (env HPA_KIT_CLUSTER_NAME)",
     )
     group.addoption(
+        "--hpa-kit-kubeconfig",
         "--existing-kubeconfig",
+        dest="hpa_kit_kubeconfig",
         default=os.environ.get("HPA_KIT_KUBECONFIG") or None,
-        help="kubeconfig for --provider existing (env HPA_KIT_KUBECONFIG, else KUBECONFIG)",
+        help="kubeconfig for --hpa-kit-provider existing (env HPA_KIT_KUBECONFIG, else KUBECONFIG)",
     )
     group.addoption(
-        "--keep-cluster",
+        "--hpa-kit-keep-cluster",
+        dest="hpa_kit_keep_cluster",
         action="store_true",
         default=os.environ.get("HPA_KIT_KEEP_CLUSTER", "") == "1",
         help="leave the cluster running after the session (env HPA_KIT_KEEP_CLUSTER=1)",
@@ -127,7 +137,7 @@ def _skip_reason_local(need: list[str], root: bool) -> str | None:
 def cluster_provider_name(pytestconfig: pytest.Config) -> str:
     from harness.cluster import best_available
 
-    name = pytestconfig.getoption("--provider")
+    name = pytestconfig.getoption("hpa_kit_provider")
     return best_available() if name in (None, "auto") else str(name)
 
 
@@ -146,9 +156,9 @@ def cluster(pytestconfig: pytest.Config, cluster_provider_name: str) -> Iterator
         reason = _skip_reason_local([*CONTROL_PLANE, *NODE], root=True)
         if reason:
             pytest.skip(reason)
-    if name == "existing" and pytestconfig.getoption("--existing-kubeconfig"):
-        kwargs["kubeconfig"] = pytestconfig.getoption("--existing-kubeconfig")
-    c = get_provider(name, cluster_name=pytestconfig.getoption("--cluster-name"), **kwargs)
+    if name == "existing" and pytestconfig.getoption("hpa_kit_kubeconfig"):
+        kwargs["kubeconfig"] = pytestconfig.getoption("hpa_kit_kubeconfig")
+    c = get_provider(name, cluster_name=pytestconfig.getoption("hpa_kit_cluster_name"), **kwargs)
     progress = _progress(f"{name}: ")
     was_running = c.running()
     try:
@@ -156,7 +166,7 @@ def cluster(pytestconfig: pytest.Config, cluster_provider_name: str) -> Iterator
     except ClusterError as exc:
         pytest.fail(f"cluster {c.name} ({name}) did not come up:\n{exc}", pytrace=False)
     yield c
-    if was_running or pytestconfig.getoption("--keep-cluster"):
+    if was_running or pytestconfig.getoption("hpa_kit_keep_cluster"):
         progress(f"leaving cluster {c.name} running (kubeconfig {c.kubeconfig})")
         return
     c.stop(progress)
