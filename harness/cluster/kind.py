@@ -1,15 +1,28 @@
 """The ``kind`` provider: what users' CI runs (Docker + kind), behind the same interface.
 
-Uses the ``kind`` CLI (pytest-kind-ng installs one on demand; a kind on PATH is used first). The
-controller-manager's HPA flags are set through a kubeadm ClusterConfiguration patch, images are
-loaded with ``kind load image-archive``.
+Drives the kind CLI directly. pytest-kind-ng's ``KindCluster`` (the ``[kind]`` extra) was weighed and
+not used, for reasons read in its source (v26.7.0, ``pytest_kind/cluster.py``): it downloads kind
+v0.17.0 and kubectl v1.25.3 from the internet when not given paths (neither is reachable here, and
+both are far outside the skew of Kubernetes 1.35); ``create()`` passes no ``--wait`` and no timeout,
+and loops forever recreating the cluster if the kubeconfig is missing; it only has ``load
+docker-image`` (our images are OCI archives: ``kind load image-archive``); its constructor creates
+``.pytest-kind/<name>`` in the working directory. Its pytest plugin still loads beside ours (our
+options are namespaced ``--hpa-kit-*``).
+
+What this provider adds around ``kind create cluster``: the kind binary from scripts/build-kind.sh,
+the node image from :mod:`harness.kindnode` (built offline when missing), a kind config with the
+kit's HPA flags and the settings Debian's containerd and this VM need, create/delete times, and a
+check after delete that no node container, kind network or mount is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,15 +32,45 @@ from harness.cluster.base import Cluster, ClusterError, ClusterInfo, ComponentSt
 from harness.cluster.settings import HPASettings, default_state_root
 from harness.progress import ProgressFn
 
-__all__ = ["KindCluster", "kind_config"]
+__all__ = ["ENGINE_HINT", "KindCluster", "kind_config"]
+
+#: What sets Docker up on these machines; named by every "no Docker" message.
+ENGINE_HINT = "start one with: scripts/docker-engine.sh start (installs docker.io if missing)"
+#: The docker network kind puts every cluster's nodes on (shared by all kind clusters).
+KIND_NETWORK = "kind"
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 
 
-def kind_config(name: str, hpa: HPASettings, node_image: str | None = None) -> dict:
-    """kind Cluster config with the HPA tuning as kube-controller-manager extra args.
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.lstrip("v").split("-")[0].split(".")[:3])
 
-    kind renders kubeadm's v1beta3 ClusterConfiguration, whose ``extraArgs`` is a string map; the
-    patch names no apiVersion so kind merges it into whatever it generates.
+
+def extra_args(args: dict[str, str], k8s_version: str) -> dict[str, str] | list[dict[str, str]]:
+    """kubeadm ``extraArgs`` in the shape kind's generated config uses for ``k8s_version``.
+
+    kind v0.33 renders kubeadm v1beta3 (``extraArgs`` a string map) below Kubernetes 1.36 and v1beta4
+    (a list of ``{name, value}``) from 1.36 on (``pkg/cluster/internal/kubeadm/config.go``); a merge
+    patch must match that shape.
     """
+    if _version_tuple(k8s_version) >= (1, 36, 0):
+        return [{"name": k, "value": v} for k, v in args.items()]
+    return dict(args)
+
+
+def kind_config(name: str, hpa: HPASettings, node_image: str | None = None,
+                k8s_version: str | None = None) -> dict:
+    """kind Cluster config: the kit's HPA flags, our etcd/CoreDNS tags, the node's CNI and cgroup v1.
+
+    * ``disableDefaultCNI``: kindnetd cannot be pulled; the node image has a bridge conflist for
+      ``POD_SUBNET``; pod and service ranges differ from the local provider's so both can run here;
+    * ``failCgroupV1: false``: Kubernetes 1.35's kubelet refuses cgroup v1 hosts without it;
+    * etcd and CoreDNS ``imageTag``: the versions we build (see ``harness.kindnode``).
+    """
+    from harness import kindnode
+    from harness.images import Layout, read_versions
+
+    layout = Layout()
+    k8s_version = k8s_version or read_versions(layout.repo)["K8S_VERSION"]
     args = {}
     for flag in hpa.flags():
         key, value = flag.lstrip("-").split("=", 1)
@@ -35,30 +78,38 @@ def kind_config(name: str, hpa: HPASettings, node_image: str | None = None) -> d
     node: dict = {"role": "control-plane"}
     if node_image:
         node["image"] = node_image
+    cluster_cfg = {"kind": "ClusterConfiguration",
+                   "controllerManager": {"extraArgs": extra_args(args, k8s_version)},
+                   **kindnode.kubeadm_image_patch(layout)}
+    kubelet_cfg = {"kind": "KubeletConfiguration", "failCgroupV1": False}
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": name,
+        "networking": {
+            "disableDefaultCNI": True,
+            "podSubnet": kindnode.POD_SUBNET,
+            "serviceSubnet": kindnode.SERVICE_SUBNET,
+        },
         "nodes": [node],
-        "kubeadmConfigPatches": [
-            yaml.safe_dump({"kind": "ClusterConfiguration", "controllerManager": {"extraArgs": args}})
-        ],
+        "kubeadmConfigPatches": [yaml.safe_dump(cluster_cfg), yaml.safe_dump(kubelet_cfg)],
     }
 
 
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
 def _docker_ok() -> tuple[bool, str]:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False, "Docker engine not reachable: the docker CLI is not installed"
+    if shutil.which("docker") is None:
+        return False, f"Docker engine not reachable: the docker CLI is not installed; {ENGINE_HINT}"
     try:
-        out = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=15
-        )
+        out = _docker("info", "--format", "{{.ServerVersion}}", timeout=15)
     except (OSError, subprocess.SubprocessError) as exc:
-        return False, f"Docker engine not reachable: {exc}"
+        return False, f"Docker engine not reachable ({exc}); {ENGINE_HINT}"
     if out.returncode != 0:
         err = (out.stderr.strip().splitlines() or ["docker info failed"])[-1]
-        return False, f"Docker engine not reachable: {err}"
+        return False, f"Docker engine not reachable ({err}); {ENGINE_HINT}"
     return True, ""
 
 
@@ -76,40 +127,64 @@ class KindCluster(Cluster):
     ) -> None:
         super().__init__(name)
         self.hpa = hpa or HPASettings()
-        self.node_image = node_image or os.environ.get("HPA_KIT_KIND_IMAGE")
+        #: An explicit image (HPA_KIT_KIND_IMAGE) is used as is; otherwise ours is built when missing.
+        self.node_image = node_image or os.environ.get("HPA_KIT_KIND_IMAGE") or None
         self.state_dir = Path(state_root or default_state_root()) / "kind" / name
+        self._kind_path: Path | None = None
+        #: Seconds of the last create (node image, kind create); printed and kept for reports.
+        self.timings: dict[str, float] = {}
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
         ok, why = _docker_ok()
         if not ok:
             return ok, why
-        if cls._kind_binary() is None:
-            return False, "kind CLI not found: install kind, or pip install 'hpa-kit[kind]' (pytest-kind-ng)"
+        has_go = shutil.which("go") is not None or Path("/usr/local/go/bin/go").exists()
+        if shutil.which("kind") is None and not has_go:
+            return False, "neither a kind CLI nor Go (to build kind with scripts/build-kind.sh) is installed"
         return True, ""
 
-    @staticmethod
-    def _kind_binary() -> str | None:
-        found = shutil.which("kind")
-        if found:
-            return found
-        try:  # pytest-kind-ng downloads kind into its cache; reuse it when present
-            from pytest_kind.cluster import KindCluster as _K
+    @property
+    def kind_path(self) -> Path:
+        """scripts/build-kind.sh's choice (a new-enough kind on PATH, else ours, built on first use)."""
+        if self._kind_path is None:
+            from harness import kindnode
+            from harness.images import ImageError
 
-            path = getattr(_K, "kind_path", None)
-            return str(path) if path and Path(str(path)).exists() else None
-        except Exception:
-            return None
+            try:
+                self._kind_path = kindnode.kind_binary()
+            except ImageError as exc:
+                raise ProviderUnavailable(f"no kind CLI: {exc}") from exc
+        return self._kind_path
 
     def _kind(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        kind = self._kind_binary()
-        if kind is None:
-            raise ProviderUnavailable("kind CLI not found: install kind")
-        return subprocess.run([kind, *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([str(self.kind_path), *args], capture_output=True, text=True, timeout=timeout)
+
+    def _kind_streamed(self, *args: str, progress: ProgressFn, timeout: float = 900) -> tuple[int, list[str]]:
+        """Run kind, passing each output line to ``progress`` (a create takes tens of seconds)."""
+        proc = subprocess.Popen([str(self.kind_path), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                lines.append(line)
+                progress(f"kind: {line}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                lines.append(f"(killed after {timeout:.0f}s)")
+                break
+        return proc.wait(), lines
 
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.name}-control-plane"
 
     def exists(self) -> bool:
         ok, _ = _docker_ok()
@@ -121,53 +196,125 @@ class KindCluster(Cluster):
     def running(self) -> bool:
         if not self.exists() or not self.kubeconfig.exists():
             return False
-        out = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-        return out.returncode == 0
+        from harness.stack import Kubectl
+
+        try:
+            Kubectl(self.kubeconfig).run("get", "--raw", "/readyz", timeout=15)
+        except Exception:
+            return False
+        return True
+
+    def ensure_node_image(self, progress: ProgressFn) -> str:
+        """Our node image (built offline when missing or stale), unless one was given explicitly."""
+        if self.node_image:
+            return self.node_image
+        from harness import kindnode
+        from harness.images import ImageError
+
+        try:
+            return kindnode.ensure_node_image(progress=progress).name
+        except ImageError as exc:
+            raise ClusterError(f"could not build the kind node image: {exc}") from exc
 
     def create(self, progress: ProgressFn = print) -> ClusterInfo:
         ok, why = self.available()
         if not ok:
             raise ProviderUnavailable(why)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if not self.exists():
-            cfg = self.state_dir / "kind-config.yaml"
-            cfg.write_text(yaml.safe_dump(kind_config(self.name, self.hpa, self.node_image), sort_keys=False))
-            progress(f"kind create cluster {self.name}")
-            out = self._kind(
-                "create",
-                "cluster",
-                "--name",
-                self.name,
-                "--config",
-                str(cfg),
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--wait",
-                "120s",
-            )
-            if out.returncode != 0:
-                raise ClusterError(f"kind create cluster failed: {out.stderr.strip()[-800:]}")
-        else:
-            out = self._kind(
-                "export", "kubeconfig", "--name", self.name, "--kubeconfig", str(self.kubeconfig)
-            )
+        if self.exists():
+            out = self._kind("export", "kubeconfig", "--name", self.name,
+                             "--kubeconfig", str(self.kubeconfig))
             if out.returncode != 0:
                 raise ClusterError(f"kind export kubeconfig failed: {out.stderr.strip()[-400:]}")
-        progress(f"kind cluster {self.name} ready")
+            progress(f"kind cluster {self.name} already exists; kubeconfig {self.kubeconfig}")
+            return self.info()
+        t0 = time.monotonic()
+        image = self.ensure_node_image(progress)
+        image_s = time.monotonic() - t0
+        cfg = self.state_dir / "kind-config.yaml"
+        cfg.write_text(yaml.safe_dump(kind_config(self.name, self.hpa, image), sort_keys=False))
+        progress(f"kind create cluster {self.name} (image {image}, config {cfg})")
+        t1 = time.monotonic()
+        argv = ["create", "cluster", "--name", self.name, "--config", str(cfg),
+                "--kubeconfig", str(self.kubeconfig), "--wait", "180s"]
+        if os.environ.get("HPA_KIT_KIND_RETAIN") == "1":
+            argv.append("--retain")  # keep a failed node for `docker exec` / `kind export logs`
+        rc, lines = self._kind_streamed(*argv, progress=progress)
+        if rc != 0:
+            tail = "\n".join(lines[-25:])
+            raise ClusterError(
+                f"kind create cluster {self.name} failed (exit {rc}):\n{tail}\n"
+                "Rerun with HPA_KIT_KIND_RETAIN=1 to keep the node, then `kind export logs --name "
+                f"{self.name}` or `docker exec -it {self.node_name} journalctl -u kubelet`.")
+        create_s = time.monotonic() - t1
+        progress(f"kind cluster {self.name} created in {create_s:.1f}s "
+                 f"(node image ready after {image_s:.1f}s)")
+        self.timings = {"node_image_s": round(image_s, 1), "create_s": round(create_s, 1)}
         return self.info()
 
+    def _node_container_ids(self) -> list[str]:
+        out = _docker("ps", "-aq", "--no-trunc", "--filter", f"label={CLUSTER_LABEL}={self.name}")
+        return out.stdout.split() if out.returncode == 0 else []
+
     def delete(self, progress: ProgressFn = print) -> None:
-        if self._kind_binary() is None:
+        ok, _ = _docker_ok()
+        if not ok:
+            progress(f"kind: no Docker engine answers; nothing to delete for {self.name}")
             return
-        out = self._kind("delete", "cluster", "--name", self.name)
+        ids = self._node_container_ids()
+        volumes = self._volumes(ids)
+        t0 = time.monotonic()
+        out = self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig))
         if out.returncode != 0:
             raise ClusterError(f"kind delete cluster failed: {out.stderr.strip()[-400:]}")
-        progress(f"kind cluster {self.name} deleted")
+        delete_s = time.monotonic() - t0
+        self._remove_idle_network(progress)
+        leftovers = self.leftovers(ids, volumes)
+        if leftovers:
+            raise ClusterError(f"kind cluster {self.name} deleted but left: {'; '.join(leftovers)}")
+        with contextlib.suppress(FileNotFoundError):
+            self.kubeconfig.unlink()
+        progress(f"kind cluster {self.name} deleted in {delete_s:.1f}s "
+                 "(no node container, volume, kind network or mount left)")
+
+    @staticmethod
+    def _volumes(container_ids: list[str]) -> list[str]:
+        """Named and anonymous volumes of the node containers (kind's /var volume holds the images)."""
+        if not container_ids:
+            return []
+        out = _docker("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *container_ids)
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def _remove_idle_network(self, progress: ProgressFn) -> None:
+        """kind leaves its shared ``kind`` network behind; remove it once no container uses it."""
+        out = _docker("network", "inspect", KIND_NETWORK, "--format", "{{json .Containers}}")
+        if out.returncode != 0:
+            return
+        if json.loads(out.stdout or "{}") or {}:
+            progress(f"kind: docker network {KIND_NETWORK} still used by other containers; kept")
+            return
+        rm = _docker("network", "rm", KIND_NETWORK)
+        if rm.returncode != 0:
+            raise ClusterError(f"docker network rm {KIND_NETWORK} failed: {rm.stderr.strip()}")
+
+    def leftovers(self, container_ids: Iterable[str] = (), volumes: Iterable[str] = ()) -> list[str]:
+        """What a deleted cluster left behind: node containers, their volumes, the kind network, mounts."""
+        found: list[str] = []
+        kept = [v for v in volumes if _docker("volume", "inspect", v).returncode == 0]
+        if kept:
+            found.append(f"docker volumes {', '.join(v[:12] for v in kept)}")
+        if ids := self._node_container_ids():
+            found.append(f"node containers {', '.join(i[:12] for i in ids)}")
+        if _docker("network", "inspect", KIND_NETWORK).returncode == 0:
+            out = _docker("network", "inspect", KIND_NETWORK, "--format", "{{json .Containers}}")
+            if not json.loads(out.stdout or "{}"):
+                found.append(f"docker network {KIND_NETWORK}")
+        mounts = Path("/proc/self/mountinfo").read_text()
+        for cid in container_ids:
+            n = mounts.count(cid)
+            if n:
+                found.append(f"{n} mount(s) of node container {cid[:12]}")
+        return found
 
     def load_images(self, images: Iterable[str | Path], progress: ProgressFn = print) -> None:
         from harness import images as img
@@ -175,23 +322,49 @@ class KindCluster(Cluster):
         archives: list[Path] = []
         names: list[str] = []
         for item in images:
-            (archives if isinstance(item, Path) or Path(str(item)).is_file() else names).append(item)  # type: ignore[arg-type]
+            if isinstance(item, Path) or Path(str(item)).is_file():
+                archives.append(Path(item))
+            else:
+                names.append(str(item))
         if names:
             archives.extend(img.ensure_all(names, progress=progress).values())
+        present = self._node_images()
         for a in archives:
-            # kind load expects a docker-archive or an OCI archive; ours are OCI (buildah push oci-archive).
+            info = img.archive_info(a)
+            if present.get(info.name) == info.digest:
+                progress(f"kind: {info.name} already on {self.node_name}")
+                continue
+            t0 = time.monotonic()
+            # kind streams the archive into `ctr images import` on the node: OCI archives work as is.
             out = self._kind("load", "image-archive", str(a), "--name", self.name)
             if out.returncode != 0:
                 raise ClusterError(f"kind load image-archive {a} failed: {out.stderr.strip()[-400:]}")
-            progress(f"loaded {a.name} into kind cluster {self.name}")
+            progress(f"kind: loaded {info.name} in {time.monotonic() - t0:.1f}s")
+
+    def _node_images(self) -> dict[str, str]:
+        """``{ref: digest}`` in the node's containerd (k8s.io namespace); empty when unknown."""
+        out = _docker("exec", self.node_name, "ctr", "-n", "k8s.io", "images", "ls")
+        images: dict[str, str] = {}
+        for line in out.stdout.splitlines()[1:] if out.returncode == 0 else []:
+            cols = line.split()
+            if len(cols) >= 3 and cols[2].startswith("sha256:"):
+                images[cols[0]] = cols[2]
+        return images
 
     def info(self) -> ClusterInfo:
         running = self.running()
-        comps = [ComponentState(f"{self.name}-control-plane", "running" if running else "stopped")]
+        server = None
+        if self.kubeconfig.exists():
+            with contextlib.suppress(Exception):
+                kc = yaml.safe_load(self.kubeconfig.read_text())
+                server = kc["clusters"][0]["cluster"]["server"]
+        comps = [ComponentState(self.node_name, "running" if running else "stopped")]
         return ClusterInfo(
             self.name,
             self.provider,
             self.kubeconfig if self.kubeconfig.exists() else None,
+            server=server,
+            node=self.node_name,
             components=comps,
             running=running,
             state_dir=self.state_dir,

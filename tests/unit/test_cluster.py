@@ -180,13 +180,42 @@ def test_kind_config_sets_hpa_flags_through_kubeadm() -> None:
     assert cfg["name"] == "k1" and cfg["nodes"][0]["role"] == "control-plane"
 
 
-def test_kind_reports_docker_unavailable_clearly() -> None:
-    from harness.cluster.kind import KindCluster
+def test_kind_config_fits_debian_containerd_and_cgroup_v1() -> None:
+    from harness import kindnode
 
-    ok, why = KindCluster.available()
-    if ok:
-        pytest.skip("Docker works on this machine")
-    assert why.startswith(("Docker engine not reachable", "kind CLI not found"))
+    cfg = kind_config("k1", HPASettings(), node_image="hpa-kit/kind-node:v1.35.4", k8s_version="v1.35.4")
+    net = cfg["networking"]
+    assert net["disableDefaultCNI"] is True
+    # distinct from the local provider's ranges, so both can run on one machine
+    assert net["podSubnet"] == kindnode.POD_SUBNET != "10.244.0.0/16"
+    assert net["serviceSubnet"] == kindnode.SERVICE_SUBNET != "10.96.0.0/16"
+    cluster, kubelet = (yaml.safe_load(p) for p in cfg["kubeadmConfigPatches"])
+    assert kubelet == {"kind": "KubeletConfiguration", "failCgroupV1": False}
+    # the etcd and CoreDNS we build carry their own versions; kubeadm is told the tags
+    assert cluster["etcd"]["local"]["imageTag"] == kindnode.etcd_image_tag()
+    assert cluster["dns"]["imageTag"].startswith("v1.")
+    assert cfg["nodes"][0]["image"] == "hpa-kit/kind-node:v1.35.4"
+
+
+def test_kind_extra_args_follow_kubeadm_api_version() -> None:
+    from harness.cluster.kind import extra_args
+
+    # kind v0.33 renders kubeadm v1beta3 (a map) below 1.36 and v1beta4 (a name/value list) from 1.36
+    assert extra_args({"a": "1"}, "v1.35.4") == {"a": "1"}
+    assert extra_args({"a": "1"}, "v1.36.0") == [{"name": "a", "value": "1"}]
+    cfg = kind_config("k1", HPASettings(sync_period="3s"), k8s_version="v1.36.1")
+    args = yaml.safe_load(cfg["kubeadmConfigPatches"][0])["controllerManager"]["extraArgs"]
+    assert {"name": "horizontal-pod-autoscaler-sync-period", "value": "3s"} in args
+
+
+def test_kind_reports_docker_unavailable_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.cluster import kind
+
+    monkeypatch.setattr(kind.shutil, "which", lambda _name: None)
+    ok, why = kind.KindCluster.available()
+    assert not ok
+    assert why.startswith("Docker engine not reachable")
+    assert "scripts/docker-engine.sh start" in why  # names the command that sets Docker up
 
 
 def test_existing_provider_refuses_to_load_images(tmp_path: Path) -> None:
