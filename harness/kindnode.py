@@ -488,6 +488,12 @@ def preload_images(root: Path, archives: list[Path], work: Path, progress: Progr
         procs.stop(record)
 
 
+def _docker_image_id(name: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
+                          capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def docker_image_inputs(name: str) -> str | None:
     """The ``io.hpa-kit.inputs`` label of a Docker image, or None when Docker lacks the image."""
     proc = subprocess.run(["docker", "image", "inspect", "--format",
@@ -516,6 +522,7 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
         if not force and docker_image_inputs(name) == inputs.digest:
             progress(f"kind-node: {name} up to date")
             return NodeImage(name, inputs.digest, False, time.monotonic() - t0)
+        previous = _docker_image_id(name)
         progress(f"kind-node: assembling {name}")
         layout.images_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="kind-node-", dir=layout.images_dir) as tmp:
@@ -529,6 +536,9 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
                 _docker_import(root, name, inputs.digest)
             finally:
                 img._rmtree(root)
+        if previous and previous != _docker_image_id(name):
+            # The superseded build (~750 MB); kept only while a container still uses it.
+            subprocess.run(["docker", "rmi", previous], capture_output=True, timeout=300)
     seconds = time.monotonic() - t0
     size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True,
                           text=True, timeout=60).stdout.strip()
