@@ -1,4 +1,8 @@
-"""``down`` of the local cluster leaves nothing behind, and the next ``up`` is warm.
+"""``down`` of the cluster leaves nothing behind, and the next ``up`` is warm.
+
+local: ``down`` stops every process and keeps the state. kind: ``delete`` (kind clusters are not
+restartable) leaves no node container, volume, kind network or bridge, and no iptables rule of
+Docker's on the host; the next create reuses the cached node image.
 
 Disruptive (it stops the session's cluster and brings it back), so the root conftest runs tests
 marked ``disruptive`` after all others.
@@ -7,6 +11,7 @@ marked ``disruptive`` after all others.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -61,9 +66,61 @@ def _leftovers(cluster: Any, baseline: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def _docker_rules() -> list[str]:
+    """Host iptables rules of Docker's (its engine runs with --iptables=false: there must be none)."""
+    found: list[str] = []
+    for table in ("filter", "nat", "mangle", "raw"):
+        text = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout
+        found += [f"{table}: {r}" for r in text.splitlines()
+                  if re.search(r"DOCKER|docker0|br-[0-9a-f]{12}", r)]
+    return found
+
+
+def _kind_delete_leaves_nothing_and_create_is_warm(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.stack import Kubectl
+    from harness.waits import wait_for
+
+    ids = cluster._node_container_ids()
+    assert ids, f"no node container of kind cluster {cluster.name}"
+    net = subprocess.run(["docker", "network", "inspect", "kind", "--format", "{{.Id}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    bridge = f"br-{net[:12]}"
+    assert Path(f"/sys/class/net/{bridge}").exists()
+    lines: list[str] = []
+
+    t0 = time.monotonic()
+    cluster.delete(lines.append)  # raises when a container, volume, network or mount is left
+    delete_s = time.monotonic() - t0
+    assert not cluster.exists()
+    assert not Path(f"/sys/class/net/{bridge}").exists(), f"bridge {bridge} of the kind network left"
+    assert _docker_rules() == []
+
+    t0 = time.monotonic()
+    info = cluster.create(lines.append)
+    create_s = time.monotonic() - t0
+    assert info.running, "\n".join(lines)
+    kubectl = Kubectl(cluster.kubeconfig)
+
+    def dns_ready() -> tuple[bool, str]:
+        node = kubectl.json("get", "node", cluster.node_name)
+        ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        dep = kubectl.json("-n", "kube-system", "get", "deploy", "coredns")
+        have = dep["status"].get("readyReplicas", 0)
+        return ready == ["True"] and have >= 1, f"node Ready={ready}, coredns ready={have}"
+
+    wait_for("node Ready and CoreDNS ready", dns_ready, timeout=120, progress=lines.append)
+    assert _docker_rules() == []
+    with capsys.disabled():
+        print(f"\n[lifecycle] kind delete {delete_s:.1f}s, warm create {create_s:.1f}s "
+              f"(+CoreDNS {time.monotonic() - t0 - create_s:.1f}s)")
+
+
 def test_down_leaves_nothing_and_up_is_warm(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    if cluster.provider == "kind":
+        _kind_delete_leaves_nothing_and_create_is_warm(cluster, capsys)
+        return
     if cluster.provider != "local":
-        pytest.skip("host cleanup is specific to the local provider")
+        pytest.skip("host cleanup is checked for the local and kind providers")
     baseline_path = cluster.state_dir / "host-baseline.json"
     baseline = json.loads(baseline_path.read_text())
     lines: list[str] = []
