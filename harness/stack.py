@@ -12,11 +12,14 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +73,38 @@ class Kubectl:
 
     def raw(self, path: str) -> Any:
         return json.loads(self.run("get", "--raw", path))
+
+    @contextlib.contextmanager
+    def port_forward(self, namespace: str, target: str, port: int, *, timeout: float = 30) -> Iterator[int]:
+        """``kubectl port-forward`` ``target`` (``pod/NAME``) to a free local port; yields that port.
+
+        For talking to one pod directly from this host on any provider: kind's and remote clusters'
+        pod IPs are not routable from here (on this VM, traffic to them even meets a TLS proxy).
+        """
+        argv = [self.binary, "-n", namespace, "port-forward", "--address=127.0.0.1", target, f":{port}"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=self.env())
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + timeout
+            seen: list[str] = []
+            local = 0
+            while not local:
+                line = proc.stdout.readline()
+                if not line or time.monotonic() > deadline:
+                    raise StackError(f"`kubectl {' '.join(argv[1:])}` did not forward: "
+                                     f"{' '.join(seen)[-400:]}")
+                seen.append(line.strip())
+                m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+                local = int(m.group(1)) if m else 0
+            yield local
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def default_certs_dir(kubectl: Kubectl) -> Path:
