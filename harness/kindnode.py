@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Bumped when the assembly below changes, to rebuild the node image.
-NODE_RECIPE = "1"
+NODE_RECIPE = "2"
 #: kind's base Dockerfile package list, minus fuse-overlayfs/nfs/iscsi (rootless and storage extras),
 #: plus Debian's containerd, runc and CNI plugins in place of kind's own builds.
 NODE_PACKAGES = (
@@ -419,9 +419,22 @@ def _systemd_like_kind(root: Path) -> None:
     init = _inside(root, "sbin/init")
     if not (init.is_symlink() or init.exists()):
         _symlink(root, "sbin/init", "/usr/lib/systemd/systemd")
-    img._run(["systemctl", f"--root={root}", "enable", "kubelet.service", "containerd.service",
-              "undo-mount-hacks.service"])
-    img._run(["systemctl", f"--root={root}", "mask", "systemd-binfmt.service"])
+    for unit in ("kubelet.service", "containerd.service", "undo-mount-hacks.service"):
+        _enable_unit(root, unit)
+    _symlink(root, "etc/systemd/system/systemd-binfmt.service", "/dev/null")  # systemctl mask
+
+
+def _enable_unit(root: Path, unit: str) -> None:
+    """``systemctl enable`` done by hand (the host may have no systemctl): a link in the
+    ``.wants`` directory of every ``WantedBy=`` target of the unit's ``[Install]`` section."""
+    text = _inside(root, f"etc/systemd/system/{unit}").read_text()
+    install = text.partition("[Install]")[2]
+    targets = [t for line in install.splitlines() if line.strip().startswith("WantedBy=")
+               for t in line.split("=", 1)[1].split()]
+    if not targets:
+        raise ImageError(f"{unit} from kind's base files has no WantedBy= to enable it with")
+    for target in targets:
+        _symlink(root, f"etc/systemd/system/{target}.wants/{unit}", f"/etc/systemd/system/{unit}")
 
 
 def assemble_rootfs(inputs: NodeInputs, root: Path, layout: Layout) -> None:

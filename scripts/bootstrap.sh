@@ -21,6 +21,8 @@ APT_PACKAGES=(
   prometheus
   # offline images (harness/images.py HOST_PACKAGES: every host input an image build reads)
   debootstrap buildah umoci skopeo busybox-static tar
+  # the kind provider's runtime wrapper (scripts/runc-nosysresource) edits OCI specs with jq
+  jq
 )
 if [[ "${1:-}" == "--print-packages" ]]; then printf '%s\n' "${APT_PACKAGES[@]}"; exit 0; fi
 

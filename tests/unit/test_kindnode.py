@@ -104,3 +104,17 @@ def test_runc_wrapper_drops_sys_resource_on_create_and_exec(tmp_path: Path) -> N
     (tmp_path / "config.json").write_text(json.dumps({"process": {"capabilities": {"bounding": caps}}}))
     subprocess.run([wrapper, "--root", "/r", "delete", "create"], env=env, check=True, capture_output=True)
     assert "CAP_SYS_RESOURCE" in (tmp_path / "config.json").read_text()
+
+
+def test_enable_unit_links_it_into_its_wanted_by_targets(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "kubelet.service").write_text("[Service]\nExecStart=/usr/bin/kubelet\n\n[Install]\n"
+                                           "WantedBy=multi-user.target\n")
+    kindnode._enable_unit(root, "kubelet.service")
+    link = units / "multi-user.target.wants/kubelet.service"
+    assert link.is_symlink() and str(link.readlink()) == "/etc/systemd/system/kubelet.service"
+    (units / "static.service").write_text("[Service]\nExecStart=/bin/true\n")
+    with pytest.raises(ImageError, match="WantedBy"):
+        kindnode._enable_unit(root, "static.service")
