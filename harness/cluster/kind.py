@@ -268,14 +268,15 @@ class KindCluster(Cluster):
         if out.returncode != 0:
             raise ClusterError(f"kind delete cluster failed: {out.stderr.strip()[-400:]}")
         delete_s = time.monotonic() - t0
-        self._remove_idle_network(progress)
+        removed = self._remove_idle_network(progress)
+        network = "kind network removed" if removed else "kind network in use by another cluster, kept"
         leftovers = self.leftovers(ids, volumes)
         if leftovers:
             raise ClusterError(f"kind cluster {self.name} deleted but left: {'; '.join(leftovers)}")
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig.unlink()
         progress(f"kind cluster {self.name} deleted in {delete_s:.1f}s "
-                 "(no node container, volume, kind network or mount left)")
+                 f"(no node container, volume or mount left; {network})")
 
     @staticmethod
     def _volumes(container_ids: list[str]) -> list[str]:
@@ -285,17 +286,19 @@ class KindCluster(Cluster):
         out = _docker("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *container_ids)
         return out.stdout.split() if out.returncode == 0 else []
 
-    def _remove_idle_network(self, progress: ProgressFn) -> None:
-        """kind leaves its shared ``kind`` network behind; remove it once no container uses it."""
+    def _remove_idle_network(self, progress: ProgressFn) -> bool:
+        """kind leaves its shared ``kind`` network behind; remove it once no container uses it.
+        Returns False when another cluster's nodes still use it."""
         out = _docker("network", "inspect", KIND_NETWORK, "--format", "{{json .Containers}}")
         if out.returncode != 0:
-            return
+            return True
         if json.loads(out.stdout or "{}") or {}:
             progress(f"kind: docker network {KIND_NETWORK} still used by other containers; kept")
-            return
+            return False
         rm = _docker("network", "rm", KIND_NETWORK)
         if rm.returncode != 0:
             raise ClusterError(f"docker network rm {KIND_NETWORK} failed: {rm.stderr.strip()}")
+        return True
 
     def leftovers(self, container_ids: Iterable[str] = (), volumes: Iterable[str] = ()) -> list[str]:
         """What a deleted cluster left behind: node containers, their volumes, the kind network, mounts."""
