@@ -10,6 +10,8 @@
 # * keeps its state apart from any system engine: data root /var/lib/hpa-kit/docker, exec root
 #   /run/hpa-kit/docker, config + log in /var/lib/hpa-kit/docker-engine, pidfile /run/hpa-kit/dockerd.pid;
 #   it serves the default socket (unix:///var/run/docker.sock), which kind and the docker CLI use;
+# * has no default bridge (docker0): kind puts its nodes on its own "kind" network, and nothing else
+#   here needs one, so the engine leaves no interface of its own on the host;
 # * runs with --iptables=false --ip-masq=false: with iptables on, dockerd sets the host's FORWARD
 #   policy to DROP and adds NAT chains, which breaks the local provider's pod network on the same
 #   machine. kind needs neither: its node containers sit on a bridge the host reaches directly, and the
@@ -78,6 +80,7 @@ write_config() {
   "hosts": ["unix://$SOCKET"],
   "iptables": false,
   "ip-masq": false,
+  "bridge": "none",
   "storage-driver": "overlay2",
   "log-driver": "json-file",
   "log-opts": {"max-size": "10m", "max-file": "2"}$runtime
