@@ -249,8 +249,30 @@ class KindCluster(Cluster):
         create_s = time.monotonic() - t1
         progress(f"kind cluster {self.name} created in {create_s:.1f}s "
                  f"(node image ready after {image_s:.1f}s)")
-        self.timings = {"node_image_s": round(image_s, 1), "create_s": round(create_s, 1)}
+        self._wait_coredns(progress)
+        dns_s = time.monotonic() - t1 - create_s
+        self.timings = {"node_image_s": round(image_s, 1), "create_s": round(create_s, 1),
+                        "coredns_s": round(dns_s, 1)}
         return self.info()
+
+    def _wait_coredns(self, progress: ProgressFn, timeout: float = 180) -> None:
+        """``kind --wait`` covers the node only; like the local provider's ``up``, return once
+        cluster DNS answers (a test's first lookup otherwise fails with EAI_AGAIN)."""
+        from harness.stack import Kubectl
+        from harness.waits import WaitTimeout, wait_for
+
+        kubectl = Kubectl(self.kubeconfig)
+
+        def probe() -> tuple[bool, str]:
+            dep = kubectl.json("-n", "kube-system", "get", "deployment", "coredns")
+            ready = dep.get("status", {}).get("readyReplicas", 0)
+            return ready >= 1, f"coredns ready replicas {ready}"
+
+        try:
+            wait_for("CoreDNS ready", probe, timeout=timeout, interval=1, progress=progress,
+                     hint=f"see `kubectl --kubeconfig {self.kubeconfig} -n kube-system describe pods`")
+        except WaitTimeout as exc:
+            raise ClusterError(str(exc)) from exc
 
     def _node_container_ids(self) -> list[str]:
         out = _docker("ps", "-aq", "--no-trunc", "--filter", f"label={CLUSTER_LABEL}={self.name}")
