@@ -15,6 +15,13 @@ pytest_plugins = ["pytester"]
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 
 
+@pytest.fixture(autouse=True)
+def _not_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The inner runs copy only our conftest: its CI rule (skips checked against tests/allowed_skips.py)
+    # belongs to this repo's runs, not to theirs.
+    monkeypatch.delenv("CI", raising=False)
+
+
 def test_our_options_and_pytest_kind_load_together(pytester: pytest.Pytester,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pytest_kind", reason="pytest-kind-ng not installed: pip install -e '.[kind]'")
