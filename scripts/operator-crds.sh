@@ -134,9 +134,17 @@ case "$MODE" in
     emit > "$tmp"
     "$KUBECTL" apply --server-side --field-manager=hpa-kit "${FORCE[@]}" -f "$tmp" >&2 || die \
       "kubectl apply failed. 'conflict' errors mean another tool manages these CRDs: re-run with --force-conflicts if hpa-kit should own them"
-    "$KUBECTL" wait --for=condition=Established --timeout=60s \
-      crd/prometheuses.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com >&2 || die \
-      "CRDs were applied but are not Established after 60s: see 'kubectl get crd -o wide' and the apiserver log"
+    # Poll rather than `kubectl wait --for=condition=Established`: on a CRD created a moment ago,
+    # status.conditions is still null and kubectl wait errors out at once instead of waiting
+    # ("conditions accessor error: <nil>"), which failed installs on fresh clusters.
+    deadline=$((SECONDS + 60))
+    for crd in prometheuses.monitoring.coreos.com servicemonitors.monitoring.coreos.com; do
+      until [[ "$("$KUBECTL" get crd "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" == True ]]; do
+        ((SECONDS < deadline)) || die \
+          "CRD $crd was applied but is not Established after 60s: see 'kubectl get crd $crd -o yaml' and the apiserver log"
+        sleep 0.5
+      done
+    done
     note "CRDs established"
     ;;
 esac

@@ -136,7 +136,10 @@ async def test_object_metric_on_service(
     provider: PrometheusProvider, prom: LocalPrometheus, exporters: dict[str, str]
 ) -> None:
     # 120 hits on web-2 now: over the rule's 1 m window the Service's rate is 120/60 = 2/s, plus at
-    # most the fixture's 21 hits on web-1 if they still fall inside the window.
+    # most the fixture's 21 hits on web-1 if they still fall inside the window. rate() extrapolates
+    # to the window's edges; on a loaded machine with late scrapes that adds up to ~25 % (2.70/s seen
+    # once for 141 hits), hence the upper margin. A 30 % under-count, the wrong Service or a doubled
+    # series all still fall outside.
     start = _gauge(exporters["web-2"], "total_hit_count")
     for _ in range(120):
         _get(exporters["web-2"] + "/")
@@ -145,7 +148,7 @@ async def test_object_metric_on_service(
         ObjectName("demo", "mockmetrics"), CustomMetricInfo(SERVICES, True, "total_hit_count"), EVERYTHING
     )
     assert v.described_object.kind == "Service" and v.window_seconds == 60
-    assert 0.9 * 120 / 60 <= float(v.value) <= 1.1 * (120 + 21) / 60, v.value
+    assert 0.9 * 120 / 60 <= float(v.value) <= 1.3 * (120 + 21) / 60, v.value
 
 
 async def test_metric_label_selector(provider: PrometheusProvider) -> None:
