@@ -137,11 +137,12 @@ case "$MODE" in
     # Poll rather than `kubectl wait --for=condition=Established`: on a CRD created a moment ago,
     # status.conditions is still null and kubectl wait errors out at once instead of waiting
     # ("conditions accessor error: <nil>"), which failed installs on fresh clusters.
-    deadline=$((SECONDS + 60))
+    wait_s=${HPA_KIT_CRD_TIMEOUT:-60}
+    deadline=$((SECONDS + wait_s))
     for crd in prometheuses.monitoring.coreos.com servicemonitors.monitoring.coreos.com; do
       until [[ "$("$KUBECTL" get crd "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" == True ]]; do
         ((SECONDS < deadline)) || die \
-          "CRD $crd was applied but is not Established after 60s: see 'kubectl get crd $crd -o yaml' and the apiserver log"
+          "CRD $crd was applied but is not Established after ${wait_s}s: see 'kubectl get crd $crd -o yaml' and the apiserver log"
         sleep 0.5
       done
     done

@@ -459,12 +459,26 @@ def test_operator_crds_script_url_source_keeps_only_crds(tmp_path: Path, module_
 
 
 def test_operator_crds_script_applies_server_side(tmp_path: Path, module_crd_dir: Path) -> None:
-    kubectl = _fake_kubectl(tmp_path, "ok")
+    kubectl = _fake_kubectl(tmp_path, "True")  # what the Established condition's status reads
     proc = _run_script("--apply", "--force-conflicts", env={"KUBECTL": str(kubectl), "GOPROXY": "off"})
     assert proc.returncode == 0, proc.stderr
     calls = (tmp_path / "argv.log").read_text().splitlines()
     assert calls[0].startswith("apply --server-side --field-manager=hpa-kit --force-conflicts -f ")
-    assert calls[1].startswith("wait --for=condition=Established")
+    assert calls[1].startswith("get crd prometheuses.monitoring.coreos.com -o jsonpath=")
+    assert calls[2].startswith("get crd servicemonitors.monitoring.coreos.com -o jsonpath=")
+
+
+def test_operator_crds_script_waits_for_established_and_names_the_crd(
+    tmp_path: Path, module_crd_dir: Path
+) -> None:
+    # A CRD created a moment ago has no conditions yet: the script polls (kubectl wait errored out).
+    kubectl = _fake_kubectl(tmp_path, "")
+    env = {"KUBECTL": str(kubectl), "GOPROXY": "off", "HPA_KIT_CRD_TIMEOUT": "2"}
+    proc = _run_script("--apply", env=env)
+    assert proc.returncode != 0
+    assert "CRD prometheuses.monitoring.coreos.com was applied but is not Established after 2s" in proc.stderr
+    gets = [c for c in (tmp_path / "argv.log").read_text().splitlines() if c.startswith("get crd")]
+    assert len(gets) >= 2, gets
 
 
 def test_locustfile_is_generated_only_where_mounted_and_missing() -> None:
