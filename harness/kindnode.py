@@ -197,22 +197,22 @@ def kind_module_dir(layout: Layout | None = None) -> Path:
     return d
 
 
-def kind_binary(layout: Layout | None = None) -> Path:
-    """The kind to use (scripts/build-kind.sh: a new-enough one on PATH, else ours, built if missing)."""
-    layout = layout or Layout()
+def _built_by_build_kind(layout: Layout, which: str) -> Path:
+    """``scripts/build-kind.sh --print-<which>``, building it first when it is not there yet."""
     script = layout.repo / "scripts" / "build-kind.sh"
-    path = Path(img._run(["bash", str(script), "--print-kind"]).stdout.strip())
+    path = Path(img._run(["bash", str(script), f"--print-{which}"]).stdout.strip())
     if not os.access(path, os.X_OK):
         img._run(["bash", str(script)], timeout=1800)
     return path
+
+
+def kind_binary(layout: Layout | None = None) -> Path:
+    """The kind to use (scripts/build-kind.sh: a new-enough one on PATH, else ours, built if missing)."""
+    return _built_by_build_kind(layout or Layout(), "kind")
 
 
 def crictl_binary(layout: Layout) -> Path:
-    script = layout.repo / "scripts" / "build-kind.sh"
-    path = Path(img._run(["bash", str(script), "--print-crictl"]).stdout.strip())
-    if not os.access(path, os.X_OK):
-        img._run(["bash", str(script)], timeout=1800)
-    return path
+    return _built_by_build_kind(layout, "crictl")
 
 
 def _node_rootfs_dir(layout: Layout) -> Path:
