@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
 from harness.report import _quantity
-from harness.stack import Kubectl
+from harness.stack import Kubectl, match_labels
 from harness.waits import wait_for
 
 __all__ = [
@@ -86,8 +86,7 @@ def wait_replicas(
 
 def _selector(kubectl: Kubectl, namespace: str, deployment: str) -> str:
     dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
-    labels = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
 
 
 def served_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> tuple[float, int]:
@@ -101,8 +100,7 @@ def served_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> t
     kind = metric.get("type")
     body = metric.get(str(kind).lower()) or {}
     name = body["metric"]["name"]
-    selector = ((body["metric"].get("selector") or {}).get("matchLabels")) or {}
-    mls = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    mls = match_labels((body["metric"].get("selector") or {}).get("matchLabels"))
     query = {"metricLabelSelector": mls} if mls else {}
     base = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}"
     if kind == "Object":

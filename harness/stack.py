@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +124,11 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def match_labels(labels: Mapping[str, Any] | None) -> str:
+    """A ``matchLabels`` map as a label selector string (``a=b,c=d``), the form kubectl and the API take."""
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))
+
+
 def wait_rollout(
     kubectl: Kubectl, namespace: str, name: str, *, timeout: float, progress: Callable[[str], None] = print
 ) -> None:
@@ -143,8 +148,7 @@ def wait_rollout(
         )
         done = current and updated == want and available >= want and total == want
         if not done:
-            labels = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
-            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            selector = match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
             if selector:
                 pods = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
                 podstate.raise_if_stuck(pods, f"deployment {namespace}/{name}")
