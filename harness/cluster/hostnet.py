@@ -346,6 +346,16 @@ def _kubepods_dirs() -> list[Path]:
     return [h / "kubepods" for h in _hierarchies() if (h / "kubepods").is_dir()]
 
 
+def _cgroup_dirs(root: Path) -> list[Path]:
+    """Every directory under ``root`` (itself included), deepest first.
+
+    kubelet removes a container's cgroup at any moment, so a directory listed by its parent may be gone
+    when the walk reaches it: os.walk skips such a directory (its onerror is None) where Path.rglob raises.
+    """
+    dirs = [Path(dirpath) for dirpath, _, _ in os.walk(root)]
+    return sorted(dirs, key=lambda p: -len(p.parts))
+
+
 def kill_cgroup_procs(timeout: float = 10) -> int:
     """SIGKILL every process in the kubelet's ``kubepods`` cgroups (the pods); returns how many."""
     killed: set[int] = set()
@@ -353,9 +363,9 @@ def kill_cgroup_procs(timeout: float = 10) -> int:
     while time.monotonic() < deadline:
         pids: set[int] = set()
         for root in _kubepods_dirs():
-            for procs in root.rglob("cgroup.procs"):
+            for d in _cgroup_dirs(root):
                 with contextlib.suppress(OSError, ValueError):
-                    pids.update(int(x) for x in procs.read_text().split())
+                    pids.update(int(x) for x in (d / "cgroup.procs").read_text().split())
         if not pids:
             break
         for pid in pids:
@@ -373,8 +383,7 @@ def remove_cgroups(preexisting: Iterable[str] = ()) -> list[str]:
     for root in _kubepods_dirs():
         if str(root) in pre:
             continue
-        dirs = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for d in [*dirs, root]:
+        for d in _cgroup_dirs(root):
             try:
                 d.rmdir()
             except FileNotFoundError:

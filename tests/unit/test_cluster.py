@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -422,3 +424,35 @@ def test_run_dir_falls_back_to_run_for_long_state_paths(tmp_path: Path) -> None:
     long = LocalCluster(LocalSettings(name="s", state_root=long_root))
     assert long.run_dir == Path("/run/hpa-kit-s")
     assert len(str(long.paths.containerd_sock) + ".ttrpc") < 108
+
+
+def _vanishing_scandir(monkeypatch: pytest.MonkeyPatch, gone: Path) -> None:
+    """os.scandir as the kernel answers it when a pod's cgroup is removed mid-walk."""
+    real = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == gone:
+            gone.rmdir()
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_cgroup_walks_survive_a_pod_cgroup_vanishing_mid_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI failed once in cluster.stop(): kubelet removed a container's cgroup between the listing of
+    # its parent and the scandir of the directory itself.
+    pod = tmp_path / "cpuacct" / "kubepods" / "burstable" / "pod1"
+    gone = pod / "c-gone"
+    (pod / "c-live").mkdir(parents=True)
+    gone.mkdir()
+    (pod / "c-live" / "cgroup.procs").write_text("")
+    monkeypatch.setattr(hostnet, "CGROUP_ROOT", tmp_path)
+    _vanishing_scandir(monkeypatch, gone)
+    assert hostnet.kill_cgroup_procs(timeout=1) == 0
+    (pod / "c-live" / "cgroup.procs").unlink()  # cgroupfs files go with their directory; tmpfs needs help
+    gone.mkdir()
+    assert hostnet.remove_cgroups() == []
+    assert not (tmp_path / "cpuacct" / "kubepods").exists()
