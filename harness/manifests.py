@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from harness import paths
+
 __all__ = [
     "ADAPTER_NAMESPACE",
     "ADAPTER_SERVICE",
@@ -58,8 +60,8 @@ __all__ = [
     "required_images",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS_DIR = REPO_ROOT / "manifests"
+REPO_ROOT = paths.kit_root()
+MANIFESTS_DIR = paths.manifests_dir()
 OVERLAYS_DIR = MANIFESTS_DIR / "overlays"
 
 #: The overlays shipped in ``manifests/overlays`` (see manifests/README.md for the risk of each).

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import certs, manifests, podstate
+from harness import certs, manifests, paths, podstate
 from harness.waits import wait_for
 
 if TYPE_CHECKING:
     from harness.cluster.base import Cluster
 
-REPO = Path(__file__).resolve().parents[1]
 ADAPTER_NS = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"
 MONITORING_NS = "monitoring"
@@ -247,7 +246,7 @@ class Stack:
 
     def install_crds(self) -> None:
         proc = subprocess.run(
-            ["bash", str(REPO / "scripts" / "operator-crds.sh"), "--apply"],
+            ["bash", str(paths.scripts_dir() / "operator-crds.sh"), "--apply"],
             env=self.kubectl.env(), capture_output=True, text=True, check=False, timeout=300,
         )  # fmt: skip
         if proc.returncode != 0:

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import paths
 from harness.cluster.base import ClusterError
 from harness.progress import ProgressFn
 
@@ -22,7 +23,7 @@ NODE = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "c
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return paths.kit_root()
 
 
 def _script() -> Path:
