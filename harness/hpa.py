@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.kubectl import Kubectl
 from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
 from harness.report import _quantity
-from harness.stack import Kubectl, match_labels
+from harness.stack import match_labels
 from harness.waits import wait_for
 
 __all__ = [

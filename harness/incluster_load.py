@@ -38,9 +38,9 @@ from typing import Any
 
 import yaml
 
+from harness.kubectl import Kubectl, KubectlError
 from harness.load import USER_CLASSES, LoadError, LoadSample, LocustRun, Stage, read_history
 from harness.manifests import LOCUSTFILE, LOCUSTFILE_CONFIGMAP, REPO_ROOT
-from harness.stack import Kubectl, StackError
 
 __all__ = [
     "HISTORY_MARKER",
@@ -296,7 +296,7 @@ class InClusterLocust:
     def _kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
         try:
             return self.kubectl.run(*args, stdin=stdin, timeout=timeout)
-        except StackError as exc:
+        except KubectlError as exc:
             raise LoadError(str(exc)) from None
 
     def _ns(self, *args: str, **kw: Any) -> str:
@@ -574,7 +574,7 @@ def _reusable(job: Mapping[str, Any]) -> dict[str, Any]:
 def _service_port(kubectl: Kubectl, namespace: str, name: str, port: str) -> int:
     try:
         svc = kubectl.json("-n", namespace, "get", "service", name)
-    except StackError as exc:
+    except KubectlError as exc:
         raise LoadError(f"no Service {namespace}/{name} to load: {exc}") from None
     ports = {p.get("name"): int(p["port"]) for p in svc["spec"]["ports"]}
     if port.isdigit():

@@ -12,12 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.progress import ProgressFn
 
 __all__ = ["Cluster", "ClusterError", "ClusterInfo", "ComponentState", "ProviderUnavailable"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(HarnessError):
     """A cluster operation failed; the message is meant for a human and says what to do next."""
 
 

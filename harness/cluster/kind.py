@@ -196,7 +196,7 @@ class KindCluster(Cluster):
     def running(self) -> bool:
         if not self.exists() or not self.kubeconfig.exists():
             return False
-        from harness.stack import Kubectl
+        from harness.kubectl import Kubectl
 
         try:
             Kubectl(self.kubeconfig).run("get", "--raw", "/readyz", timeout=15)
@@ -258,7 +258,7 @@ class KindCluster(Cluster):
     def _wait_coredns(self, progress: ProgressFn, timeout: float = 180) -> None:
         """``kind --wait`` covers the node only; like the local provider's ``up``, return once
         cluster DNS answers (a test's first lookup otherwise fails with EAI_AGAIN)."""
-        from harness.stack import Kubectl
+        from harness.kubectl import Kubectl
         from harness.waits import WaitTimeout, wait_for
 
         kubectl = Kubectl(self.kubeconfig)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from harness.kubectl import Kubectl
 from harness.progress import Progress
-from harness.stack import Kubectl, Stack
+from harness.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 

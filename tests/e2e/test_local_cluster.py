@@ -92,7 +92,8 @@ def load_images(cluster: Any, *aliases: str) -> None:
 def rolled_out(kubeconfig: Path, ns: str, deploy: str, timeout: int = 180) -> None:
     """Wait for a Deployment's rollout (stops at once on a pod that cannot start); show the namespace
     on failure."""
-    from harness.stack import Kubectl, wait_rollout
+    from harness.kubectl import Kubectl
+    from harness.stack import wait_rollout
     from harness.waits import Unresolvable, WaitTimeout
 
     try:
@@ -193,7 +194,8 @@ def test_two_mockmetrics_pods_ready(kubeconfig: Path, ns: str, mockmetrics: str)
 def test_a_pod_whose_image_is_not_loaded_fails_fast_with_its_name(kubeconfig: Path, ns: str) -> None:
     # A fresh machine's stack install once waited out its 600 s timeout on an operator image that was
     # never loaded. The rollout wait must stop within seconds, naming the image and the reason.
-    from harness.stack import Kubectl, wait_rollout
+    from harness.kubectl import Kubectl
+    from harness.stack import wait_rollout
     from harness.waits import Unresolvable
 
     image = f"hpa-kit/never-loaded:{uuid.uuid4().hex[:8]}"

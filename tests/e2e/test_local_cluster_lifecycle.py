@@ -77,7 +77,7 @@ def _docker_rules() -> list[str]:
 
 
 def _kind_delete_leaves_nothing_and_create_is_warm(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.stack import Kubectl
+    from harness.kubectl import Kubectl
     from harness.waits import wait_for
 
     ids = cluster._node_container_ids()

@@ -29,9 +29,10 @@ import pytest
 
 from harness import hpa, manifests
 from harness.incluster_load import InClusterLocust, load_for
+from harness.kubectl import Kubectl, KubectlError
 from harness.load import LoadSample, LocustRun, Stage
 from harness.report import Recorder
-from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Kubectl, Stack, StackError
+from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -441,7 +442,7 @@ def test_security_default_install_is_verified_and_refuses_strangers(
     ca_file.write_bytes(base64.b64decode(cfg["certificate-authority-data"]))
     as_sa = ("--kubeconfig=/dev/null", f"--server={cfg['server']}", f"--certificate-authority={ca_file}",
              f"--token={token}")  # fmt: skip
-    with pytest.raises(StackError, match=r"(?i)forbidden"):
+    with pytest.raises(KubectlError, match=r"(?i)forbidden"):
         kubectl.run(*as_sa, "get", "--raw", path)
 
 
@@ -466,7 +467,7 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         cond = wait_condition(
             kubectl, "hits", "ScalingActive", "False", timeout=180, reason_prefix="FailedGet"
         )
-        with pytest.raises(StackError, match=r"(?i)ServiceUnavailable|503"):
+        with pytest.raises(KubectlError, match=r"(?i)ServiceUnavailable|503"):
             kubectl.run("get", "--raw", metric_path)
         while time.monotonic() - t_down < 60:
             assert replicas(kubectl, "hits") >= held, "HPA scaled down without a metric"

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from harness.incluster_load import RUN_LABEL, InClusterLocust, cluster_service_url
+from harness.kubectl import Kubectl
 from harness.load import Stage
-from harness.stack import DEMO_NS, Kubectl, Stack
+from harness.stack import DEMO_NS, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

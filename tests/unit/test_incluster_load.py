@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from harness import incluster_load as icl
+from harness.kubectl import Kubectl, KubectlError
 from harness.load import LoadError, LocustRun, Stage
 from harness.manifests import LOCUSTFILE
-from harness.stack import Kubectl, StackError
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = dict(
@@ -290,7 +290,7 @@ class FakeKubectl(Kubectl):
         if verb == "create":
             for job in json.loads(stdin or "{}")["items"]:
                 if job["metadata"]["name"] in self.jobs:
-                    raise StackError(f"jobs.batch {job['metadata']['name']!r} already exists")
+                    raise KubectlError(f"jobs.batch {job['metadata']['name']!r} already exists")
                 self.jobs[job["metadata"]["name"]] = job
             return ""
         if verb == "patch":
