@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import json
 import os
 import subprocess
@@ -69,6 +70,12 @@ OVERLAYS = ("default", "anonymous-fallback", "insecure", "test")
 
 ADAPTER_NAMESPACE = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"
+ADAPTER_CONFIGMAP = "adapter-config"
+ADAPTER_CONFIG_KEY = "config.yaml"
+#: Pod-template annotation render() sets to the merged rules' hash, so changed rules roll the adapter.
+ADAPTER_CONFIG_ANNOTATION = "hpa-kit.dev/adapter-config-sha256"
+#: The rule lists a project's own rules file may add to (prometheus-adapter's keys).
+EXTRA_RULE_KEYS = ("rules", "externalRules")
 #: What ``harness.certs.serving_bundle(out, ADAPTER_SERVICE, ADAPTER_NAMESPACE)`` names its Secret.
 SERVING_SECRET = f"{ADAPTER_SERVICE}-tls"
 
@@ -354,7 +361,55 @@ def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path) -> Path:
+def merge_adapter_rules(objects: Sequence[Mapping[str, Any]], rules_file: Path) -> str:
+    """The adapter's ``config.yaml`` from ``objects`` with the rules in ``rules_file`` appended.
+
+    ``rules_file`` holds prometheus-adapter rules under ``rules:`` and/or ``externalRules:``. The
+    merged config is checked with the adapter's own parser, so a bad rule fails here, naming the file
+    and line, instead of crash-looping the adapter pod.
+    """
+    try:
+        text = Path(rules_file).read_text()
+        extra = yaml.safe_load(text)
+    except OSError as exc:
+        raise ManifestError(f"adapter rules file {rules_file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"adapter rules file {rules_file} is not valid YAML: {exc}") from None
+    if not isinstance(extra, dict) or not extra or set(extra) - set(EXTRA_RULE_KEYS):
+        raise ManifestError(
+            f"adapter rules file {rules_file} must be a mapping with {' and/or '.join(EXTRA_RULE_KEYS)} "
+            f"(lists of prometheus-adapter rules); found {sorted(extra) if isinstance(extra, dict) else extra!r}"  # noqa: E501
+        )
+    cms = [o for o in objects if o.get("kind") == "ConfigMap"
+           and (o.get("metadata") or {}).get("name") == ADAPTER_CONFIGMAP]  # fmt: skip
+    if len(cms) != 1:
+        raise ManifestError(f"the overlay has {len(cms)} ConfigMap(s) {ADAPTER_CONFIGMAP}: expected one")
+    base = yaml.safe_load((cms[0].get("data") or {}).get(ADAPTER_CONFIG_KEY) or "") or {}
+    for key in EXTRA_RULE_KEYS:
+        added = extra.get(key) or []
+        if not isinstance(added, list):
+            raise ManifestError(f"adapter rules file {rules_file}: {key} must be a list of rules")
+        if added:
+            base[key] = [*(base.get(key) or []), *added]
+    merged = yaml.safe_dump(base, sort_keys=False)
+    try:
+        from adapter.rules.config import parse_config
+    except ImportError:  # the adapter's parser needs only PyYAML; without the package, the pod checks
+        return merged
+    from adapter.errors import ConfigError
+
+    try:
+        parse_config(text, source=str(rules_file))  # the project's own lines in its errors
+        parse_config(merged, source=f"{ADAPTER_CONFIGMAP} with {rules_file}")
+    except ConfigError as exc:
+        raise ManifestError(f"adapter rules: {exc}") from None
+    return merged
+
+
+def render(
+    overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path,
+    adapter_rules: Path | None = None,
+) -> Path:  # fmt: skip
     """Write an installable build directory for ``overlay`` into ``out_dir`` and return it.
 
     ``out_dir/kustomization.yaml`` references the repo overlay by relative path (kustomize refuses
@@ -363,6 +418,8 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
     overlay has the Locust Jobs, ``locustfile.py`` (a copy of :data:`LOCUSTFILE`) and a configMapGenerator
     for ConfigMap ``locustfile`` are added too. The result is checked by building it: no placeholder may
     survive. ``kubectl apply -k out_dir`` installs.
+    ``adapter_rules``: a project's own prometheus-adapter rules (:func:`merge_adapter_rules`), patched
+    into the adapter's ConfigMap, with the merged config's hash on the adapter's pod template.
     ``out_dir`` should be outside the repo (or in the git-ignored ``.state/``): it holds a private key.
     """
     source = overlay_dir(overlay)
@@ -429,6 +486,9 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
             }
             for namespace in locust_namespaces
         ]
+    if adapter_rules is not None:
+        merged = merge_adapter_rules(objects, adapter_rules)
+        patches += _adapter_config_patches(objects, merged)
     if patches:
         kustomization["patches"] = patches
     header = (
@@ -444,6 +504,28 @@ def render(overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | N
             f"render left the caBundle placeholder in {', '.join(left)}: report this as a bug"
         )
     return out
+
+
+def _adapter_config_patches(objects: Sequence[Mapping[str, Any]], config_text: str) -> list[dict[str, Any]]:
+    """Kustomize patches: the ConfigMap's config.yaml replaced, the adapter's pods annotated with its hash."""
+    digest = hashlib.sha256(config_text.encode()).hexdigest()
+    namespace = next(
+        (o["metadata"].get("namespace", ADAPTER_NAMESPACE) for o in objects
+         if o.get("kind") == "ConfigMap" and o["metadata"].get("name") == ADAPTER_CONFIGMAP),
+        ADAPTER_NAMESPACE,
+    )  # fmt: skip
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": ADAPTER_CONFIGMAP, "namespace": namespace},
+                 "data": {ADAPTER_CONFIG_KEY: config_text}}  # fmt: skip
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": ADAPTER_SERVICE, "namespace": ADAPTER_NAMESPACE},
+                  "spec": {"template": {"metadata": {
+                      "annotations": {ADAPTER_CONFIG_ANNOTATION: digest}}}}}  # fmt: skip
+    return [
+        {"target": {"kind": "ConfigMap", "name": ADAPTER_CONFIGMAP}, "patch": yaml.safe_dump(configmap)},
+        {"target": {"group": "apps", "kind": "Deployment", "name": ADAPTER_SERVICE},
+         "patch": yaml.safe_dump(deployment)},
+    ]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ auditing

@@ -169,6 +169,73 @@ def test_build_with_ca_bundle_returns_rendered_objects(tmp_path: Path, ca: tuple
     assert any(o["kind"] == "Secret" for o in objs)
 
 
+MY_RULES = """
+rules:
+  - seriesQuery: 'my_app_jobs_total{namespace!="",pod!=""}'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+    name: {matches: "^my_app_jobs_total$", as: "my_app_jobs_per_second"}
+    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"""
+
+
+def _adapter_objects(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    configmap = next(o for o in objects if o["kind"] == "ConfigMap"
+                     and o["metadata"]["name"] == manifests.ADAPTER_CONFIGMAP)
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
+    deployment = next(o for o in objects if o["kind"] == "Deployment"
+                      and o["metadata"]["name"] == manifests.ADAPTER_SERVICE)
+    return config, deployment
+
+
+@needs_kubectl
+def test_render_adds_a_projects_adapter_rules_and_rolls_the_adapter_when_they_change(
+    tmp_path: Path, ca: tuple[bytes, bytes]
+) -> None:
+    overlay = manifests.overlay_dir("test")
+    base_config, _ = _adapter_objects(manifests.load_objects(manifests.kustomize(overlay)))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(MY_RULES)
+    out = manifests.render("test", ca_bundle=_b64(ca[0]), serving_secret_yaml=None, out_dir=tmp_path / "b",
+                           adapter_rules=rules)  # fmt: skip
+    config, deployment = _adapter_objects(_objects(out))
+    names = [r["name"]["as"] for r in config["rules"] if "as" in r.get("name", {})]
+    assert names[-1] == "my_app_jobs_per_second"
+    assert config["rules"][:-1] == base_config["rules"]  # the kit's own rules are all still there
+    assert config["externalRules"] == base_config["externalRules"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    first = annotations[manifests.ADAPTER_CONFIG_ANNOTATION]
+    rules.write_text(MY_RULES.replace("[1m]", "[2m]"))
+    out = manifests.render("test", ca_bundle=_b64(ca[0]), serving_secret_yaml=None, out_dir=tmp_path / "b",
+                           adapter_rules=rules)  # fmt: skip
+    config, deployment = _adapter_objects(_objects(out))
+    assert "[2m]" in config["rules"][-1]["metricsQuery"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[manifests.ADAPTER_CONFIG_ANNOTATION] != first
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- seriesQuery: x", "must be a mapping with rules and/or externalRules"),
+        ("resourceRules: {}", "must be a mapping with rules and/or externalRules"),
+        ("rules: {seriesQuery: x}", "rules must be a list of rules"),
+        ("rules: [{seriesQuery: 'up', metricsQuery: 'sum(<<.Nope>>)'}]",
+         r"rules\.yaml:1: rules\[0\]\.resources: missing"),
+        ("rules: [", "is not valid YAML"),
+    ],
+)
+def test_bad_adapter_rules_are_refused_before_anything_is_written(
+    tmp_path: Path, ca: tuple[bytes, bytes], text: str, message: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+    with pytest.raises(manifests.ManifestError, match=message):
+        manifests.render("test", ca_bundle=_b64(ca[0]), serving_secret_yaml=None, out_dir=tmp_path / "b",
+                         adapter_rules=rules)  # fmt: skip
+    assert not (tmp_path / "b" / "kustomization.yaml").exists()
+
+
 @needs_kubectl
 @pytest.mark.parametrize(
     ("bundle", "message"),
