@@ -13,7 +13,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,22 @@ class KubectlError(HarnessError):
 
 @dataclass
 class Kubectl:
-    """kubectl against one kubeconfig; errors carry the command and its stderr."""
+    """kubectl against one kubeconfig and context; errors carry the command and its stderr."""
 
     kubeconfig: Path
-    binary: str = os.environ.get("KUBECTL", "kubectl")
+    #: The kubeconfig's context to use; None uses its current context.
+    context: str | None = None
+    binary: str = field(default_factory=lambda: os.environ.get("KUBECTL", "kubectl"))
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
+    def argv(self, *args: str) -> list[str]:
+        """The full command line for ``kubectl ARGS`` against this kubeconfig and context."""
+        return [self.binary, *(("--context", self.context) if self.context else ()), *args]
+
     def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
-        argv = [self.binary, *args]
+        argv = self.argv(*args)
         proc = subprocess.run(
             argv, input=stdin, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
         )
@@ -60,7 +66,7 @@ class Kubectl:
         For talking to one pod directly from this host on any provider: kind's and remote clusters'
         pod IPs are not routable from here (on this VM, traffic to them even meets a TLS proxy).
         """
-        argv = [self.binary, "-n", namespace, "port-forward", "--address=127.0.0.1", target, f":{port}"]
+        argv = self.argv("-n", namespace, "port-forward", "--address=127.0.0.1", target, f":{port}")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.env())
         try:

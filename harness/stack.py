@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,15 @@ class Stack:
     cluster: Cluster | None = None
     #: Images the caller loaded into the cluster itself (not built by hpa-kit); taken as present.
     preloaded: tuple[str, ...] = ()
+    #: A project's own adapter rules (YAML with ``rules:``/``externalRules:``), added to the overlay's.
+    adapter_rules: Path | None = None
+    #: The kubeconfig context (None: the cluster's, else the kubeconfig's current one).
+    context: str | None = None
 
     def __post_init__(self) -> None:
-        self.kubectl = Kubectl(self.kubeconfig)
+        if self.context is None and self.cluster is not None:
+            self.context = self.cluster.context
+        self.kubectl = Kubectl(self.kubeconfig, context=self.context)
         # An overlay may be a path: its build goes under its name, never back into the overlay itself.
         self.build_dir = self.work_dir / "build" / Path(self.overlay).name
         self.certs_dir: Path = self.certs_override or default_certs_dir(self.kubectl)
@@ -136,6 +143,7 @@ class Stack:
             ca_bundle=str(bundle["ca_bundle"]),
             serving_secret_yaml=Path(str(bundle["secret"])),
             out_dir=self.build_dir,
+            adapter_rules=self.adapter_rules,
         )
         self.load_images(manifests.load_objects(manifests.kustomize(self.build_dir)))
         self.install_crds()
@@ -252,6 +260,14 @@ class Stack:
     def prometheus_api(self, path: str) -> Any:
         """Prometheus' HTTP API through the apiserver's service proxy (no port-forward)."""
         return self.kubectl.raw(f"/api/v1/namespaces/{MONITORING_NS}/services/prometheus:web/proxy{path}")
+
+    def promql(self, query: str) -> float:
+        """One instant query straight to Prometheus (not through the adapter); 0.0 when no series
+        match. The query must aggregate to one series."""
+        res = self.prometheus_api("/api/v1/query?query=" + urllib.parse.quote(query))["data"]["result"]
+        if len(res) > 1:
+            raise StackError(f"{query} returned {len(res)} series; aggregate it to one (sum, avg, max)")
+        return float(res[0]["value"][1]) if res else 0.0
 
     def _targets_up(self) -> tuple[bool, str]:
         targets = self.prometheus_api("/api/v1/targets?state=active")["data"]["activeTargets"]

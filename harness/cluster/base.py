@@ -11,9 +11,13 @@ import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from harness.kubectl import Kubectl
 
 __all__ = ["Cluster", "ClusterError", "ClusterInfo", "ComponentState", "ProviderUnavailable"]
 
@@ -85,8 +89,17 @@ class Cluster(abc.ABC):
     #: False where nodes never pull (local, kind here): whatever runs must be loaded with load_images.
     pulls_images: bool = True
 
+    #: The kubeconfig context to use (None: the kubeconfig's current context).
+    context: str | None = None
+
     def __init__(self, name: str = "hpa-kit") -> None:
         self.name = name
+
+    def kubectl(self) -> Kubectl:
+        """The kubectl every caller uses for this cluster: its kubeconfig and its context."""
+        from harness.kubectl import Kubectl
+
+        return Kubectl(self.kubeconfig, context=self.context)
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

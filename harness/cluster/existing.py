@@ -45,10 +45,9 @@ class ExistingCluster(Cluster):
         return self._kubeconfig
 
     def _kubectl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
-        if self.context:
-            argv += ["--context", self.context]
-        return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout)
+        kubectl = self.kubectl()
+        return subprocess.run(kubectl.argv(*args), capture_output=True, text=True, env=kubectl.env(),
+                              timeout=timeout)  # fmt: skip
 
     def exists(self) -> bool:
         return self.kubeconfig.is_file()

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 class FakeCluster:
     provider = "fake"
+    context = None
 
     def __init__(self, pulls_images: bool) -> None:
         self.pulls_images = pulls_images
