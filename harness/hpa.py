@@ -11,25 +11,33 @@ decided what the formula says.
 from __future__ import annotations
 
 import statistics
+import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.kubectl import Kubectl
 from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
-from harness.report import _quantity
+from harness.report import Recorder, _quantity
 from harness.stack import match_labels
 from harness.waits import wait_for
 
 __all__ = [
     "Observation",
     "condition",
+    "current_metrics",
+    "expect_scale_in",
+    "expect_scale_out",
     "hpa_spec_status",
     "observe",
     "oracle_check",
+    "recorded",
     "replicas",
     "served_value",
+    "settle_at_min",
     "wait_condition",
     "wait_replicas",
 ]
@@ -83,6 +91,87 @@ def wait_replicas(
     wait_for(f"{deployment} {what}", probe, timeout=timeout, interval=2,
              hint=f"kubectl -n {namespace} describe hpa {deployment}", progress=progress)  # fmt: skip
     return replicas(kubectl, namespace, deployment)
+
+
+def _target(kubectl: Kubectl, namespace: str, hpa: str) -> tuple[str, int, int]:
+    """The HPA's scale target (a Deployment's name), minReplicas and maxReplicas."""
+    spec, _ = hpa_spec_status(kubectl, namespace, hpa)
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind") != "Deployment":
+        raise ValueError(f"HPA {namespace}/{hpa} scales a {ref.get('kind')}: only Deployments are supported")
+    return str(ref["name"]), int(spec.get("minReplicas", 1)), int(spec["maxReplicas"])
+
+
+def settle_at_min(
+    kubectl: Kubectl, namespace: str, hpa: str, *, timeout: float = 600,
+    progress: Callable[[str], None] | None = print,
+) -> None:  # fmt: skip
+    """Wait until the HPA reads its metric (ScalingActive=True) and its target sits at minReplicas:
+    the starting point of a scale-out scenario."""
+    deployment, low, _ = _target(kubectl, namespace, hpa)
+    wait_condition(kubectl, namespace, hpa, "ScalingActive", "True", timeout=timeout, progress=progress)
+    wait_replicas(kubectl, namespace, deployment, lambda n: n == low, f"at minReplicas={low}",
+                  timeout=timeout, progress=progress)  # fmt: skip
+
+
+def expect_scale_out(
+    kubectl: Kubectl, namespace: str, hpa: str, *, above: int | None = None, within: float = 300,
+    progress: Callable[[str], None] | None = print,
+) -> tuple[int, float]:  # fmt: skip
+    """Wait until the HPA scales its target above ``above`` (default: minReplicas) within ``within``
+    seconds; returns (replicas, seconds it took). Fails naming the HPA's conditions otherwise."""
+    deployment, low, _ = _target(kubectl, namespace, hpa)
+    floor = low if above is None else above
+    t0 = time.monotonic()
+    n = wait_replicas(kubectl, namespace, deployment, lambda n: n > floor, f"scale out above {floor}",
+                      timeout=within, progress=progress)  # fmt: skip
+    return n, time.monotonic() - t0
+
+
+def expect_scale_in(
+    kubectl: Kubectl, namespace: str, hpa: str, *, to: int | None = None, within: float = 480,
+    progress: Callable[[str], None] | None = print,
+) -> float:  # fmt: skip
+    """Wait until the HPA brings its target down to ``to`` (default: minReplicas) within ``within``
+    seconds (mind the scale-down stabilization window); returns the seconds it took."""
+    deployment, low, _ = _target(kubectl, namespace, hpa)
+    goal = low if to is None else to
+    t0 = time.monotonic()
+    wait_replicas(kubectl, namespace, deployment, lambda n: n == goal, f"scale in to {goal}",
+                  timeout=within, progress=progress)  # fmt: skip
+    return time.monotonic() - t0
+
+
+def current_metrics(kubectl: Kubectl, namespace: str, hpa: str) -> list[dict[str, Any]]:
+    """The HPA's ``status.currentMetrics``: what the controller last read for each metric."""
+    return list(hpa_spec_status(kubectl, namespace, hpa)[1].get("currentMetrics") or [])
+
+
+@contextmanager
+def recorded(
+    kube_api: Any, namespace: str, hpa: str, out: Path, load: Any = None, *,
+    direct: Callable[[], float] | None = None, target: str | None = None, interval: float = 3,
+) -> Iterator[Recorder]:  # fmt: skip
+    """Record the HPA (and its target ``target``, default: the HPA's name) while the block runs.
+
+    ``load`` (a ``LocustRun`` or ``InClusterLocust``, not started) is started on entry and stopped on
+    exit, both marked on the plot. On exit ``timeseries.csv``, ``plot.png`` and ``events.txt`` are
+    written into ``out``.
+    """
+    rec = Recorder(kube_api, namespace, hpa, target or hpa, out, interval=interval,
+                   load=load.history if load is not None else None, direct=direct)  # fmt: skip
+    rec.start()
+    try:
+        if load is not None:
+            load.start()  # in-cluster load returns once its pods run: the mark comes after
+            rec.mark("load start")
+        yield rec
+    finally:
+        if load is not None:
+            load.stop()
+            if "load stop" not in (label for _, label in rec.marks):
+                rec.mark("load stop")
+        rec.finish()
 
 
 def _selector(kubectl: Kubectl, namespace: str, deployment: str) -> str:

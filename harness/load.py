@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -189,3 +190,11 @@ def read_history(path: Path) -> list[LoadSample]:
             except (KeyError, ValueError):
                 continue
     return out
+
+
+def served_rps(history: list[LoadSample], seconds: float) -> float:
+    """Successful requests per second the load generator saw over the last ``seconds`` of ``history``."""
+    if not history:
+        return 0.0
+    recent = [s for s in history if s.at >= history[-1].at - seconds]
+    return statistics.fmean(s.rps - s.failures_per_s for s in recent)

@@ -19,8 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,9 @@ from typing import Any
 import pytest
 
 from harness import hpa, manifests
-from harness.incluster_load import InClusterLocust, load_for
+from harness.incluster_load import load_for
 from harness.kubectl import Kubectl, KubectlError
-from harness.load import LoadSample, LocustRun, Stage
-from harness.report import Recorder
+from harness.load import Stage, served_rps
 from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Stack
 from harness.waits import wait_for
 
@@ -66,28 +64,6 @@ def replicas(kubectl: Kubectl, deployment: str) -> int:
     return hpa.replicas(kubectl, DEMO_NS, deployment)
 
 
-@contextmanager
-def recorded(
-    kube_api: Any, name: str, out: Path, run: LocustRun | InClusterLocust | None,
-    direct: Callable[[], float] | None = None,
-) -> Iterator[Recorder]:  # fmt: skip
-    """Record the HPA while the block runs; the load is started (and marked) on entry, stopped on exit."""
-    rec = Recorder(kube_api, DEMO_NS, name, name, out, interval=3, load=run.history if run else None,
-                   direct=direct)  # fmt: skip
-    rec.start()
-    try:
-        if run is not None:
-            run.start()  # in-cluster load returns once its pods run: the mark comes after
-            rec.mark("load start")
-        yield rec
-    finally:
-        if run is not None:
-            run.stop()
-            if "load stop" not in (label for _, label in rec.marks):
-                rec.mark("load stop")
-        rec.finish()
-
-
 def set_prometheus_replicas(kubectl: Kubectl, replicas: int) -> None:
     """Scale Prometheus through its CR (the operator owns the StatefulSet and would undo a direct scale)."""
     patch = json.dumps({"spec": {"replicas": replicas}})
@@ -99,28 +75,6 @@ def write_timings(out: Path, **timings: object) -> None:
     print(f"timings: {timings}")
 
 
-def settle_at_min(kubectl: Kubectl, name: str, timeout: float = 600) -> None:
-    """Scenarios start from 1 replica and a working metric pipeline."""
-    wait_condition(kubectl, name, "ScalingActive", "True", timeout=timeout)
-    wait_replicas(kubectl, name, lambda n: n == 1, "back at 1 replica", timeout=timeout)
-
-
-def promql(stack: Stack, query: str) -> float:
-    """One instant query straight to Prometheus (not through the adapter); 0.0 when no series match."""
-    res = stack.prometheus_api("/api/v1/query?query=" + urllib.parse.quote(query))["data"]["result"]
-    if len(res) > 1:
-        raise AssertionError(f"{query} returned {len(res)} series; the scenario's query must aggregate")
-    return float(res[0]["value"][1]) if res else 0.0
-
-
-def served_rps(history: list[LoadSample], seconds: float) -> float:
-    """Successful requests per second the load generator saw over its last ``seconds``."""
-    if not history:
-        return 0.0
-    recent = [s for s in history if s.at >= history[-1].at - seconds]
-    return statistics.fmean(s.rps - s.failures_per_s for s in recent)
-
-
 def hold_until_steady(
     stack: Stack, kubectl: Kubectl, case: Scaling, *, since: float, timeout: float = 480
 ) -> list[hpa.Observation]:
@@ -130,7 +84,7 @@ def hold_until_steady(
     history: list[hpa.Observation] = []
     deadline = time.monotonic() + timeout
     while True:
-        obs = hpa.observe(kubectl, DEMO_NS, case.hpa, lambda: promql(stack, case.direct),
+        obs = hpa.observe(kubectl, DEMO_NS, case.hpa, lambda: stack.promql(case.direct),
                           t=time.monotonic() - since)  # fmt: skip
         history.append(obs)
         recent = [o for o in history if obs.t - o.t <= 30]
@@ -227,13 +181,14 @@ def test_scaling_on_metric(
     direct PromQL query of the same object, the controller's decision against the oracle, the load
     generator's own count against Prometheus, the other scenarios' metrics untouched; stop -> 1."""
     name = case.hpa
-    settle_at_min(kubectl, name)
+    hpa.settle_at_min(kubectl, DEMO_NS, name)
     others = [h for h in OTHER_HPAS if h != name]
     before = other_values(kubectl, others)
     stages = [Stage(1200, case.users, max(1, case.users // 2))]
     run = load_for(cluster, kubectl, DEMO_NS, name, case.user_class, stages, scenario_dir / "load",
                    work_ms=case.work_ms)  # fmt: skip
-    with recorded(kube_api, name, scenario_dir, run, direct=lambda: promql(stack, case.direct)) as rec:
+    direct = lambda: stack.promql(case.direct)  # noqa: E731
+    with hpa.recorded(kube_api, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
         t0 = time.monotonic()
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
@@ -298,7 +253,7 @@ def test_external_metric_queue_depth_settles_near_produce_over_consume(
     stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
 ) -> None:
     """External metric queue_depth: replicas settle within one of produced rate / per-replica rate."""
-    settle_at_min(kubectl, "queue")
+    hpa.settle_at_min(kubectl, DEMO_NS, "queue")
     stages = [Stage(900, PRODUCE_USERS, PRODUCE_USERS)]
     run = load_for(
         cluster,
@@ -315,18 +270,18 @@ def test_external_metric_queue_depth_settles_near_produce_over_consume(
     history: list[hpa.Observation] = []
     depth = f'sum(queue_depth{{{NS_SEL},service="queue"}})'
     produced_q = f'sum(rate(queue_jobs_produced_total{{{NS_SEL},service="queue"}}[1m]))'
-    with recorded(kube_api, "queue", scenario_dir, run, direct=lambda: promql(stack, depth)):
+    with hpa.recorded(kube_api, DEMO_NS, "queue", scenario_dir, run, direct=lambda: stack.promql(depth)):
         t0 = time.monotonic()
         wait_replicas(kubectl, "queue", lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
         # Watch for 4 minutes; the last 2 are the settled phase.
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            history.append(hpa.observe(kubectl, DEMO_NS, "queue", lambda: promql(stack, depth),
+            history.append(hpa.observe(kubectl, DEMO_NS, "queue", lambda: stack.promql(depth),
                                        t=time.monotonic() - t0))  # fmt: skip
             if time.monotonic() > deadline - 120:
                 observed.append(history[-1].current)
-                rates.append(promql(stack, produced_q))
+                rates.append(stack.promql(produced_q))
             time.sleep(5)
     # The queue drains and refills as replicas change: the value moves by ~20 jobs/s, so the adapter's
     # reading and the direct one taken a moment apart may differ by a few seconds' worth of jobs.
@@ -452,12 +407,12 @@ def test_security_default_install_is_verified_and_refuses_strangers(
 def test_faults_prometheus_down_then_adapter_pod_deleted(
     stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
 ) -> None:
-    settle_at_min(kubectl, "hits")
+    hpa.settle_at_min(kubectl, DEMO_NS, "hits")
     run = load_for(
         cluster, kubectl, DEMO_NS, "hits", "HitUser", [Stage(900, HIT_USERS, 10)], scenario_dir / "load"
     )
     metric_path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
-    with recorded(kube_api, "hits", scenario_dir, run) as rec:
+    with hpa.recorded(kube_api, DEMO_NS, "hits", scenario_dir, run) as rec:
         wait_replicas(kubectl, "hits", lambda n: n > 1, "scaled out under load", timeout=300)
         held = replicas(kubectl, "hits")
 

@@ -113,3 +113,45 @@ def test_oracle_range_is_every_count_between_the_ends() -> None:
 def test_band_uses_the_floor_near_zero() -> None:
     assert hpa.band([0.0, 1.0], rel=0.1, floor=2) == (-2.0, 3.0)
     assert hpa.band([100.0, 200.0], rel=0.1, floor=2) == (90.0, 220.0)
+
+
+class ScalingKubectl:
+    """An HPA over Deployment ``hits`` whose spec.replicas follow ``replicas`` one read at a time."""
+
+    def __init__(self, spec: dict[str, Any], replicas: list[int]) -> None:
+        self.spec = spec
+        self.replicas = replicas
+        self.reads = 0
+
+    def json(self, *args: str) -> Any:
+        kind = args[3]
+        if kind == "hpa":
+            return {"spec": self.spec, "status": {"currentMetrics": [{"type": "Object"}], "conditions": [
+                {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound"}]}}
+        n = self.replicas[min(self.reads, len(self.replicas) - 1)]
+        self.reads += 1
+        return {"spec": {"replicas": n}, "status": {"readyReplicas": n}}
+
+
+def test_expect_scale_out_and_in_follow_the_hpas_target_and_min_replicas() -> None:
+    spec = {**HITS_SPEC, "minReplicas": 2}
+    k = ScalingKubectl(spec, [2, 2, 5, 5])
+    n, took = hpa.expect_scale_out(k, "demo", "hits", within=30, progress=None)  # type: ignore[arg-type]
+    assert n == 5 and took >= 0
+    k = ScalingKubectl(spec, [5, 3, 2, 2])
+    hpa.expect_scale_in(k, "demo", "hits", within=30, progress=None)  # type: ignore[arg-type]
+    assert k.reads >= 3  # waited for 2 (minReplicas), not 1
+    hpa.settle_at_min(k, "demo", "hits", timeout=5, progress=None)  # type: ignore[arg-type]
+    assert hpa.current_metrics(k, "demo", "hits") == [{"type": "Object"}]  # type: ignore[arg-type]
+
+
+def test_expect_scale_out_fails_naming_what_it_saw() -> None:
+    k = ScalingKubectl(HITS_SPEC, [1])
+    with pytest.raises(Exception, match=r"hits scale out above 1.*spec.replicas=1"):
+        hpa.expect_scale_out(k, "demo", "hits", within=3, progress=None)  # type: ignore[arg-type]
+
+
+def test_only_deployment_targets_are_supported() -> None:
+    spec = {**HITS_SPEC, "scaleTargetRef": {"kind": "StatefulSet", "name": "db"}}
+    with pytest.raises(ValueError, match="scales a StatefulSet"):
+        hpa.settle_at_min(ScalingKubectl(spec, [1]), "demo", "db", timeout=1)  # type: ignore[arg-type]
