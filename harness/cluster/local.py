@@ -5,6 +5,9 @@ Processes (each with a log file, a pid record and a health wait):
     etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler
     containerd (own socket, own root/state) -> kubelet -> node Ready -> kube-proxy -> CoreDNS
 
+This module is the lifecycle (start order, waits, host changes, stop); each component's command
+line comes from :mod:`harness.cluster.flags` and each health wait polls :mod:`harness.cluster.probes`.
+
 ``LocalSettings(with_node=False)`` gives just etcd + kube-apiserver on loopback, without root: the
 ``control_plane`` pytest fixture, which starts in seconds.
 
@@ -16,7 +19,6 @@ images, so the next ``create`` is warm; ``delete`` also removes the state dir.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
@@ -31,7 +33,7 @@ from typing import Any
 import yaml
 
 from harness import procs
-from harness.cluster import binaries, configs, hostnet
+from harness.cluster import binaries, configs, flags, hostnet, probes
 from harness.cluster.addons import coredns_manifests
 from harness.cluster.base import (
     Cluster,
@@ -40,7 +42,6 @@ from harness.cluster.base import (
     ComponentState,
     ProviderUnavailable,
 )
-from harness.cluster.dnsprobe import query_a
 from harness.cluster.kubeapi import ApiClient
 from harness.cluster.pki import PKI, ensure_pki
 from harness.cluster.settings import HPASettings, LocalSettings
@@ -322,15 +323,23 @@ class LocalCluster(Cluster):
         images_thread: _Worker | None = None
         if s.with_node:
             self._prepare_host(progress)
-            self._start_if_needed("containerd", self._containerd_argv(), self._containerd_env())
+            self._start_if_needed("containerd", flags.containerd(self.paths), flags.containerd_env(s))
 
-        etcd = self._start_if_needed("etcd", self._etcd_argv())
-        self._wait("etcd", etcd, self._etcd_healthy, self.timeouts.etcd, progress)
-        api = self._start_if_needed("kube-apiserver", self._apiserver_argv())
+        etcd = self._start_if_needed("etcd", flags.etcd(s, bin_dir=self._bins))
+        self._wait(
+            "etcd", etcd, lambda: probes.etcd_healthy(s.etcd_client_port), self.timeouts.etcd, progress
+        )
+        api = self._start_if_needed("kube-apiserver", flags.kube_apiserver(s, self.pki(), bin_dir=self._bins))
 
         if s.with_node:
             cd = self._record("containerd")
-            self._wait("containerd", cd, self._containerd_healthy, self.timeouts.containerd, progress)
+            self._wait(
+                "containerd",
+                cd,
+                lambda: probes.containerd_healthy(self.paths.containerd_sock),
+                self.timeouts.containerd,
+                progress,
+            )
             images_thread = _Worker(lambda: self._import_images(progress))
 
         self._wait("kube-apiserver", api, lambda: self.api().ok("/readyz"), self.timeouts.apiserver, progress)
@@ -338,21 +347,28 @@ class LocalCluster(Cluster):
             progress(f"control plane ready: {self.server} (kubeconfig {self.kubeconfig})")
             return self.info()
 
-        cm = self._start_if_needed("kube-controller-manager", self._controller_manager_argv())
-        sched = self._start_if_needed("kube-scheduler", self._scheduler_argv())
-        kubelet = self._start_if_needed("kubelet", self._kubelet_argv())
-        proxy = self._start_if_needed("kube-proxy", self._kube_proxy_argv())
+        pki, bins = self.pki(), self._bins
+        cm = self._start_if_needed(
+            "kube-controller-manager", flags.kube_controller_manager(s, pki, bin_dir=bins)
+        )
+        sched = self._start_if_needed("kube-scheduler", flags.kube_scheduler(s, pki, bin_dir=bins))
+        kubelet = self._start_if_needed("kubelet", flags.kubelet(s, pki, self.paths, bin_dir=bins))
+        proxy = self._start_if_needed("kube-proxy", flags.kube_proxy(s, self.paths, bin_dir=bins))
         self._wait(
             "kube-controller-manager",
             cm,
-            self._https_health(s.controller_manager_port),
+            probes.https_healthz(s.controller_manager_port),
             self.timeouts.controller,
             progress,
         )
         self._wait(
-            "kube-scheduler", sched, self._https_health(s.scheduler_port), self.timeouts.controller, progress
+            "kube-scheduler",
+            sched,
+            probes.https_healthz(s.scheduler_port),
+            self.timeouts.controller,
+            progress,
         )
-        self._wait("kubelet", kubelet, self._kubelet_healthy, self.timeouts.kubelet, progress)
+        self._wait("kubelet", kubelet, probes.kubelet_healthy, self.timeouts.kubelet, progress)
         self._wait(
             f"node/{s.node_name}",
             kubelet,
@@ -362,7 +378,7 @@ class LocalCluster(Cluster):
             what="Ready",
             component="kubelet",
         )
-        self._wait("kube-proxy", proxy, self._kube_proxy_healthy, self.timeouts.kube_proxy, progress)
+        self._wait("kube-proxy", proxy, probes.kube_proxy_healthy, self.timeouts.kube_proxy, progress)
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)  # back in front of kube-proxy's chains
         assert images_thread is not None
@@ -448,25 +464,6 @@ class LocalCluster(Cluster):
             return rec
         return procs.start(component, argv, log=self.log_path(component), pid_dir=self.pid_dir, env=env)
 
-    def _containerd_env(self) -> dict[str, str]:
-        """Send every registry request of containerd to a dead loopback proxy.
-
-        Images come only from offline archives; a pod naming a missing image must fail at once
-        ("proxyconnect ... connection refused") instead of resolving and dialling a registry off this
-        machine. Go's proxy lookup never proxies loopback, so nothing else is affected.
-        """
-        if not self.settings.block_registry_pulls:
-            return {}
-        dead = "http://127.0.0.1:9"
-        return {
-            "HTTP_PROXY": dead,
-            "HTTPS_PROXY": dead,
-            "http_proxy": dead,
-            "https_proxy": dead,
-            "NO_PROXY": "",
-            "no_proxy": "",
-        }
-
     def _wait(
         self,
         name: str,
@@ -484,191 +481,15 @@ class LocalCluster(Cluster):
         )
         progress(f"{name} {what}")
 
-    # health checks ------------------------------------------------------------------------
-
-    def _etcd_healthy(self) -> bool | str:
-        client = ApiClient(f"http://127.0.0.1:{self.settings.etcd_client_port}", ca=None, timeout=2)
-        status, text = client.get_text("/health")
-        return True if status == 200 and '"true"' in text else f"/health: {status} {text.strip()}"
-
-    def _https_health(self, port: int) -> Callable[[], bool | str]:
-        client = ApiClient(f"https://127.0.0.1:{port}", ca=None, timeout=2)
-        return lambda: client.ok("/healthz")
-
-    def _containerd_healthy(self) -> bool | str:
-        sock = self.paths.containerd_sock
-        if not sock.exists():
-            return f"{sock} not there yet"
-        out = subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True, text=True, timeout=10)
-        return True if out.returncode == 0 else out.stderr.strip()
-
-    def _kubelet_healthy(self) -> bool | str:
-        return ApiClient("http://127.0.0.1:10248", ca=None, timeout=2).ok("/healthz")
-
-    def _kube_proxy_healthy(self) -> bool | str:
-        return ApiClient("http://127.0.0.1:10256", ca=None, timeout=2).ok("/healthz")
-
     def _node_ready(self) -> bool | str:
-        status, text = self.api().get_text(f"/api/v1/nodes/{self.settings.node_name}")
-        if status == 404:
-            return "node not registered yet"
-        if status != 200:
-            return f"HTTP {status}"
-        rec = self._record("kubelet")
-        for cond in json.loads(text).get("status", {}).get("conditions", []):
-            if cond.get("type") != "Ready":
-                continue
-            if cond.get("status") != "True":
-                return f"Ready={cond.get('status')}: {cond.get('message')}"
-            # After a warm restart the node object still carries the Ready=True of the previous run;
-            # only a status posted by the kubelet running now counts.
-            beat = _parse_time(cond.get("lastHeartbeatTime"))
-            if rec is not None and (beat is None or beat < int(rec.started_at)):
-                return "Ready=True is stale (posted before this kubelet started)"
-            return True
-        return "no Ready condition yet"
+        return probes.node_ready(self.api(), self.settings.node_name, self._record("kubelet"))
 
     def _coredns_ready(self) -> bool | str:
-        status, text = self.api().get_text("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
-        if status != 200:
-            return f"deployment: HTTP {status}"
-        st = json.loads(text).get("status", {})
-        if st.get("readyReplicas", 0) < 1:
-            return f"readyReplicas={st.get('readyReplicas', 0)} conditions={st.get('conditions', [])}"
-        # readyReplicas may be stale after a warm restart: ask CoreDNS itself, through the Service.
-        name = f"kubernetes.default.svc.{self.settings.cluster_domain}"
-        try:
-            got = query_a(self.settings.dns_ip, name, timeout=1.0)
-        except (OSError, ValueError) as exc:
-            return f"{self.settings.dns_ip} does not resolve {name} yet: {exc}"
-        if self.settings.kubernetes_service_ip not in got:
-            return f"{name} resolved to {got}, expected {self.settings.kubernetes_service_ip}"
-        return True
+        return probes.coredns_ready(self.api(), self.settings)
 
-    # argv ---------------------------------------------------------------------------------
-
-    def _bin(self, name: str) -> str:
-        return str(binaries.bin_dir() / name)
-
-    def _etcd_argv(self) -> list[str]:
-        s = self.settings
-        c, p = f"http://127.0.0.1:{s.etcd_client_port}", f"http://127.0.0.1:{s.etcd_peer_port}"
-        return [
-            self._bin("etcd"),
-            f"--name={s.name}",
-            f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={c}",
-            f"--advertise-client-urls={c}",
-            f"--listen-peer-urls={p}",
-            f"--initial-advertise-peer-urls={p}",
-            f"--initial-cluster={s.name}={p}",
-            "--initial-cluster-state=new",
-            "--listen-metrics-urls=",
-            # A throwaway test cluster on a small VM: fsync dominates etcd latency and buys nothing.
-            "--unsafe-no-fsync=true",
-            "--snapshot-count=10000",
-            "--auto-compaction-mode=periodic",
-            "--auto-compaction-retention=10m",
-            "--log-level=warn",
-        ]
-
-    def _apiserver_argv(self) -> list[str]:
-        s, pki = self.settings, self.pki()
-        argv = [
-            self._bin("kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
-            f"--bind-address={s.apiserver_address}",
-            f"--secure-port={s.apiserver_port}",
-            f"--tls-cert-file={pki.apiserver.cert}",
-            f"--tls-private-key-file={pki.apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}",
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true",
-            f"--service-cluster-ip-range={s.service_cidr}",
-            f"--service-account-issuer=https://kubernetes.default.svc.{s.cluster_domain}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
-            f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
-            f"--kubelet-certificate-authority={pki.ca.cert}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
-            # aggregation layer
-            f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-username-headers=X-Remote-User",
-            f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
-            f"--proxy-client-key-file={pki.front_proxy_client.key}",
-            "--enable-aggregator-routing=true",
-            "--profiling=false",
-            "--event-ttl=1h",
-            f"--v={s.verbosity}",
-        ]
-        if s.with_node:
-            argv.append(f"--advertise-address={s.node_ip}")
-        return argv
-
-    def _controller_manager_argv(self) -> list[str]:
-        s, pki = self.settings, self.pki()
-        kc = pki.kubeconfigs["kube-controller-manager"]
-        return [
-            self._bin("kube-controller-manager"),
-            f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={s.controller_manager_port}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--root-ca-file={pki.ca.cert}",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--cluster-signing-cert-file={pki.ca.cert}",
-            f"--cluster-signing-key-file={pki.ca.key}",
-            f"--service-cluster-ip-range={s.service_cidr}",
-            "--allocate-node-cidrs=false",
-            "--controllers=*",
-            *s.hpa.flags(),
-            f"--v={s.verbosity}",
-        ]
-
-    def _scheduler_argv(self) -> list[str]:
-        s, pki = self.settings, self.pki()
-        kc = pki.kubeconfigs["kube-scheduler"]
-        return [
-            self._bin("kube-scheduler"),
-            f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={s.scheduler_port}",
-            "--leader-elect=false",
-            f"--v={s.verbosity}",
-        ]
-
-    def _containerd_argv(self) -> list[str]:
-        return ["containerd", f"--config={self.paths.containerd_config}"]
-
-    def _kubelet_argv(self) -> list[str]:
-        s, pki, p = self.settings, self.pki(), self.paths
-        return [
-            self._bin("kubelet"),
-            f"--config={p.kubelet_config}",
-            f"--kubeconfig={pki.kubeconfigs['kubelet']}",
-            f"--hostname-override={s.node_name}",
-            f"--node-ip={s.node_ip}",
-            f"--root-dir={p.kubelet_root}",
-            f"--cert-dir={p.kubelet_root / 'pki'}",
-            f"--v={s.verbosity}",
-        ]
-
-    def _kube_proxy_argv(self) -> list[str]:
-        return [
-            self._bin("kube-proxy"),
-            f"--config={self.paths.kube_proxy_config}",
-            f"--v={self.settings.verbosity}",
-        ]
+    @property
+    def _bins(self) -> Path:
+        return binaries.bin_dir()
 
     # host & node --------------------------------------------------------------------------
 
@@ -807,14 +628,14 @@ class LocalCluster(Cluster):
         procs.stop(rec)
         new = procs.start(
             "kube-controller-manager",
-            self._controller_manager_argv(),
+            flags.kube_controller_manager(self.settings, self.pki(), bin_dir=self._bins),
             log=self.log_path("kube-controller-manager"),
             pid_dir=self.pid_dir,
         )
         self._wait(
             "kube-controller-manager",
             new,
-            self._https_health(self.settings.controller_manager_port),
+            probes.https_healthz(self.settings.controller_manager_port),
             self.timeouts.controller,
             progress,
         )
@@ -998,16 +819,6 @@ class _Worker:
         self.thread.join()
         if self.error is not None:
             raise ClusterError(f"{what} failed: {self.error}") from self.error
-
-
-def _parse_time(value: object) -> float | None:
-    """RFC 3339 ``2026-01-02T03:04:05Z`` (as the API writes it) to epoch seconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _read(path: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness import procs
-from harness.cluster import configs, hostnet
+from harness.cluster import configs, flags, hostnet
 from harness.cluster.addons import coredns_manifests, corefile
 from harness.cluster.base import ClusterError
 from harness.cluster.existing import ExistingCluster
@@ -409,12 +409,11 @@ def test_cli_logs_unknown_component(
 
 
 def test_containerd_registry_traffic_goes_to_a_dead_loopback_proxy(tmp_path: Path) -> None:
-    c = LocalCluster(LocalSettings(name="p1", state_root=tmp_path))
-    env = c._containerd_env()
+    env = flags.containerd_env(LocalSettings(name="p1", state_root=tmp_path))
     assert env["HTTPS_PROXY"] == env["HTTP_PROXY"] == "http://127.0.0.1:9"
     assert env["NO_PROXY"] == "" and env["no_proxy"] == ""
-    c2 = LocalCluster(LocalSettings(name="p2", state_root=tmp_path, block_registry_pulls=False))
-    assert c2._containerd_env() == {}
+    unblocked = LocalSettings(name="p2", state_root=tmp_path, block_registry_pulls=False)
+    assert flags.containerd_env(unblocked) == {}
 
 
 def test_run_dir_falls_back_to_run_for_long_state_paths(tmp_path: Path) -> None:

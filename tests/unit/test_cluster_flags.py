@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.certs import CertPair
+from harness.cluster import flags
 from harness.cluster.local import LocalCluster
 from harness.cluster.pki import PKI
 from harness.cluster.settings import HPASettings, LocalSettings
@@ -62,17 +63,17 @@ def _pki(d: Path) -> PKI:
 
 def _argvs(s: LocalSettings) -> dict[str, object]:
     """Every command line (and containerd's environment) the local provider builds for ``s``."""
-    c = LocalCluster(s)
-    c._pki = _pki(s.state_dir / "pki")
+    c = LocalCluster(s)  # what the cluster hands the builders: its bin dir and node paths
+    pki, bins, p = _pki(s.state_dir / "pki"), c._bins, c.paths
     return {
-        "etcd": c._etcd_argv(),
-        "kube-apiserver": c._apiserver_argv(),
-        "kube-controller-manager": c._controller_manager_argv(),
-        "kube-scheduler": c._scheduler_argv(),
-        "containerd": c._containerd_argv(),
-        "containerd-env": c._containerd_env(),
-        "kubelet": c._kubelet_argv(),
-        "kube-proxy": c._kube_proxy_argv(),
+        "etcd": flags.etcd(s, bin_dir=bins),
+        "kube-apiserver": flags.kube_apiserver(s, pki, bin_dir=bins),
+        "kube-controller-manager": flags.kube_controller_manager(s, pki, bin_dir=bins),
+        "kube-scheduler": flags.kube_scheduler(s, pki, bin_dir=bins),
+        "containerd": flags.containerd(p),
+        "containerd-env": flags.containerd_env(s),
+        "kubelet": flags.kubelet(s, pki, p, bin_dir=bins),
+        "kube-proxy": flags.kube_proxy(s, p, bin_dir=bins),
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import local
+from harness.cluster import probes
 from harness.cluster.local import LocalCluster
 from harness.cluster.settings import LocalSettings
 
@@ -105,7 +105,7 @@ def test_coredns_not_ready_from_the_deployment(tmp_path: Path, monkeypatch: pyte
     def no_dns(*args: object, **kwargs: object) -> list[str]:
         raise AssertionError("DNS asked although the deployment is not ready")
 
-    monkeypatch.setattr(local, "query_a", no_dns)
+    monkeypatch.setattr(probes, "query_a", no_dns)
     c = _cluster(tmp_path, monkeypatch, FakeApi(DEPLOY_PATH, 503))
     assert c._coredns_ready() == "deployment: HTTP 503"
     c = _cluster(tmp_path / "b", monkeypatch, FakeApi(DEPLOY_PATH, 200, {"status": {"conditions": []}}))
@@ -134,7 +134,7 @@ def test_coredns_ready_asks_coredns_itself(
             raise answer
         return answer  # type: ignore[return-value]
 
-    monkeypatch.setattr(local, "query_a", query_a)
+    monkeypatch.setattr(probes, "query_a", query_a)
     c = _cluster(tmp_path, monkeypatch, FakeApi(DEPLOY_PATH, 200, READY))
     assert c._coredns_ready() == expected
     assert asked == [("10.96.0.10", "kubernetes.default.svc.cluster.local", 1.0)]

@@ -1,0 +1,167 @@
+"""Command lines of the local cluster's components: pure functions of settings, PKI and paths.
+
+``LocalCluster`` starts every process with what these return (``LocalSettings(with_node=False)``,
+the ``control_plane`` fixture and the benchmark, uses :func:`etcd` and :func:`kube_apiserver` only).
+Nothing here reads the disk or runs anything: ``tests/unit/test_cluster_flags.py`` pins each argv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.cluster.configs import NodePaths
+from harness.cluster.pki import PKI
+from harness.cluster.settings import LocalSettings
+
+__all__ = [
+    "containerd",
+    "containerd_env",
+    "etcd",
+    "kube_apiserver",
+    "kube_controller_manager",
+    "kube_proxy",
+    "kube_scheduler",
+    "kubelet",
+]
+
+
+def etcd(s: LocalSettings, *, bin_dir: Path) -> list[str]:
+    c, p = f"http://127.0.0.1:{s.etcd_client_port}", f"http://127.0.0.1:{s.etcd_peer_port}"
+    return [
+        str(bin_dir / "etcd"),
+        f"--name={s.name}",
+        f"--data-dir={s.state_dir / 'etcd'}",
+        f"--listen-client-urls={c}",
+        f"--advertise-client-urls={c}",
+        f"--listen-peer-urls={p}",
+        f"--initial-advertise-peer-urls={p}",
+        f"--initial-cluster={s.name}={p}",
+        "--initial-cluster-state=new",
+        "--listen-metrics-urls=",
+        # A throwaway test cluster on a small VM: fsync dominates etcd latency and buys nothing.
+        "--unsafe-no-fsync=true",
+        "--snapshot-count=10000",
+        "--auto-compaction-mode=periodic",
+        "--auto-compaction-retention=10m",
+        "--log-level=warn",
+    ]
+
+
+def kube_apiserver(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
+    argv = [
+        str(bin_dir / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
+        f"--bind-address={s.apiserver_address}",
+        f"--secure-port={s.apiserver_port}",
+        f"--tls-cert-file={pki.apiserver.cert}",
+        f"--tls-private-key-file={pki.apiserver.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        "--allow-privileged=true",
+        f"--service-cluster-ip-range={s.service_cidr}",
+        f"--service-account-issuer=https://kubernetes.default.svc.{s.cluster_domain}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
+        f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
+        f"--kubelet-certificate-authority={pki.ca.cert}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # aggregation layer
+        f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client.key}",
+        "--enable-aggregator-routing=true",
+        "--profiling=false",
+        "--event-ttl=1h",
+        f"--v={s.verbosity}",
+    ]
+    if s.with_node:
+        argv.append(f"--advertise-address={s.node_ip}")
+    return argv
+
+
+def kube_controller_manager(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
+    kc = pki.kubeconfigs["kube-controller-manager"]
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={s.controller_manager_port}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=true",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        f"--service-cluster-ip-range={s.service_cidr}",
+        "--allocate-node-cidrs=false",
+        "--controllers=*",
+        *s.hpa.flags(),
+        f"--v={s.verbosity}",
+    ]
+
+
+def kube_scheduler(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
+    kc = pki.kubeconfigs["kube-scheduler"]
+    return [
+        str(bin_dir / "kube-scheduler"),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={s.scheduler_port}",
+        "--leader-elect=false",
+        f"--v={s.verbosity}",
+    ]
+
+
+def containerd(p: NodePaths) -> list[str]:
+    return ["containerd", f"--config={p.containerd_config}"]
+
+
+def containerd_env(s: LocalSettings) -> dict[str, str]:
+    """Send every registry request of containerd to a dead loopback proxy.
+
+    Images come only from offline archives; a pod naming a missing image must fail at once
+    ("proxyconnect ... connection refused") instead of resolving and dialling a registry off this
+    machine. Go's proxy lookup never proxies loopback, so nothing else is affected.
+    """
+    if not s.block_registry_pulls:
+        return {}
+    dead = "http://127.0.0.1:9"
+    return {
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
+def kubelet(s: LocalSettings, pki: PKI, p: NodePaths, *, bin_dir: Path) -> list[str]:
+    return [
+        str(bin_dir / "kubelet"),
+        f"--config={p.kubelet_config}",
+        f"--kubeconfig={pki.kubeconfigs['kubelet']}",
+        f"--hostname-override={s.node_name}",
+        f"--node-ip={s.node_ip}",
+        f"--root-dir={p.kubelet_root}",
+        f"--cert-dir={p.kubelet_root / 'pki'}",
+        f"--v={s.verbosity}",
+    ]
+
+
+def kube_proxy(s: LocalSettings, p: NodePaths, *, bin_dir: Path) -> list[str]:
+    return [
+        str(bin_dir / "kube-proxy"),
+        f"--config={p.kube_proxy_config}",
+        f"--v={s.verbosity}",
+    ]

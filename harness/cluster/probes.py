@@ -1,0 +1,105 @@
+"""Health and readiness probes of the local cluster's components.
+
+Each answers one question once, ``True`` or why not (a string), for :func:`harness.procs.wait_until`
+to poll while ``LocalCluster`` starts a component (and for ``status``). They only ask (HTTP,
+``ctr version``, the API, CoreDNS) and never change anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import procs
+from harness.cluster.dnsprobe import query_a
+from harness.cluster.kubeapi import ApiClient
+from harness.cluster.settings import LocalSettings
+
+__all__ = [
+    "containerd_healthy",
+    "coredns_ready",
+    "etcd_healthy",
+    "https_healthz",
+    "kube_proxy_healthy",
+    "kubelet_healthy",
+    "node_ready",
+]
+
+
+def etcd_healthy(port: int) -> bool | str:
+    client = ApiClient(f"http://127.0.0.1:{port}", ca=None, timeout=2)
+    status, text = client.get_text("/health")
+    return True if status == 200 and '"true"' in text else f"/health: {status} {text.strip()}"
+
+
+def https_healthz(port: int) -> Callable[[], bool | str]:
+    """``/healthz`` of kube-controller-manager or kube-scheduler on loopback ``port``."""
+    client = ApiClient(f"https://127.0.0.1:{port}", ca=None, timeout=2)
+    return lambda: client.ok("/healthz")
+
+
+def containerd_healthy(sock: Path) -> bool | str:
+    if not sock.exists():
+        return f"{sock} not there yet"
+    out = subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True, text=True, timeout=10)
+    return True if out.returncode == 0 else out.stderr.strip()
+
+
+def kubelet_healthy() -> bool | str:
+    return ApiClient("http://127.0.0.1:10248", ca=None, timeout=2).ok("/healthz")
+
+
+def kube_proxy_healthy() -> bool | str:
+    return ApiClient("http://127.0.0.1:10256", ca=None, timeout=2).ok("/healthz")
+
+
+def node_ready(api: ApiClient, node_name: str, kubelet: procs.ProcessRecord | None) -> bool | str:
+    """Ready=True posted by the kubelet of ``kubelet`` (its pid record; None: any Ready=True counts)."""
+    status, text = api.get_text(f"/api/v1/nodes/{node_name}")
+    if status == 404:
+        return "node not registered yet"
+    if status != 200:
+        return f"HTTP {status}"
+    for cond in json.loads(text).get("status", {}).get("conditions", []):
+        if cond.get("type") != "Ready":
+            continue
+        if cond.get("status") != "True":
+            return f"Ready={cond.get('status')}: {cond.get('message')}"
+        # After a warm restart the node object still carries the Ready=True of the previous run;
+        # only a status posted by the kubelet running now counts.
+        beat = _parse_time(cond.get("lastHeartbeatTime"))
+        if kubelet is not None and (beat is None or beat < int(kubelet.started_at)):
+            return "Ready=True is stale (posted before this kubelet started)"
+        return True
+    return "no Ready condition yet"
+
+
+def coredns_ready(api: ApiClient, s: LocalSettings) -> bool | str:
+    status, text = api.get_text("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+    if status != 200:
+        return f"deployment: HTTP {status}"
+    st = json.loads(text).get("status", {})
+    if st.get("readyReplicas", 0) < 1:
+        return f"readyReplicas={st.get('readyReplicas', 0)} conditions={st.get('conditions', [])}"
+    # readyReplicas may be stale after a warm restart: ask CoreDNS itself, through the Service.
+    name = f"kubernetes.default.svc.{s.cluster_domain}"
+    try:
+        got = query_a(s.dns_ip, name, timeout=1.0)
+    except (OSError, ValueError) as exc:
+        return f"{s.dns_ip} does not resolve {name} yet: {exc}"
+    if s.kubernetes_service_ip not in got:
+        return f"{name} resolved to {got}, expected {s.kubernetes_service_ip}"
+    return True
+
+
+def _parse_time(value: object) -> float | None:
+    """RFC 3339 ``2026-01-02T03:04:05Z`` (as the API writes it) to epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
