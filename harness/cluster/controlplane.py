@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.certs import CertPair
+from harness.cluster import flags
 from harness.cluster.local import LocalCluster
 from harness.cluster.settings import LocalSettings
 from harness.progress import ProgressFn
@@ -35,10 +36,19 @@ class ControlPlane:
     front_proxy_ca: Path
     #: The client certificate kube-apiserver presents to aggregated servers (CN front-proxy-client).
     front_proxy_client: CertPair
-    requestheader_allowed_names: list[str] = field(default_factory=lambda: ["front-proxy-client"])
-    requestheader_username_headers: list[str] = field(default_factory=lambda: ["X-Remote-User"])
-    requestheader_group_headers: list[str] = field(default_factory=lambda: ["X-Remote-Group"])
-    requestheader_extra_headers_prefix: list[str] = field(default_factory=lambda: ["X-Remote-Extra-"])
+    #: The ``--requestheader-*`` flags of the same name kube-apiserver runs with (harness.cluster.flags).
+    requestheader_allowed_names: list[str] = field(
+        default_factory=lambda: list(flags.REQUESTHEADER_ALLOWED_NAMES)
+    )
+    requestheader_username_headers: list[str] = field(
+        default_factory=lambda: list(flags.REQUESTHEADER_USERNAME_HEADERS)
+    )
+    requestheader_group_headers: list[str] = field(
+        default_factory=lambda: list(flags.REQUESTHEADER_GROUP_HEADERS)
+    )
+    requestheader_extra_headers_prefix: list[str] = field(
+        default_factory=lambda: list(flags.REQUESTHEADER_EXTRA_HEADERS_PREFIX)
+    )
 
     def env(self) -> dict[str, str]:
         """Environment for subprocesses (``KUBECONFIG``)."""

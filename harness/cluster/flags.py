@@ -14,6 +14,10 @@ from harness.cluster.pki import PKI
 from harness.cluster.settings import LocalSettings
 
 __all__ = [
+    "REQUESTHEADER_ALLOWED_NAMES",
+    "REQUESTHEADER_EXTRA_HEADERS_PREFIX",
+    "REQUESTHEADER_GROUP_HEADERS",
+    "REQUESTHEADER_USERNAME_HEADERS",
     "containerd",
     "containerd_env",
     "etcd",
@@ -23,6 +27,14 @@ __all__ = [
     "kube_scheduler",
     "kubelet",
 ]
+
+# The aggregation layer's front-proxy identity: kube-apiserver runs with these ``--requestheader-*``
+# flags and ``ControlPlane`` hands the same values to the tests that configure an extension server.
+#: CN of the proxy client certificate (pki.py issues it as ``front-proxy-client``).
+REQUESTHEADER_ALLOWED_NAMES = ("front-proxy-client",)
+REQUESTHEADER_USERNAME_HEADERS = ("X-Remote-User",)
+REQUESTHEADER_GROUP_HEADERS = ("X-Remote-Group",)
+REQUESTHEADER_EXTRA_HEADERS_PREFIX = ("X-Remote-Extra-",)
 
 
 def etcd(s: LocalSettings, *, bin_dir: Path) -> list[str]:
@@ -69,10 +81,10 @@ def kube_apiserver(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
         "--kubelet-preferred-address-types=InternalIP,Hostname",
         # aggregation layer
         f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
-        "--requestheader-allowed-names=front-proxy-client",
-        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-        "--requestheader-group-headers=X-Remote-Group",
-        "--requestheader-username-headers=X-Remote-User",
+        f"--requestheader-allowed-names={','.join(REQUESTHEADER_ALLOWED_NAMES)}",
+        f"--requestheader-extra-headers-prefix={','.join(REQUESTHEADER_EXTRA_HEADERS_PREFIX)}",
+        f"--requestheader-group-headers={','.join(REQUESTHEADER_GROUP_HEADERS)}",
+        f"--requestheader-username-headers={','.join(REQUESTHEADER_USERNAME_HEADERS)}",
         f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
         f"--proxy-client-key-file={pki.front_proxy_client.key}",
         "--enable-aggregator-routing=true",

@@ -206,3 +206,23 @@ def test_node_cluster_command_lines_are_pinned(component: str) -> None:
 def test_control_plane_command_lines_are_pinned(component: str, expected: list[str]) -> None:
     """``with_node=False`` (the ``control_plane`` fixture, the bench): loopback, no advertise address."""
     assert _argvs(_settings(with_node=False))[component] == expected
+
+
+def test_control_plane_reports_the_requestheader_flags_its_apiserver_runs_with() -> None:
+    """``ControlPlane.requestheader_*`` (what tests configure an extension server with) are the
+    values of the ``--requestheader-*`` flags of the same name the apiserver gets."""
+    import dataclasses
+
+    from harness.cluster.controlplane import ControlPlane
+
+    argv = _argvs(_settings(with_node=False))["kube-apiserver"]
+    assert isinstance(argv, list)
+    given = dict(a.removeprefix("--").split("=", 1) for a in argv[1:])
+    reported = {
+        f.name: f.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(ControlPlane)
+        if f.name.startswith("requestheader_")
+    }
+    assert len(reported) == 4
+    for name, values in reported.items():
+        assert given[name.replace("_", "-")].split(",") == values, name
