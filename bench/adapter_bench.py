@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -60,6 +61,12 @@ from bench.load import Check, check_body, run_load
 from bench.report import Row, format_table, write_json
 from bench.stats import LoadResult, bursts, pool
 from harness.progress import Progress
+
+if TYPE_CHECKING:  # imported where used: the run's pieces load only when a run starts
+    from bench.pods import PodFactory
+    from bench.prom import BenchPrometheus
+    from harness.certs import CertPair
+    from harness.cluster.pki import PKI
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_VERSION = "v0.12.0"
@@ -290,20 +297,9 @@ def _git_rev() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The whole benchmark; every process it started is stopped on the way out (also on Ctrl-C)."""
     progress = Progress(stream=sys.stderr, prefix="bench: ")
-    _start_load = tuple(round(x, 2) for x in _loadavg())
-    started_at = datetime.now()
-    results: list[LoadResult] = []
-    notes: list[str] = []
-    targets: list[Target] = []
-    peer_status = "disabled (--no-peer)"
-    max_n = max(args.pods)
-    filler = max(0, args.series - max_n)
-    if args.series < max_n:
-        notes.append(f"--series {args.series} < {max_n} pods: no filler series")
-    relist_s = _seconds(args.relist)
-    settle_s = 2 * relist_s if args.settle is None else args.settle
-
+    plan = _plan(args)
     tmp = Path(tempfile.mkdtemp(prefix="hpa-kit-bench-"))
     progress(f"temp dir {tmp}; load average {_loadavg()}; {os.cpu_count()} CPUs")
     with contextlib.ExitStack() as stack, _signals_as_interrupt():
@@ -311,363 +307,522 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(lambda: progress(f"kept {tmp} (--keep-tmp)"))
         else:
             stack.callback(shutil.rmtree, tmp, True)
-
-        peer_bin: Path | None = None
-        if args.peer:
-            peer_bin, peer_status = _build_peer(progress)
-            if peer_bin is None:
-                progress(f"peer: UNAVAILABLE ({peer_status}); measuring ours alone, no ratios")
-
-        # --- 1. control plane + pods --------------------------------------------------------
-        from harness.cluster.local import LocalCluster
-        from harness.cluster.settings import LocalSettings
-
-        cluster = LocalCluster(
-            LocalSettings(name="hpa-kit-bench", state_root=tmp / "cp", with_node=False, build=False)
-        )
-        # Registered before create(): a half-started control plane is torn down too.
-        stack.callback(lambda: cluster.delete(progress.child("control-plane: ")))
-        with progress.step("control plane (etcd + kube-apiserver, harness.cluster)"):
-            cluster.create(progress.child("control-plane: "))
-        pki = cluster.pki()
-        kubeconfig = cluster.kubeconfig
-        from harness import procs as hprocs
-
-        apiserver_rec = hprocs.load_record(cluster.pid_dir, "kube-apiserver")
-        apiserver_pid = apiserver_rec.pid if apiserver_rec else None
-
-        from bench.pods import PodFactory
-
-        pods = PodFactory(kubeconfig)
-        stack.callback(pods.close)
-        pods.ensure_namespace()
-        first_n = args.pods[0]
-        with progress.step(f"{first_n} Pods in namespace bench"):
-            pods.ensure_pods(first_n)
-
-        # --- certificates -------------------------------------------------------------------
-        from harness.certs import ensure_ca, issue_cert
-
-        certs = tmp / "certs"
-        ca = ensure_ca(certs, "bench-serving-ca", "hpa-kit-bench-serving-ca")
-        serving = issue_cert(certs, "serving", ca, "localhost", hosts=["127.0.0.1", "localhost"])
-        tls = _client_tls(ca.cert, pki.front_proxy_client.cert, pki.front_proxy_client.key)
-        progress("serving certificate issued (cfssl); clients use the front-proxy client cert")
-
-        # --- 2. exporter + Prometheus --------------------------------------------------------
-        exporter_log = tmp / "exporter.log"
-        exporter = AdapterProcess(
-            "exporter",
-            [sys.executable, "-m", "bench.exporter", "--pods", str(max_n), "--filler", str(filler)],
-            exporter_log,
-            env={"PYTHONPATH": str(REPO)},
-        ).start()
-        stack.callback(exporter.stop)
-        pods_url = filler_url = ""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not pods_url:
-            m = re.search(r"pods=http://(\S+) filler=http://(\S+)", exporter_log.read_text(errors="replace"))
-            if m:
-                pods_url, filler_url = m.group(1), m.group(2)
-            elif not exporter.running():
-                raise BenchError(f"exporter exited:\n{exporter.log_tail()}")
-            else:
-                time.sleep(0.2)
-        if not pods_url:
-            raise BenchError(f"exporter did not report its ports:\n{exporter.log_tail()}")
-        progress(f"exporter: {max_n} pod counters at {pods_url}, {filler} filler series at {filler_url}")
-
-        from bench.prom import BenchPrometheus
-        from harness.localprom import Target as PromTarget
-
-        prom_targets = [PromTarget(pods_url, job="bench-pods")]
-        if filler:
-            prom_targets.append(PromTarget(filler_url, job="bench-filler"))
-        prom = BenchPrometheus(
-            prom_targets,
-            scrape_interval="1s",
-            data_dir=tmp / "prometheus",
-            job_intervals={"bench-filler": "10s"},
-        )
-        stack.callback(prom.stop)
-        with progress.step(f"prometheus {prom.url} (pods every 1s, filler every 10s, honor_labels)"):
-            prom.start()
-            prom.wait_for_targets_up(60)
-            prom.wait_for_count('http_requests_total{namespace="bench"}', max_n, 60, progress)
-            if filler:
-                prom.wait_for_count('{__name__=~"bench_filler_.+_total"}', filler, 180, progress)
-        # rate() over 1m needs at least two samples per series.
-        time.sleep(2.5)
-
-        # --- 3. the adapters ------------------------------------------------------------------
-        config = tmp / "rules.yaml"
-        config.write_text(rule_config())
-        common = CommonArgs(
-            config=config,
-            prometheus_url=prom.url,
-            kubeconfig=kubeconfig,
-            tls_cert=serving.cert,
-            tls_key=serving.key,
-            relist=args.relist,
-        )
-        env = {"PYTHONPATH": str(REPO)}
-
-        def add(
-            key: str,
-            label: str,
-            argv_for: Callable[[int], list[str]],
-            versions: list[str],
-            extra_env: dict[str, str] | None = None,
-        ) -> None:
-            port = hprocs.free_port("127.0.0.1", avoid=[t.port for t in targets])
-            proc = AdapterProcess(key, argv_for(port), tmp / f"{key}.log", env=extra_env)
-            targets.append(Target(key, label, proc, port, versions))
-
-        add("ours", "ours", lambda port: ours_argv(common, port), ["v1beta1", "v1beta2"], env)
-        if args.variants:
-            add(
-                "ours-ttl0",
-                "ours --cache-ttl 0",
-                lambda port: ours_argv(common, port, cache_ttl="0s"),
-                ["v1beta1"],
-                env,
-            )
-        if peer_bin is not None:
-            binary = peer_bin
-            add(
-                "peer",
-                f"peer (client-qps {args.peer_client_qps:g})",
-                lambda port: peer_argv(binary, common, port, client_qps=args.peer_client_qps),
-                ["v1beta1", "v1beta2"],
-            )
-            if args.variants:
-                add(
-                    "peer-qps5",
-                    "peer (default client-qps 5)",
-                    lambda port: peer_argv(binary, common, port),
-                    ["v1beta1"],
-                )
-        for t in targets:
-            stack.callback(t.proc.stop)
-            t.proc.start()
-            t.started = time.monotonic()
-            progress(f"started {t.label} (pid {t.proc.pid}, {t.base}, log {t.proc.log_path.name})")
-
-        async def wait_all(n: int, first: bool) -> None:
-            async def one(t: Target) -> None:
-                if t.failed:
-                    return
-                try:
-                    for v in t.versions:
-                        waited = await _wait_serving(t, v, n, tls, args.ready_timeout, progress)
-                        if first and v == t.versions[0]:
-                            t.ready_s = time.monotonic() - t.started
-                            progress(f"{t.label}: serving {n} items after {t.ready_s:.1f}s from start")
-                        elif not first:
-                            progress(f"{t.label} {v}: serving {n} items (waited {waited:.1f}s)")
-                except BenchError as exc:
-                    t.failed = str(exc)
-                    progress(f"{t.label}: FAILED: {exc}")
-
-            await asyncio.gather(*(one(t) for t in targets))
-
-        with progress.step(f"adapters discovering {args.series} series and serving {first_n} pods"):
-            asyncio.run(wait_all(first_n, first=True))
-        live = [t for t in targets if not t.failed]
-        if not any(t.key == "ours" for t in live):
-            raise BenchError(f"our adapter never served: {targets[0].failed}")
-
-        # --- 5a. memory + idle CPU after discovery settled ---------------------------------------
-        progress(
-            f"settling {settle_s:.0f}s (relists every {args.relist} over {args.series} series) "
-            "to read memory and idle CPU"
-        )
-        cpu0 = {t.key: cpu_seconds(t.proc.pid) for t in live}
-        last = dict(cpu0)
-        deltas: dict[str, list[float]] = {t.key: [] for t in live}
-        settle_start = time.monotonic()
-        next_note = settle_start + 10
-        while time.monotonic() - settle_start < settle_s:
-            time.sleep(1.0)
-            for t in live:
-                now_cpu = cpu_seconds(t.proc.pid)
-                if now_cpu is not None and last[t.key] is not None:
-                    deltas[t.key].append(now_cpu - (last[t.key] or 0.0))
-                last[t.key] = now_cpu
-            if time.monotonic() >= next_note:
-                used = ", ".join(f"{k} {sum(v):.2f}s" for k, v in deltas.items())
-                progress(
-                    f"  settling: {time.monotonic() - settle_start:.0f}/{settle_s:.0f}s, CPU used: {used}"
-                )
-                next_note += 10
-        for t in live:
-            relists = bursts(deltas[t.key], RELIST_BURST_S)
-            t.relist_cpu_s = sum(relists) / len(relists) if relists else None
-        for t in live:
-            c1 = cpu_seconds(t.proc.pid)
-            c0 = cpu0.get(t.key)
-            if c0 is not None and c1 is not None:
-                t.idle_cpu_pct = 100.0 * (c1 - c0) / settle_s
-            t.memory["settled"] = memory_kib(t.proc.pid)
-            mem = t.memory["settled"]
-            rss, hwm = mem.get("rss", 0) / 1024, mem.get("hwm", 0) / 1024
-            per_relist = "n/a" if t.relist_cpu_s is None else f"{t.relist_cpu_s:.2f}s"
-            progress(
-                f"{t.label}: VmRSS {rss:.1f} MiB, VmHWM {hwm:.1f} MiB, "
-                f"idle CPU {t.idle_cpu_pct or 0:.1f}% of a core, CPU per relist {per_relist}"
-            )
-
-        def measure(t: Target, n: int, version: str, rnd: int) -> LoadResult:
-            la = _loadavg()
-            c0, a0 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
-            progress(
-                f"N={n} {version} {t.label} round {rnd}/{args.rounds}: {args.concurrency} concurrent "
-                f"for {args.duration:g}s (load {la[0]:.2f}) ..."
-            )
-            r = asyncio.run(
-                run_load(
-                    t.key,
-                    t.url(version),
-                    duration_s=args.duration,
-                    concurrency=args.concurrency,
-                    check=Check(n),
-                    verify=tls,
-                    headers=_headers(),
-                    warmup_s=args.warmup,
-                )
-            )
-            c1, a1 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
-            r.cpu_s = (c1 - c0) if c0 is not None and c1 is not None else None
-            r.apiserver_cpu_s = (a1 - a0) if a0 is not None and a1 is not None else None
-            r.loadavg, r.pods, r.version, r.round_no = la, n, version, rnd
-            extra = f", errors {r.error_kinds}" if r.errors else ""
-            progress(
-                f"  -> {r.rps:.1f} req/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
-                f"{r.ok} ok / {r.errors} errors, {r.cpu_ms_per_request:.2f} CPU-ms/req{extra}"
-            )
-            return r
-
-        runs: list[LoadResult] = []
-        # --- 4. load per N ---------------------------------------------------------------------
-        for step, n in enumerate(args.pods):
-            if step > 0:
-                with progress.step(f"{n} Pods in namespace bench"):
-                    pods.ensure_pods(n)
-                asyncio.run(wait_all(n, first=False))
-            for rnd in range(1, args.rounds + 1):
-                order = [t for t in targets if not t.failed]
-                # Alternate who goes first between rounds and steps, so slow drift of the shared
-                # machine (and the adapters' 30 s relists) hits both sides alike.
-                order.sort(key=lambda t: t.key.startswith("ours") == bool((step + rnd) % 2))
-                for version in ("v1beta1", "v1beta2"):
-                    for t in order:
-                        if version in t.versions and not t.failed:
-                            runs.append(measure(t, n, version, rnd))
-
-        results.extend(
-            pool([r for r in runs if (r.target, r.pods, r.version) == key])
-            for key in dict.fromkeys((r.target, r.pods, r.version) for r in runs)
-        )
-
-        for t in targets:
-            if not t.failed and t.proc.running():
-                t.memory["end"] = memory_kib(t.proc.pid)
-
-        # --- 6. report ----------------------------------------------------------------------
-        end_load = _loadavg()
-        peer_ok = any(t.key == "peer" and not t.failed for t in targets)
-        if peer_bin is not None and not peer_ok:
-            peer_status = next((f"failed: {t.failed}" for t in targets if t.key == "peer"), peer_status)
-        rows = _rows(targets, results, args)
-        table = format_table(
-            rows,
-            ours_label="ours",
-            peer_label="peer",
-            title=f"ours vs prometheus-adapter {PEER_VERSION}  (ratio = ours/peer)",
-        )
-        variant_rows = _variant_rows(targets, results, args)
-        variants = (
-            format_table(
-                variant_rows,
-                ours_label="ours ttl0",
-                peer_label="peer",
-                title="variant: ours --cache-ttl 0 vs the same peer",
-            )
-            if variant_rows
-            else ""
-        )
-        peer_qps5 = _peer_qps5_lines(results, args)
-        print()
-        print(table)
-        if variants:
-            print()
-            print(variants)
-        if peer_qps5:
-            print()
-            print(peer_qps5)
-        print()
-        print(f"peer: {peer_status}")
-        print(
-            f"machine: {os.cpu_count()} CPUs, load average at start {_start_load} "
-            f"at end {tuple(round(x, 2) for x in end_load)} (other work shares this machine)"
-        )
-        for note in notes:
-            print(f"note: {note}")
-
-        doc = {
-            "benchmark": "adapter",
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "git_rev": _git_rev(),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "loadavg_start": _start_load,
-                "loadavg_end": end_load,
-            },
-            "config": {
-                "pods": args.pods,
-                "duration_s": args.duration,
-                "warmup_s": args.warmup,
-                "concurrency": args.concurrency,
-                "series": args.series,
-                "filler_series": filler,
-                "relist": args.relist,
-                "settle_s": settle_s,
-                "peer_client_qps": args.peer_client_qps,
-                "rule": rule_config(),
-                "auth": "delegated authn+authz on both; client = front-proxy "
-                f"cert + X-Remote-User {REMOTE_USER} groups {list(REMOTE_GROUPS)}",
-            },
-            "peer": {
-                "version": PEER_VERSION,
-                "status": peer_status,
-                "binary": str(peer_bin) if peer_bin else None,
-            },
-            "targets": [
-                {
-                    "key": t.key,
-                    "label": t.label,
-                    "argv": [str(a) for a in t.proc.argv],
-                    "ready_s": t.ready_s,
-                    "failed": t.failed,
-                    "memory_kib": t.memory,
-                    "idle_cpu_pct": t.idle_cpu_pct,
-                    "relist_cpu_s": t.relist_cpu_s,
-                }
-                for t in targets
-            ],
-            "results": [r.to_json() for r in results],
-            "runs": [r.to_json() for r in runs],
-            "table": table,
-            "variants_table": variants,
-            "peer_default_qps": peer_qps5,
-            "notes": notes,
-        }
-        out = write_json(args.out / f"adapter-{started_at:%Y%m%d-%H%M%S}.json", doc)
-        print(f"results: {out}")
+        peer_bin, peer_status = _peer(args, progress)
+        cp = _start_control_plane(stack, tmp, args.pods[0], progress)
+        serving, tls = _certificates(tmp, cp.pki, progress)
+        pods_url, filler_url = _start_exporter(stack, tmp, plan, progress)
+        prom = _start_prometheus(stack, tmp, pods_url, filler_url, plan, progress)
+        common = _common_args(tmp, args, prom.url, cp.kubeconfig, serving)
+        targets = _start_adapters(stack, tmp, args, common, peer_bin, progress)
+        live = _first_answers(targets, args, tls, progress)
+        _settle(live, plan.settle_s, args, progress)
+        runs = _load(targets, cp, tls, args, progress)
+        results = _pooled(runs)
+        _end_memory(targets)
+        _report(args, plan, targets, results, runs, peer_bin, peer_status)
         progress("cleaning up")
     return 0
+
+
+@dataclass
+class Plan:
+    """What a run derives from its arguments before it starts anything."""
+
+    started_at: datetime
+    start_load: tuple[float, ...]
+    max_n: int
+    #: Filler series the exporter adds to the pod counters to reach ``--series``.
+    filler: int
+    settle_s: float
+    notes: list[str]
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    start_load = tuple(round(x, 2) for x in _loadavg())
+    started_at = datetime.now()
+    notes: list[str] = []
+    max_n = max(args.pods)
+    filler = max(0, args.series - max_n)
+    if args.series < max_n:
+        notes.append(f"--series {args.series} < {max_n} pods: no filler series")
+    relist_s = _seconds(args.relist)
+    settle_s = 2 * relist_s if args.settle is None else args.settle
+    return Plan(started_at, start_load, max_n, filler, settle_s, notes)
+
+
+def _peer(args: argparse.Namespace, progress: Progress) -> tuple[Path | None, str]:
+    """(binary, status) of the peer: None when it is not measured (``--no-peer``, build failed)."""
+    if not args.peer:
+        return None, "disabled (--no-peer)"
+    peer_bin, peer_status = _build_peer(progress)
+    if peer_bin is None:
+        progress(f"peer: UNAVAILABLE ({peer_status}); measuring ours alone, no ratios")
+    return peer_bin, peer_status
+
+
+@dataclass
+class BenchCluster:
+    """1. The control plane both adapters list Pods from, with the first N Pods in it."""
+
+    kubeconfig: Path
+    pki: PKI
+    apiserver_pid: int | None
+    pods: PodFactory
+
+
+def _start_control_plane(
+    stack: contextlib.ExitStack, tmp: Path, first_n: int, progress: Progress
+) -> BenchCluster:
+    from harness.cluster.local import LocalCluster
+    from harness.cluster.settings import LocalSettings
+
+    cluster = LocalCluster(
+        LocalSettings(name="hpa-kit-bench", state_root=tmp / "cp", with_node=False, build=False)
+    )
+    # Registered before create(): a half-started control plane is torn down too.
+    stack.callback(lambda: cluster.delete(progress.child("control-plane: ")))
+    with progress.step("control plane (etcd + kube-apiserver, harness.cluster)"):
+        cluster.create(progress.child("control-plane: "))
+    pki = cluster.pki()
+    kubeconfig = cluster.kubeconfig
+    from harness import procs as hprocs
+
+    apiserver_rec = hprocs.load_record(cluster.pid_dir, "kube-apiserver")
+    apiserver_pid = apiserver_rec.pid if apiserver_rec else None
+
+    from bench.pods import PodFactory
+
+    pods = PodFactory(kubeconfig)
+    stack.callback(pods.close)
+    pods.ensure_namespace()
+    with progress.step(f"{first_n} Pods in namespace bench"):
+        pods.ensure_pods(first_n)
+    return BenchCluster(kubeconfig, pki, apiserver_pid, pods)
+
+
+def _certificates(tmp: Path, pki: PKI, progress: Progress) -> tuple[CertPair, ssl.SSLContext]:
+    """The adapters' serving certificate, and the client TLS context (front-proxy client cert)."""
+    from harness.certs import ensure_ca, issue_cert
+
+    certs = tmp / "certs"
+    ca = ensure_ca(certs, "bench-serving-ca", "hpa-kit-bench-serving-ca")
+    serving = issue_cert(certs, "serving", ca, "localhost", hosts=["127.0.0.1", "localhost"])
+    tls = _client_tls(ca.cert, pki.front_proxy_client.cert, pki.front_proxy_client.key)
+    progress("serving certificate issued (cfssl); clients use the front-proxy client cert")
+    return serving, tls
+
+
+def _start_exporter(
+    stack: contextlib.ExitStack, tmp: Path, plan: Plan, progress: Progress
+) -> tuple[str, str]:
+    """2. The synthetic exporter; returns its pod-counter and filler scrape addresses."""
+    max_n, filler = plan.max_n, plan.filler
+    exporter_log = tmp / "exporter.log"
+    exporter = AdapterProcess(
+        "exporter",
+        [sys.executable, "-m", "bench.exporter", "--pods", str(max_n), "--filler", str(filler)],
+        exporter_log,
+        env={"PYTHONPATH": str(REPO)},
+    ).start()
+    stack.callback(exporter.stop)
+    pods_url = filler_url = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not pods_url:
+        m = re.search(r"pods=http://(\S+) filler=http://(\S+)", exporter_log.read_text(errors="replace"))
+        if m:
+            pods_url, filler_url = m.group(1), m.group(2)
+        elif not exporter.running():
+            raise BenchError(f"exporter exited:\n{exporter.log_tail()}")
+        else:
+            time.sleep(0.2)
+    if not pods_url:
+        raise BenchError(f"exporter did not report its ports:\n{exporter.log_tail()}")
+    progress(f"exporter: {max_n} pod counters at {pods_url}, {filler} filler series at {filler_url}")
+    return pods_url, filler_url
+
+
+def _start_prometheus(
+    stack: contextlib.ExitStack, tmp: Path, pods_url: str, filler_url: str, plan: Plan, progress: Progress
+) -> BenchPrometheus:
+    """2. A real Prometheus scraping the exporter, returned once every series has two samples."""
+    from bench.prom import BenchPrometheus
+    from harness.localprom import Target as PromTarget
+
+    max_n, filler = plan.max_n, plan.filler
+    prom_targets = [PromTarget(pods_url, job="bench-pods")]
+    if filler:
+        prom_targets.append(PromTarget(filler_url, job="bench-filler"))
+    prom = BenchPrometheus(
+        prom_targets,
+        scrape_interval="1s",
+        data_dir=tmp / "prometheus",
+        job_intervals={"bench-filler": "10s"},
+    )
+    stack.callback(prom.stop)
+    with progress.step(f"prometheus {prom.url} (pods every 1s, filler every 10s, honor_labels)"):
+        prom.start()
+        prom.wait_for_targets_up(60)
+        prom.wait_for_count('http_requests_total{namespace="bench"}', max_n, 60, progress)
+        if filler:
+            prom.wait_for_count('{__name__=~"bench_filler_.+_total"}', filler, 180, progress)
+    # rate() over 1m needs at least two samples per series.
+    time.sleep(2.5)
+    return prom
+
+
+def _common_args(
+    tmp: Path, args: argparse.Namespace, prometheus_url: str, kubeconfig: Path, serving: CertPair
+) -> CommonArgs:
+    """3. What both adapters are given alike: the rule file (written here), Prometheus, certs."""
+    config = tmp / "rules.yaml"
+    config.write_text(rule_config())
+    return CommonArgs(
+        config=config,
+        prometheus_url=prometheus_url,
+        kubeconfig=kubeconfig,
+        tls_cert=serving.cert,
+        tls_key=serving.key,
+        relist=args.relist,
+    )
+
+
+def _start_adapters(
+    stack: contextlib.ExitStack,
+    tmp: Path,
+    args: argparse.Namespace,
+    common: CommonArgs,
+    peer_bin: Path | None,
+    progress: Progress,
+) -> list[Target]:
+    """3. Start ours, the peer and (``--variants``) their variants, each on a free port."""
+    from harness import procs as hprocs
+
+    targets: list[Target] = []
+    env = {"PYTHONPATH": str(REPO)}
+
+    def add(
+        key: str,
+        label: str,
+        argv_for: Callable[[int], list[str]],
+        versions: list[str],
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        port = hprocs.free_port("127.0.0.1", avoid=[t.port for t in targets])
+        proc = AdapterProcess(key, argv_for(port), tmp / f"{key}.log", env=extra_env)
+        targets.append(Target(key, label, proc, port, versions))
+
+    add("ours", "ours", lambda port: ours_argv(common, port), ["v1beta1", "v1beta2"], env)
+    if args.variants:
+        add(
+            "ours-ttl0",
+            "ours --cache-ttl 0",
+            lambda port: ours_argv(common, port, cache_ttl="0s"),
+            ["v1beta1"],
+            env,
+        )
+    if peer_bin is not None:
+        binary = peer_bin
+        add(
+            "peer",
+            f"peer (client-qps {args.peer_client_qps:g})",
+            lambda port: peer_argv(binary, common, port, client_qps=args.peer_client_qps),
+            ["v1beta1", "v1beta2"],
+        )
+        if args.variants:
+            add(
+                "peer-qps5",
+                "peer (default client-qps 5)",
+                lambda port: peer_argv(binary, common, port),
+                ["v1beta1"],
+            )
+    for t in targets:
+        stack.callback(t.proc.stop)
+        t.proc.start()
+        t.started = time.monotonic()
+        progress(f"started {t.label} (pid {t.proc.pid}, {t.base}, log {t.proc.log_path.name})")
+    return targets
+
+
+async def _wait_all(
+    targets: list[Target], n: int, *, first: bool, tls: ssl.SSLContext, timeout: float, progress: Progress
+) -> None:
+    """Wait until every target serves ``n`` items in each of its versions; one that does not is
+    marked failed (``t.failed``), never raised. ``first``: record the time to the first answer."""
+
+    async def one(t: Target) -> None:
+        if t.failed:
+            return
+        try:
+            for v in t.versions:
+                waited = await _wait_serving(t, v, n, tls, timeout, progress)
+                if first and v == t.versions[0]:
+                    t.ready_s = time.monotonic() - t.started
+                    progress(f"{t.label}: serving {n} items after {t.ready_s:.1f}s from start")
+                elif not first:
+                    progress(f"{t.label} {v}: serving {n} items (waited {waited:.1f}s)")
+        except BenchError as exc:
+            t.failed = str(exc)
+            progress(f"{t.label}: FAILED: {exc}")
+
+    await asyncio.gather(*(one(t) for t in targets))
+
+
+def _first_answers(
+    targets: list[Target], args: argparse.Namespace, tls: ssl.SSLContext, progress: Progress
+) -> list[Target]:
+    """3. Discovery: wait for every adapter's first correct answer; the ones serving (ours must)."""
+    first_n = args.pods[0]
+    with progress.step(f"adapters discovering {args.series} series and serving {first_n} pods"):
+        asyncio.run(
+            _wait_all(targets, first_n, first=True, tls=tls, timeout=args.ready_timeout, progress=progress)
+        )
+    live = [t for t in targets if not t.failed]
+    if not any(t.key == "ours" for t in live):
+        raise BenchError(f"our adapter never served: {targets[0].failed}")
+    return live
+
+
+def _settle(live: list[Target], settle_s: float, args: argparse.Namespace, progress: Progress) -> None:
+    """5a. Memory and idle CPU (per relist, too) of each adapter after discovery settled."""
+    progress(
+        f"settling {settle_s:.0f}s (relists every {args.relist} over {args.series} series) "
+        "to read memory and idle CPU"
+    )
+    cpu0 = {t.key: cpu_seconds(t.proc.pid) for t in live}
+    last = dict(cpu0)
+    deltas: dict[str, list[float]] = {t.key: [] for t in live}
+    settle_start = time.monotonic()
+    next_note = settle_start + 10
+    while time.monotonic() - settle_start < settle_s:
+        time.sleep(1.0)
+        for t in live:
+            now_cpu = cpu_seconds(t.proc.pid)
+            if now_cpu is not None and last[t.key] is not None:
+                deltas[t.key].append(now_cpu - (last[t.key] or 0.0))
+            last[t.key] = now_cpu
+        if time.monotonic() >= next_note:
+            used = ", ".join(f"{k} {sum(v):.2f}s" for k, v in deltas.items())
+            progress(f"  settling: {time.monotonic() - settle_start:.0f}/{settle_s:.0f}s, CPU used: {used}")
+            next_note += 10
+    for t in live:
+        relists = bursts(deltas[t.key], RELIST_BURST_S)
+        t.relist_cpu_s = sum(relists) / len(relists) if relists else None
+    for t in live:
+        c1 = cpu_seconds(t.proc.pid)
+        c0 = cpu0.get(t.key)
+        if c0 is not None and c1 is not None:
+            t.idle_cpu_pct = 100.0 * (c1 - c0) / settle_s
+        t.memory["settled"] = memory_kib(t.proc.pid)
+        mem = t.memory["settled"]
+        rss, hwm = mem.get("rss", 0) / 1024, mem.get("hwm", 0) / 1024
+        per_relist = "n/a" if t.relist_cpu_s is None else f"{t.relist_cpu_s:.2f}s"
+        progress(
+            f"{t.label}: VmRSS {rss:.1f} MiB, VmHWM {hwm:.1f} MiB, "
+            f"idle CPU {t.idle_cpu_pct or 0:.1f}% of a core, CPU per relist {per_relist}"
+        )
+
+
+def _load(
+    targets: list[Target], cp: BenchCluster, tls: ssl.SSLContext, args: argparse.Namespace, progress: Progress
+) -> list[LoadResult]:
+    """4. Load per N (more Pods for each further N): every round, every version, every target."""
+    runs: list[LoadResult] = []
+    for step, n in enumerate(args.pods):
+        if step > 0:
+            with progress.step(f"{n} Pods in namespace bench"):
+                cp.pods.ensure_pods(n)
+            asyncio.run(
+                _wait_all(targets, n, first=False, tls=tls, timeout=args.ready_timeout, progress=progress)
+            )
+        for rnd in range(1, args.rounds + 1):
+            order = _round_order(targets, step, rnd)
+            for version in ("v1beta1", "v1beta2"):
+                for t in order:
+                    if version in t.versions and not t.failed:
+                        runs.append(_measure(t, n, version, rnd, args, tls, cp.apiserver_pid, progress))
+    return runs
+
+
+def _round_order(targets: list[Target], step: int, rnd: int) -> list[Target]:
+    """The targets still serving, ours first or last: alternated between rounds and steps, so slow
+    drift of the shared machine (and the adapters' 30 s relists) hits both sides alike."""
+    order = [t for t in targets if not t.failed]
+    order.sort(key=lambda t: t.key.startswith("ours") == bool((step + rnd) % 2))
+    return order
+
+
+def _measure(
+    t: Target,
+    n: int,
+    version: str,
+    rnd: int,
+    args: argparse.Namespace,
+    tls: ssl.SSLContext,
+    apiserver_pid: int | None,
+    progress: Progress,
+) -> LoadResult:
+    """One fixed-concurrency run against ``t``, with its and the apiserver's CPU over it."""
+    la = _loadavg()
+    c0, a0 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
+    progress(
+        f"N={n} {version} {t.label} round {rnd}/{args.rounds}: {args.concurrency} concurrent "
+        f"for {args.duration:g}s (load {la[0]:.2f}) ..."
+    )
+    r = asyncio.run(
+        run_load(
+            t.key,
+            t.url(version),
+            duration_s=args.duration,
+            concurrency=args.concurrency,
+            check=Check(n),
+            verify=tls,
+            headers=_headers(),
+            warmup_s=args.warmup,
+        )
+    )
+    c1, a1 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
+    r.cpu_s = (c1 - c0) if c0 is not None and c1 is not None else None
+    r.apiserver_cpu_s = (a1 - a0) if a0 is not None and a1 is not None else None
+    r.loadavg, r.pods, r.version, r.round_no = la, n, version, rnd
+    extra = f", errors {r.error_kinds}" if r.errors else ""
+    progress(
+        f"  -> {r.rps:.1f} req/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
+        f"{r.ok} ok / {r.errors} errors, {r.cpu_ms_per_request:.2f} CPU-ms/req{extra}"
+    )
+    return r
+
+
+def _pooled(runs: list[LoadResult]) -> list[LoadResult]:
+    """One result per (target, N, version), its rounds' samples pooled, in the order first run."""
+    return [
+        pool([r for r in runs if (r.target, r.pods, r.version) == key])
+        for key in dict.fromkeys((r.target, r.pods, r.version) for r in runs)
+    ]
+
+
+def _end_memory(targets: list[Target]) -> None:
+    """5b. Memory of every adapter still serving after all load."""
+    for t in targets:
+        if not t.failed and t.proc.running():
+            t.memory["end"] = memory_kib(t.proc.pid)
+
+
+def _report(
+    args: argparse.Namespace,
+    plan: Plan,
+    targets: list[Target],
+    results: list[LoadResult],
+    runs: list[LoadResult],
+    peer_bin: Path | None,
+    peer_status: str,
+) -> None:
+    """6. Print the tables and the machine's load, and write the JSON report."""
+    end_load = _loadavg()
+    peer_status = _final_peer_status(targets, peer_bin, peer_status)
+    table, variants, peer_qps5 = _tables(targets, results, args)
+    print()
+    print(table)
+    if variants:
+        print()
+        print(variants)
+    if peer_qps5:
+        print()
+        print(peer_qps5)
+    print()
+    print(f"peer: {peer_status}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average at start {plan.start_load} "
+        f"at end {tuple(round(x, 2) for x in end_load)} (other work shares this machine)"
+    )
+    for note in plan.notes:
+        print(f"note: {note}")
+
+    doc = {
+        "benchmark": "adapter",
+        "started_at": plan.started_at.isoformat(timespec="seconds"),
+        "git_rev": _git_rev(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_start": plan.start_load,
+            "loadavg_end": end_load,
+        },
+        "config": {
+            "pods": args.pods,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "concurrency": args.concurrency,
+            "series": args.series,
+            "filler_series": plan.filler,
+            "relist": args.relist,
+            "settle_s": plan.settle_s,
+            "peer_client_qps": args.peer_client_qps,
+            "rule": rule_config(),
+            "auth": "delegated authn+authz on both; client = front-proxy "
+            f"cert + X-Remote-User {REMOTE_USER} groups {list(REMOTE_GROUPS)}",
+        },
+        "peer": {
+            "version": PEER_VERSION,
+            "status": peer_status,
+            "binary": str(peer_bin) if peer_bin else None,
+        },
+        "targets": [
+            {
+                "key": t.key,
+                "label": t.label,
+                "argv": [str(a) for a in t.proc.argv],
+                "ready_s": t.ready_s,
+                "failed": t.failed,
+                "memory_kib": t.memory,
+                "idle_cpu_pct": t.idle_cpu_pct,
+                "relist_cpu_s": t.relist_cpu_s,
+            }
+            for t in targets
+        ],
+        "results": [r.to_json() for r in results],
+        "runs": [r.to_json() for r in runs],
+        "table": table,
+        "variants_table": variants,
+        "peer_default_qps": peer_qps5,
+        "notes": plan.notes,
+    }
+    out = write_json(args.out / f"adapter-{plan.started_at:%Y%m%d-%H%M%S}.json", doc)
+    print(f"results: {out}")
+
+
+def _final_peer_status(targets: list[Target], peer_bin: Path | None, status: str) -> str:
+    """A peer that was built but never served reports why it failed instead of "built"."""
+    peer_ok = any(t.key == "peer" and not t.failed for t in targets)
+    if peer_bin is not None and not peer_ok:
+        status = next((f"failed: {t.failed}" for t in targets if t.key == "peer"), status)
+    return status
+
+
+def _tables(
+    targets: list[Target], results: list[LoadResult], args: argparse.Namespace
+) -> tuple[str, str, str]:
+    """(headline table, variant table or "", the peer at upstream's default QPS or "")."""
+    rows = _rows(targets, results, args)
+    table = format_table(
+        rows,
+        ours_label="ours",
+        peer_label="peer",
+        title=f"ours vs prometheus-adapter {PEER_VERSION}  (ratio = ours/peer)",
+    )
+    variant_rows = _variant_rows(targets, results, args)
+    variants = (
+        format_table(
+            variant_rows,
+            ours_label="ours ttl0",
+            peer_label="peer",
+            title="variant: ours --cache-ttl 0 vs the same peer",
+        )
+        if variant_rows
+        else ""
+    )
+    peer_qps5 = _peer_qps5_lines(results, args)
+    return table, variants, peer_qps5
 
 
 def _find(results: list[LoadResult], key: str, n: int, version: str) -> LoadResult | None:

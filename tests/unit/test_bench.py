@@ -15,7 +15,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import adapter_bench
-from bench.adapters import CommonArgs, cpu_seconds, memory_kib, ours_argv, peer_argv, rule_config
+from bench.adapters import (
+    AdapterProcess,
+    CommonArgs,
+    cpu_seconds,
+    memory_kib,
+    ours_argv,
+    peer_argv,
+    rule_config,
+)
 from bench.exporter import filler_text, pods_text, sample_line
 from bench.load import check_body
 from bench.report import Row, format_table, ratio, verdict, write_json
@@ -207,3 +215,96 @@ def test_proc_readings_of_this_process() -> None:
     assert mem["rss"] > 0 and mem["hwm"] >= mem["rss"]
     assert (cpu_seconds(os.getpid()) or 0) > 0
     assert memory_kib(2**22 + 12345) == {} and cpu_seconds(2**22 + 12345) is None
+
+
+# ---------------------------------------------------------------------------- the run's phases
+
+
+def _target(key: str, versions: tuple[str, ...] = ("v1beta1",)) -> adapter_bench.Target:
+    proc = AdapterProcess(key, [], Path(f"/nonexistent/{key}.log"))  # never started
+    return adapter_bench.Target(key, key, proc, 1, list(versions))
+
+
+def test_plan_derives_filler_settle_time_and_notes() -> None:
+    plan = adapter_bench._plan(adapter_bench.parse_args(["--pods", "100,1000", "--series", "500"]))
+    assert (plan.max_n, plan.filler, plan.settle_s) == (1000, 0, 60.0)  # two relists of 30s
+    assert plan.notes == ["--series 500 < 1000 pods: no filler series"]
+    plan = adapter_bench._plan(adapter_bench.parse_args(["--pods", "10", "--settle", "3", "--relist", "1m"]))
+    assert (plan.max_n, plan.filler, plan.settle_s, plan.notes) == (10, 99_990, 3, [])
+    with pytest.raises(SystemExit, match="--relist '1m30s'"):
+        adapter_bench._plan(adapter_bench.parse_args(["--relist", "1m30s"]))
+
+
+def test_round_order_alternates_who_goes_first_and_skips_failed_targets() -> None:
+    ours, ttl0, peer, qps5 = (_target(k) for k in ("ours", "ours-ttl0", "peer", "peer-qps5"))
+    targets = [ours, ttl0, peer, qps5]
+
+    def keys(step: int, rnd: int) -> list[str]:
+        return [t.key for t in adapter_bench._round_order(targets, step, rnd)]
+
+    assert keys(0, 1) == ["peer", "peer-qps5", "ours", "ours-ttl0"]
+    assert keys(0, 2) == ["ours", "ours-ttl0", "peer", "peer-qps5"]
+    assert keys(1, 1) == keys(0, 2) and keys(1, 2) == keys(0, 1)
+    peer.failed = "did not serve"
+    assert keys(0, 1) == ["peer-qps5", "ours", "ours-ttl0"]
+
+
+def test_pooled_gives_one_result_per_target_n_and_version_in_first_run_order() -> None:
+    def one(key: str, n: int, rnd: int, latency_s: float) -> object:
+        r = summarize(key, "u", 1, 1.0, [latency_s], [])
+        r.pods, r.version, r.round_no = n, "v1beta1", rnd
+        return r
+
+    runs = [one("peer", 10, 1, 0.002), one("ours", 10, 1, 0.001), one("ours", 10, 2, 0.003)]
+    runs += [one("peer", 10, 2, 0.004), one("ours", 20, 1, 0.005)]
+    pooled = adapter_bench._pooled(runs)  # type: ignore[arg-type]
+    assert [(r.target, r.pods, r.ok, r.duration_s) for r in pooled] == [
+        ("peer", 10, 2, 2.0),
+        ("ours", 10, 2, 2.0),
+        ("ours", 20, 1, 1.0),
+    ]
+
+
+async def test_wait_all_marks_a_target_that_never_serves_failed_instead_of_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, str, int, float]] = []
+
+    async def wait_serving(t, version, n, tls, timeout, progress):  # type: ignore[no-untyped-def]
+        asked.append((t.key, version, n, timeout))
+        if t.key == "peer":
+            raise adapter_bench.BenchError("peer did not serve 10 items")
+        return 0.5
+
+    monkeypatch.setattr(adapter_bench, "_wait_serving", wait_serving)
+    ours, peer = _target("ours", ("v1beta1", "v1beta2")), _target("peer", ("v1beta1", "v1beta2"))
+    gone = _target("peer-qps5")
+    gone.failed = "earlier"
+    lines: list[str] = []
+    await adapter_bench._wait_all(
+        [ours, peer, gone],
+        10,
+        first=True,
+        tls=None,
+        timeout=7.0,
+        progress=lines.append,  # type: ignore[arg-type]
+    )
+    assert (ours.failed, peer.failed, gone.failed) == (None, "peer did not serve 10 items", "earlier")
+    assert ours.ready_s is not None and peer.ready_s is None
+    assert sorted(asked) == [
+        ("ours", "v1beta1", 10, 7.0),
+        ("ours", "v1beta2", 10, 7.0),
+        ("peer", "v1beta1", 10, 7.0),
+    ]
+    assert "peer: FAILED: peer did not serve 10 items" in lines
+    assert any(line.startswith("ours: serving 10 items after ") for line in lines)
+
+
+def test_final_peer_status_says_why_a_built_peer_is_missing() -> None:
+    peer = _target("peer")
+    targets = [_target("ours"), peer]
+    assert adapter_bench._final_peer_status(targets, Path("/bin/peer"), "built") == "built"
+    peer.failed = "timed out"
+    assert adapter_bench._final_peer_status(targets, Path("/bin/peer"), "built") == "failed: timed out"
+    off = "disabled (--no-peer)"
+    assert adapter_bench._final_peer_status([_target("ours")], None, off) == off
