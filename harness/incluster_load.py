@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from harness.kubectl import Kubectl, KubectlError
-from harness.load import USER_CLASSES, LoadError, LoadSample, LocustRun, Stage, read_history
+from harness.load import LoadError, LoadSample, LocustRun, Stage, check_run, locustfile_text, read_history
 from harness.manifests import LOCUSTFILE, LOCUSTFILE_CONFIGMAP, REPO_ROOT
 
 __all__ = [
@@ -170,6 +170,8 @@ class InClusterLocust:
     env: dict[str, str] = field(default_factory=dict)
     image: str | None = None
     start_timeout: float = 180.0
+    #: A project's own locustfile (shipped in the ConfigMap with the kit's shape appended); None: built-in.
+    locustfile: Path | None = None
     progress: Callable[[str], None] | None = print
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
@@ -184,13 +186,7 @@ class InClusterLocust:
     def __post_init__(self) -> None:
         self.kubectl = _as_kubectl(self.kubectl_or_kubeconfig)
         self.out_dir = Path(self.out_dir)
-        if self.user_class not in USER_CLASSES:
-            raise LoadError(f"unknown user class {self.user_class!r}: pick one of {', '.join(USER_CLASSES)}")
-        if not self.stages:
-            raise LoadError("a load run needs at least one Stage(end_s, users)")
-        ends = [s.end_s for s in self.stages]
-        if ends != sorted(ends) or ends[0] <= 0:
-            raise LoadError(f"stage end times must be positive and increasing, got {ends}")
+        check_run(self.user_class, self.stages, self.locustfile)
         if self.workers < 1:
             raise LoadError(f"workers must be at least 1, got {self.workers}")
         if not self.target_url.startswith(("http://", "https://")):
@@ -244,7 +240,7 @@ class InClusterLocust:
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/name": "locust", "app.kubernetes.io/part-of": "hpa-kit"},
             },
-            "data": {LOCUSTFILE.name: LOCUSTFILE.read_text()},
+            "data": {LOCUSTFILE.name: locustfile_text(self.locustfile)},
         }
 
     def master_service(self) -> dict[str, Any]:
@@ -628,7 +624,7 @@ def load_for(
     if in_cluster:
         url = cluster_service_url(kc, namespace, service, port)
         return InClusterLocust(kc, namespace, url, user_class, stages, workers=workers, out_dir=out_dir, **kw)
-    local_kw = {k: v for k, v in kw.items() if k in ("work_ms", "think_time", "env")}
+    local_kw = {k: v for k, v in kw.items() if k in ("work_ms", "think_time", "env", "locustfile")}
     unknown = sorted(set(kw) - set(local_kw) - {"image", "start_timeout", "progress"})
     if unknown:
         raise TypeError(f"load_for() got unexpected keyword arguments {unknown}")

@@ -7,6 +7,7 @@ process with a bounded run time, and reads its CSV history for the report.
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -19,12 +20,64 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = ("HitUser", "WorkUser", "ProduceUser")
 
 
-class LoadError(RuntimeError):
+class LoadError(HarnessError):
     """Locust could not start or died; the message points at its log."""
+
+
+#: The line that starts the built-in locustfile's staged shape, the part appended to a project's own.
+SHAPE_MARKER = "# --- hpa-kit staged shape"
+
+
+def user_classes(locustfile: Path) -> list[str]:
+    """The classes ``locustfile`` defines (read, never imported: Locust patches the stdlib on import)."""
+    try:
+        tree = ast.parse(Path(locustfile).read_text(), filename=str(locustfile))
+    except OSError as exc:
+        raise LoadError(f"locustfile {locustfile}: {exc.strerror}") from None
+    except SyntaxError as exc:
+        raise LoadError(f"locustfile {locustfile}:{exc.lineno}: {exc.msg}") from None
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+
+
+def _defines_shape(locustfile: Path) -> bool:
+    tree = ast.parse(Path(locustfile).read_text())
+    return any(
+        isinstance(node, ast.ClassDef)
+        and any("LoadTestShape" in ast.unparse(base) for base in node.bases)
+        for node in tree.body
+    )
+
+
+def locustfile_text(locustfile: Path | None) -> str:
+    """What Locust runs: the built-in file, or a project's own with the kit's staged shape appended
+    (unless it defines a ``LoadTestShape`` itself), so ``Stage`` lists drive any user class."""
+    builtin = LOCUSTFILE.read_text()
+    if locustfile is None:
+        return builtin
+    text = Path(locustfile).read_text()
+    if _defines_shape(Path(locustfile)):
+        return text
+    shape = builtin[builtin.index(SHAPE_MARKER):]
+    return f"{text.rstrip()}\n\n\n{shape}"
+
+
+def check_run(user_class: str, stages: list[Stage], locustfile: Path | None) -> None:
+    """Refuse a run Locust would fail on, before anything starts: unknown user class, bad stages."""
+    known = user_classes(locustfile) if locustfile is not None else list(USER_CLASSES)
+    if user_class not in known:
+        where = f"{locustfile}" if locustfile is not None else "the built-in locustfile"
+        raise LoadError(f"unknown user class {user_class!r} in {where}: pick one of {', '.join(known)}")
+    if not stages:
+        raise LoadError("a load run needs at least one Stage(end_s, users)")
+    ends = [s.end_s for s in stages]
+    if ends != sorted(ends) or ends[0] <= 0:
+        raise LoadError(f"stage end times must be positive and increasing, got {ends}")
 
 
 @dataclass(frozen=True)
@@ -69,17 +122,18 @@ class LocustRun:
     work_ms: int = 300
     think_time: tuple[float, float] = (0.05, 0.15)
     env: dict[str, str] = field(default_factory=dict)
+    #: A project's own locustfile (``user_class`` is one of its classes); None: the built-in one.
+    locustfile: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.user_class not in USER_CLASSES:
-            raise LoadError(f"unknown user class {self.user_class!r}: pick one of {', '.join(USER_CLASSES)}")
-        if not self.stages:
-            raise LoadError("a load run needs at least one Stage(end_s, users)")
-        ends = [s.end_s for s in self.stages]
-        if ends != sorted(ends) or ends[0] <= 0:
-            raise LoadError(f"stage end times must be positive and increasing, got {ends}")
+        check_run(self.user_class, self.stages, self.locustfile)
+
+    @property
+    def locustfile_path(self) -> Path:
+        """The file Locust is given: the built-in one, or the project's with the shape appended."""
+        return LOCUSTFILE if self.locustfile is None else self.out_dir / "locustfile.py"
 
     @property
     def csv_prefix(self) -> Path:
@@ -93,7 +147,7 @@ class LocustRun:
         run_time = int(self.stages[-1].end_s) + 5  # hard stop even if the shape misbehaves
         return [
             *_locust_executable(),
-            "-f", str(LOCUSTFILE),
+            "-f", str(self.locustfile_path),
             "--headless",
             "--host", self.host,
             "--csv", str(self.csv_prefix),
@@ -114,6 +168,8 @@ class LocustRun:
 
     def start(self) -> LocustRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.locustfile is not None:
+            self.locustfile_path.write_text(locustfile_text(self.locustfile))
         log = self.log_path.open("wb")
         self._log = log
         self._proc = subprocess.Popen(

@@ -16,10 +16,9 @@ Environment knobs (set by :class:`harness.load.LocustRun`):
 
 from __future__ import annotations
 
-import json
 import os
 
-from locust import FastHttpUser, LoadTestShape, between, task
+from locust import FastHttpUser, between, task
 
 _wait = [float(x) for x in os.environ.get("HPA_KIT_WAIT", "0.05,0.15").split(",")]
 _WORK_MS = int(os.environ.get("HPA_KIT_WORK_MS", "300"))
@@ -66,13 +65,21 @@ class ProduceUser(FastHttpUser):
         self.client.post("/produce?n=1", name="/produce", headers=_NEW_CONNECTION)
 
 
+# --- hpa-kit staged shape --------------------------------------------------------------------------
+# harness.load appends everything from the line above to a project's own locustfile (one without a
+# LoadTestShape of its own), so its users follow the same Stage list. Keep this section self-contained.
+import json as _json  # noqa: E402
+import os as _os  # noqa: E402
+
+from locust import LoadTestShape as _LoadTestShape  # noqa: E402
+
 _STAGES: list[list[float]] | None = (
-    json.loads(os.environ["HPA_KIT_STAGES"]) if os.environ.get("HPA_KIT_STAGES") else None
+    _json.loads(_os.environ["HPA_KIT_STAGES"]) if _os.environ.get("HPA_KIT_STAGES") else None
 )
 
 if _STAGES is not None:
 
-    class StagedShape(LoadTestShape):
+    class StagedShape(_LoadTestShape):
         """Step load: ``[end_second, users, spawn_rate]`` stages, then stop."""
 
         stages: list[list[float]] = _STAGES or []

@@ -438,3 +438,20 @@ def test_load_for_picks_the_runner_by_provider(tmp_path: Path) -> None:
     assert isinstance(forced, icl.InClusterLocust) and forced.user_class == "WorkUser"
     with pytest.raises(TypeError, match="bogus"):
         icl.load_for(_Cluster("local"), kc, "demo", "hits", "HitUser", stages, tmp_path, bogus=1)
+
+
+def test_a_projects_locustfile_ships_with_the_kits_shape_unless_it_has_its_own(tmp_path: Path) -> None:
+    mine = tmp_path / "locustfile.py"
+    mine.write_text("from locust import HttpUser, task\n\n\nclass ShopUser(HttpUser):\n"
+                    "    @task\n    def buy(self):\n        self.client.get('/buy')\n")  # fmt: skip
+    shipped = _run(tmp_path, user_class="ShopUser", locustfile=mine).locustfile_configmap()["data"]
+    text = shipped["locustfile.py"]
+    assert text.startswith(mine.read_text().rstrip())
+    assert "class StagedShape(_LoadTestShape)" in text and "HitUser" not in text
+    compile(text, "locustfile.py", "exec")  # one valid module
+    mine.write_text(mine.read_text() + "\n\nfrom locust import LoadTestShape\n\n\n"
+                    "class Ramp(LoadTestShape):\n    def tick(self):\n        return None\n")  # fmt: skip
+    assert _run(tmp_path, user_class="ShopUser", locustfile=mine).locustfile_configmap()["data"][
+        "locustfile.py"] == mine.read_text()
+    with pytest.raises(LoadError, match="unknown user class 'HitUser' in .*locustfile.py: pick one of ShopUser"):
+        _run(tmp_path, locustfile=mine)
