@@ -1,8 +1,8 @@
 """Unit tests for harness.images: names, input hashing, rebuild decisions, command lines.
 
-The subprocess edge (buildah, ctr) is faked: ``_run`` is replaced by a recorder that answers like the
-real tools (``buildah push`` writes a small but valid OCI archive), so the build/import logic runs
-end to end without root or a container store.
+The subprocess edge (buildah, ctr) is faked: ``_run`` is replaced, in every module of the package
+that calls it, by a recorder that answers like the real tools (``buildah push`` writes a small but
+valid OCI archive), so the build/import logic runs end to end without root or a container store.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,8 +103,18 @@ def write_oci_archive(path: Path, ref: str, config: dict[str, object] | None = N
     return man_digest
 
 
+def patch_run(monkeypatch: pytest.MonkeyPatch, fake: object) -> None:
+    """Replace ``_run`` wherever the package looks it up: each module that imported it has its own name."""
+    patched = []
+    for name, mod in sorted(sys.modules.items()):  # __init__ imported every module of the package
+        if (name == "harness.images" or name.startswith("harness.images.")) and hasattr(mod, "_run"):
+            monkeypatch.setattr(mod, "_run", fake)
+            patched.append(mod.__name__)
+    assert "harness.images.tools" in patched
+
+
 class FakeTools:
-    """Stands in for ``images._run``: records argv, answers buildah/ctr like the real ones."""
+    """Stands in for ``images.tools._run``: records argv, answers buildah/ctr like the real ones."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -147,7 +158,7 @@ class FakeTools:
 @pytest.fixture
 def tools(monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     fake = FakeTools()
-    monkeypatch.setattr(images, "_run", fake)
+    patch_run(monkeypatch, fake)
     monkeypatch.delenv("HPA_KIT_BUILDAH_DRIVER", raising=False)
     return fake
 
@@ -363,7 +374,7 @@ def test_buildah_driver_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_tool_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images.shutil, "which", lambda _: None)
+    monkeypatch.setattr(images.tools.shutil, "which", lambda _: None)
     with pytest.raises(ImageError, match="apt-get install buildah"):
         images._run(["buildah", "version"])
 
@@ -434,8 +445,8 @@ def test_missing_dockerfile_is_a_clear_error(layout: Layout, tools: FakeTools) -
 
 def test_ensure_all_builds_what_it_can_and_lists_the_rest(
         layout: Layout, tools: FakeTools, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "ensure_base_image", lambda *a, **k: "base-id-1")
-    monkeypatch.setattr(images, "ensure_addons", lambda *a, **k: None)
+    monkeypatch.setattr(images.build, "ensure_base_image", lambda *a, **k: "base-id-1")
+    monkeypatch.setattr(images.build, "ensure_addons", lambda *a, **k: None)
     msgs: list[str] = []
     with pytest.raises(ImageError) as e:
         images.ensure_all(["pause", "coredns", "mockmetrics", "adapter"], layout=layout, progress=msgs.append)
@@ -484,7 +495,7 @@ def test_import_detects_wrong_name(tmp_path: Path, tools: FakeTools, monkeypatch
             return subprocess.CompletedProcess(list(argv), 0, "", "")
         return real(argv, **kw)
 
-    monkeypatch.setattr(images, "_run", misnaming)
+    patch_run(monkeypatch, misnaming)
     with pytest.raises(ImageError, match="expected sha256"):
         images.import_images([a], address=str(sock), progress=lambda _: None)
 
@@ -527,12 +538,13 @@ def _bootstrap_packages() -> set[str]:
 
 
 def _tools_run_by_images() -> set[str]:
-    """The literal program names harness/images.py hands to its subprocess runner."""
+    """The literal program names harness/images/ hands to its subprocess runner."""
     import ast
 
-    tree = ast.parse((REPO / "harness" / "images.py").read_text())
+    trees = [ast.parse(p.read_text()) for p in sorted((REPO / "harness" / "images").glob("*.py"))]
+    assert len(trees) > 5
     tools: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.List) and node.elts:
             first = node.elts[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value in (

@@ -1,0 +1,143 @@
+"""Offline container images for the local cluster: specs, cached builds, containerd import.
+
+Why this exists: the local provider runs real containers but this machine cannot pull images, so
+every image a manifest names is built here, under *exactly* the name the manifest uses (the same
+manifests then serve kind and the local cluster, with ``imagePullPolicy: IfNotPresent``):
+
+* static Go programs (pause, CoreDNS, prometheus-operator, config-reloader, Prometheus built from its
+  Go module) go into ``FROM scratch`` images assembled from a layer tarball written here (so
+  ownership and modes are exact);
+* the kit's own Python components are built from their Dockerfiles with
+  ``--build-arg BASE_IMAGE=localhost/kit-base:bookworm``; that base comes from ``debootstrap``
+  (cached as a tarball) and sets ``PIP_BREAK_SYSTEM_PACKAGES=1`` so a standard ``pip install``
+  in those Dockerfiles passes PEP 668 on Debian's Python.
+
+Every image ends as an OCI archive ``$CACHE/images/<safe-name>.tar`` whose index carries the fully
+normalized name (``docker.io/hpa-kit/mockmetrics:0.1.0``): ``ctr images import`` uses a full
+``org.opencontainers.image.ref.name`` verbatim, and the CRI plugin looks images up by the normalized
+name. Beside each archive, ``<safe-name>.json`` records the hash of everything that went in; an
+image is rebuilt only when that hash changes, and imported only when containerd lacks its digest.
+
+Also a CLI: ``python -m harness.images build|list|import`` (``scripts/build-images.sh``).
+"""
+
+from __future__ import annotations
+
+from harness.images.base import base_config_args, ensure_base_image, ensure_base_rootfs
+from harness.images.build import (
+    ArchiveInfo,
+    archive_info,
+    bud_args,
+    build_image,
+    ensure_addons,
+    ensure_all,
+    files_config_args,
+    image_status,
+    layer_tar,
+    prune,
+    push_args,
+)
+from harness.images.cli import main
+from harness.images.common import (
+    BASE_IMAGE,
+    BASE_PACKAGES,
+    BASE_SUITE,
+    BUILD_TIMEOUT_S,
+    DEBOOTSTRAP_TIMEOUT_S,
+    HOST_CA_BUNDLE,
+    HOST_PACKAGES,
+    INPUTS_LABEL,
+    RECIPE_VERSION,
+    REPO_ROOT,
+    SCRATCH_TIMESTAMP,
+    SHORT_TIMEOUT_S,
+    ImageError,
+    Progress,
+)
+from harness.images.containerd import (
+    DEFAULT_ADDRESS,
+    containerd_images,
+    images_present,
+    import_argv,
+    import_images,
+)
+from harness.images.hashing import context_files, dockerfile_sources, input_hash
+from harness.images.names import normalize_ref, safe_name
+from harness.images.specs import (
+    FileEntry,
+    ImageSpec,
+    Layout,
+    default_cache_dir,
+    default_specs,
+    kit_version,
+    read_versions,
+    select_specs,
+    unbuildable,
+)
+from harness.images.tools import Runner, buildah_global_args, buildah_image_info, check_buildah
+
+# isort: split
+# Private names that harness/kindnode.py and tests/integration/test_images.py still use.
+from harness.images.base import _rmtree as _rmtree
+from harness.images.base import _trim_rootfs as _trim_rootfs
+from harness.images.build import _go_arch as _go_arch
+from harness.images.cli import _timed_progress as _timed_progress
+from harness.images.hashing import _file_digest as _file_digest
+from harness.images.specs import _busybox_entries as _busybox_entries
+from harness.images.tools import _locked as _locked
+from harness.images.tools import _run as _run
+
+__all__ = [
+    "BASE_IMAGE",
+    "BASE_PACKAGES",
+    "BASE_SUITE",
+    "BUILD_TIMEOUT_S",
+    "DEBOOTSTRAP_TIMEOUT_S",
+    "DEFAULT_ADDRESS",
+    "HOST_CA_BUNDLE",
+    "HOST_PACKAGES",
+    "INPUTS_LABEL",
+    "RECIPE_VERSION",
+    "REPO_ROOT",
+    "SCRATCH_TIMESTAMP",
+    "SHORT_TIMEOUT_S",
+    "ArchiveInfo",
+    "FileEntry",
+    "ImageError",
+    "ImageSpec",
+    "Layout",
+    "Progress",
+    "Runner",
+    "archive_info",
+    "base_config_args",
+    "bud_args",
+    "build_image",
+    "buildah_global_args",
+    "buildah_image_info",
+    "check_buildah",
+    "containerd_images",
+    "context_files",
+    "default_cache_dir",
+    "default_specs",
+    "dockerfile_sources",
+    "ensure_addons",
+    "ensure_all",
+    "ensure_base_image",
+    "ensure_base_rootfs",
+    "files_config_args",
+    "image_status",
+    "images_present",
+    "import_argv",
+    "import_images",
+    "input_hash",
+    "kit_version",
+    "layer_tar",
+    "main",
+    "normalize_ref",
+    "prune",
+    "push_args",
+    "read_versions",
+    "safe_name",
+    "select_specs",
+    "unbuildable",
+]

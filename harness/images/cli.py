@@ -1,0 +1,67 @@
+"""Offline container images for the local cluster: specs, cached builds, containerd import.
+
+``python -m harness.images build|list|prune|import`` (``scripts/build-images.sh``); the first
+paragraph above is the ``--help`` description."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from harness.images.build import ensure_all, image_status, prune
+from harness.images.common import ImageError, Progress
+from harness.images.containerd import DEFAULT_ADDRESS, import_images
+from harness.images.specs import Layout, default_specs
+
+
+def _timed_progress() -> Progress:
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        print(f"[images +{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
+
+    return progress
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.images", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build images (default: all non-lazy) into the cache")
+    b.add_argument("names", nargs="*", help="aliases or image names (see `list`)")
+    b.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
+    sub.add_parser("list", help="show every image, its archive and whether it is up to date")
+    sub.add_parser("prune", help="drop untagged images (old builds, layer cache) from buildah's store")
+    i = sub.add_parser("import", help="build if needed, then import into containerd")
+    i.add_argument("names", nargs="*")
+    i.add_argument("--address", default=DEFAULT_ADDRESS)
+    i.add_argument("--namespace", default="k8s.io")
+    i.add_argument("--snapshotter", default=None)
+    args = parser.parse_args(argv)
+    layout = Layout()
+    progress = _timed_progress()
+    try:
+        if args.cmd == "list":
+            for spec in default_specs(layout):
+                status = image_status(spec, layout)
+                archive = layout.archive(spec)
+                size = f"{archive.stat().st_size / 1e6:7.1f} MB" if archive.is_file() else ""
+                lazy = " (lazy)" if spec.lazy else ""
+                print(f"{spec.alias:<20} {spec.name:<62} {status}{lazy} {size}")
+                print(f"{'':<20} {layout.archive(spec)}")
+            return 0
+        if args.cmd == "prune":
+            prune(layout, progress=progress)
+            return 0
+        force = getattr(args, "force", False)
+        built = ensure_all(args.names or None, layout=layout, progress=progress, force=force)
+        if args.cmd == "import":
+            import_images(built.values(), address=args.address, namespace=args.namespace,
+                          snapshotter=args.snapshotter, progress=progress)
+        for name, path in built.items():
+            print(f"{name}\t{path}")
+        return 0
+    except ImageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

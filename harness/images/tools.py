@@ -1,0 +1,98 @@
+"""The subprocess edge: run a host tool (buildah, ctr, debootstrap, tar) with a timeout and an
+``ImageError`` that quotes its output; buildah's store; the cross-process build lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.images.common import HOST_PACKAGES, INPUTS_LABEL, SHORT_TIMEOUT_S, ImageError
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _run(argv: Sequence[str], *, timeout: float = SHORT_TIMEOUT_S, check: bool = True,
+         log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure raise ``ImageError`` quoting the command and its output (or log)."""
+    tool = argv[0]
+    if shutil.which(tool) is None:
+        raise ImageError(f"'{tool}' not found: apt-get install {HOST_PACKAGES.get(tool, tool)} "
+                         "(scripts/bootstrap.sh installs it)")
+    try:
+        if log is not None:
+            with log.open("w") as fh:
+                proc = subprocess.run(list(argv), stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                      timeout=timeout, env=env)
+            proc.stdout = proc.stderr = ""
+        else:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        where = f"; see {log}" if log else ""
+        raise ImageError(f"timed out after {timeout:.0f}s: {shlex.join(argv)}{where}") from e
+    if check and proc.returncode != 0:
+        if log is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise ImageError(f"{shlex.join(argv)} failed (exit {proc.returncode}); full log: {log}\n{tail}")
+        out = (proc.stderr or proc.stdout).strip()
+        raise ImageError(f"{shlex.join(argv)} failed (exit {proc.returncode}): {out[-2000:]}")
+    return proc
+
+
+def buildah_global_args() -> list[str]:
+    """Extra global buildah flags: ``--storage-driver vfs`` when ``HPA_KIT_BUILDAH_DRIVER=vfs``.
+
+    Overlay works as root on these VMs (measured); vfs is the escape hatch for kernels without
+    overlayfs, at the cost of full copies per layer. Switching drivers starts from an empty store.
+    """
+    driver = os.environ.get("HPA_KIT_BUILDAH_DRIVER", "")
+    return ["--storage-driver", driver] if driver else []
+
+
+def check_buildah() -> None:
+    """Fail early, with the fix, when buildah's store is unusable (e.g. no overlayfs in the kernel)."""
+    proc = _buildah("info", check=False)
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip()[-1000:]
+        hint = ("; overlay is unusable here: set HPA_KIT_BUILDAH_DRIVER=vfs (slower, more disk)"
+                if "overlay" in err.lower() else "")
+        raise ImageError(f"buildah cannot open its store{hint}: {err}")
+
+
+def _buildah(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return _run(["buildah", *buildah_global_args(), *args], **kw)  # type: ignore[arg-type]
+
+
+def buildah_image_info(name: str) -> dict[str, Any] | None:
+    """``buildah inspect --type image`` as JSON, or ``None`` when the image is not in the store."""
+    proc = _buildah("inspect", "--type", "image", name, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)
+
+
+def _image_id_and_label(name: str) -> tuple[str, str]:
+    info = buildah_image_info(name)
+    if not info:
+        return "", ""
+    labels = ((info.get("OCIv1") or {}).get("config") or {}).get("Labels") or {}
+    return str(info.get("FromImageID", "")), str(labels.get(INPUTS_LABEL, ""))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialize builds across processes (two pytest sessions warming the same cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
