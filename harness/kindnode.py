@@ -170,7 +170,7 @@ def control_plane_specs(layout: Layout, kube_proxy_base_inputs: str = "") -> lis
 def preload_archives(layout: Layout, progress: Progress) -> list[Path]:
     """Build (or reuse) every image the node preloads; returns their OCI archives."""
     archives = list(img.ensure_all(["pause", "coredns"], layout=layout, progress=progress).values())
-    with img._locked(layout.images_dir / ".lock"):
+    with img.locked(layout.images_dir / ".lock"):
         img.check_buildah()
         base_id = img.ensure_base_image(layout, progress=progress)
         proxy_base = kube_proxy_base_spec()
@@ -190,7 +190,7 @@ def kind_module_dir(layout: Layout | None = None) -> Path:
     """The kind Go module's directory in the module cache (``go mod download -json``)."""
     version = _versions(layout or Layout())["KIND_VERSION"]
     go = shutil.which("go") or "/usr/local/go/bin/go"
-    proc = img._run([go, "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"], timeout=600)
+    proc = img.run([go, "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"], timeout=600)
     d = Path(json.loads(proc.stdout)["Dir"])
     if not (d / "images" / "base" / "files").is_dir():
         raise ImageError(f"{d} has no images/base/files: is sigs.k8s.io/kind@{version} complete?")
@@ -200,9 +200,9 @@ def kind_module_dir(layout: Layout | None = None) -> Path:
 def _built_by_build_kind(layout: Layout, which: str) -> Path:
     """``scripts/build-kind.sh --print-<which>``, building it first when it is not there yet."""
     script = layout.repo / "scripts" / "build-kind.sh"
-    path = Path(img._run(["bash", str(script), f"--print-{which}"]).stdout.strip())
+    path = Path(img.run(["bash", str(script), f"--print-{which}"]).stdout.strip())
     if not os.access(path, os.X_OK):
-        img._run(["bash", str(script)], timeout=1800)
+        img.run(["bash", str(script)], timeout=1800)
     return path
 
 
@@ -238,7 +238,7 @@ def ensure_node_rootfs(layout: Layout, progress: Progress) -> tuple[Path, str]:
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "rootfs.tmp"
     if tmp.exists():
-        img._rmtree(tmp)
+        img.remove_tree(tmp)
     argv = ["debootstrap", "--variant=minbase", f"--include={','.join(NODE_PACKAGES)}", img.BASE_SUITE,
             str(tmp)]
     if mirror := os.environ.get("HPA_KIT_DEBIAN_MIRROR"):
@@ -246,18 +246,18 @@ def ensure_node_rootfs(layout: Layout, progress: Progress) -> tuple[Path, str]:
     progress(f"kind-node: debootstrap {img.BASE_SUITE} with systemd, containerd, ... (~2 min; log {log})")
     t0 = time.monotonic()
     try:
-        img._run(argv, timeout=img.DEBOOTSTRAP_TIMEOUT_S, log=log)
+        img.run(argv, timeout=img.DEBOOTSTRAP_TIMEOUT_S, log=log)
     except ImageError as e:
         raise ImageError(f"debootstrap of the kind node failed; see {log} "
                          f"(Debian mirror reachable?)\n{e}") from e
     boot_s = time.monotonic() - t0
-    img._trim_rootfs(tmp)
+    img.trim_rootfs(tmp)
     part = tar_path.with_suffix(".tar.part")
-    img._run(["tar", "--numeric-owner", "--xattrs", "-C", str(tmp), "--exclude=./dev/*", "--exclude=./proc/*",
-              "--exclude=./sys/*", "-cf", str(part), "."], timeout=600)
+    img.run(["tar", "--numeric-owner", "--xattrs", "-C", str(tmp), "--exclude=./dev/*", "--exclude=./proc/*",
+             "--exclude=./sys/*", "-cf", str(part), "."], timeout=600)
     part.replace(tar_path)
-    img._rmtree(tmp)
-    digest = img._file_digest(tar_path)
+    img.remove_tree(tmp)
+    digest = img.file_digest(tar_path)
     stamp_path.write_text(json.dumps({**want, "seconds": round(boot_s, 1), "sha256": digest,
                                       "size": tar_path.stat().st_size, "built_at": time.time()}, indent=2))
     progress(f"kind-node: root-fs {tar_path} ({tar_path.stat().st_size / 1e6:.0f} MB) in {boot_s:.0f}s")
@@ -285,7 +285,7 @@ def _walk_files(root: Path) -> Iterator[Path]:
 
 def _host_oci_spec() -> dict[str, object]:
     # Debian's ctr on the host is the same containerd 1.6 as the node's: same default spec.
-    return json.loads(img._run(["ctr", "oci", "spec"]).stdout)
+    return json.loads(img.run(["ctr", "oci", "spec"]).stdout)
 
 
 def collect_inputs(layout: Layout, progress: Progress) -> NodeInputs:
@@ -305,9 +305,9 @@ def collect_inputs(layout: Layout, progress: Progress) -> NodeInputs:
                  _DEFAULT_STORAGE, json.dumps(oci_spec, sort_keys=True)):
         h.update(part.encode() + b"\0")
     for p in _walk_files(kind_files):
-        h.update(f"{p.relative_to(kind_files)}:{img._file_digest(p)}\0".encode())
+        h.update(f"{p.relative_to(kind_files)}:{img.file_digest(p)}\0".encode())
     for name, p in sorted(bins.items()):
-        h.update(f"{name}:{img._file_digest(p)}\0".encode())
+        h.update(f"{name}:{img.file_digest(p)}\0".encode())
     for a in archives:
         info = img.archive_info(a)
         h.update(f"{info.name}:{info.digest}\0".encode())
@@ -440,7 +440,7 @@ def _enable_unit(root: Path, unit: str) -> None:
 def assemble_rootfs(inputs: NodeInputs, root: Path, layout: Layout) -> None:
     """Unpack the root-fs into ``root`` and lay kind's contract over it (steps 2, 3 and 5)."""
     v = _versions(layout)
-    img._run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xf", str(inputs.rootfs)], timeout=600)
+    img.run(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xf", str(inputs.rootfs)], timeout=600)
     _copy_kind_files(inputs.kind_files, root)
     _systemd_like_kind(root)
     _inside(root, "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
@@ -483,14 +483,14 @@ def preload_images(root: Path, archives: list[Path], work: Path, progress: Progr
                          log=work / "containerd.log", pid_dir=work)
     try:
         def answers() -> bool:
-            return sock.exists() and img._run(["ctr", "-a", str(sock), "version"],
-                                              check=False).returncode == 0
+            return sock.exists() and img.run(["ctr", "-a", str(sock), "version"],
+                                             check=False).returncode == 0
 
         procs.wait_until(answers, component="containerd (node image preload)", timeout=30, record=record)
         for a in archives:
             t0 = time.monotonic()
-            img._run(["ctr", "-a", str(sock), "-n", "k8s.io", "images", "import", "--no-unpack", str(a)],
-                     timeout=600)
+            img.run(["ctr", "-a", str(sock), "-n", "k8s.io", "images", "import", "--no-unpack", str(a)],
+                    timeout=600)
             progress(f"kind-node: preloaded {img.archive_info(a).name} ({time.monotonic() - t0:.1f}s)")
         have = img.containerd_images(address=str(sock))
         for a in archives:
@@ -530,7 +530,7 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
     name = node_image_name(layout)
     t0 = time.monotonic()
     lock = layout.images_dir / ".kind-node.lock"
-    with img._locked(lock):
+    with img.locked(lock):
         inputs = collect_inputs(layout, progress)
         if not force and docker_image_inputs(name) == inputs.digest:
             progress(f"kind-node: {name} up to date")
@@ -548,7 +548,7 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
                 progress(f"kind-node: docker import {name}")
                 _docker_import(root, name, inputs.digest)
             finally:
-                img._rmtree(root)
+                img.remove_tree(root)
         if previous and previous != _docker_image_id(name):
             # The superseded build (~750 MB); kept only while a container still uses it.
             subprocess.run(["docker", "rmi", previous], capture_output=True, timeout=300)
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
     args = p.parse_args(argv)
     try:
-        ensure_node_image(progress=img._timed_progress(), force=args.force)
+        ensure_node_image(progress=img.timed_progress(), force=args.force)
     except (ImageError, procs.ComponentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

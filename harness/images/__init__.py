@@ -23,7 +23,13 @@ Also a CLI: ``python -m harness.images build|list|import`` (``scripts/build-imag
 
 from __future__ import annotations
 
-from harness.images.base import base_config_args, ensure_base_image, ensure_base_rootfs
+from harness.images.base import (
+    base_config_args,
+    ensure_base_image,
+    ensure_base_rootfs,
+    remove_tree,
+    trim_rootfs,
+)
 from harness.images.build import (
     ArchiveInfo,
     archive_info,
@@ -32,12 +38,13 @@ from harness.images.build import (
     ensure_addons,
     ensure_all,
     files_config_args,
+    go_arch,
     image_status,
     layer_tar,
     prune,
     push_args,
 )
-from harness.images.cli import main
+from harness.images.cli import main, timed_progress
 from harness.images.common import (
     BASE_IMAGE,
     BASE_PACKAGES,
@@ -61,12 +68,13 @@ from harness.images.containerd import (
     import_argv,
     import_images,
 )
-from harness.images.hashing import context_files, dockerfile_sources, input_hash
+from harness.images.hashing import context_files, dockerfile_sources, file_digest, input_hash
 from harness.images.names import normalize_ref, safe_name
 from harness.images.specs import (
     FileEntry,
     ImageSpec,
     Layout,
+    busybox_entries,
     default_cache_dir,
     default_specs,
     kit_version,
@@ -74,18 +82,7 @@ from harness.images.specs import (
     select_specs,
     unbuildable,
 )
-from harness.images.tools import Runner, buildah_global_args, buildah_image_info, check_buildah
-
-# isort: split
-# Private names that harness/kindnode.py and tests/integration/test_images.py still use.
-from harness.images.base import _rmtree as _rmtree
-from harness.images.base import _trim_rootfs as _trim_rootfs
-from harness.images.build import _go_arch as _go_arch
-from harness.images.cli import _timed_progress as _timed_progress
-from harness.images.hashing import _file_digest as _file_digest
-from harness.images.specs import _busybox_entries as _busybox_entries
-from harness.images.tools import _locked as _locked
-from harness.images.tools import _run as _run
+from harness.images.tools import Runner, buildah_global_args, buildah_image_info, check_buildah, locked, run
 
 __all__ = [
     "BASE_IMAGE",
@@ -114,6 +111,7 @@ __all__ = [
     "build_image",
     "buildah_global_args",
     "buildah_image_info",
+    "busybox_entries",
     "check_buildah",
     "containerd_images",
     "context_files",
@@ -124,7 +122,9 @@ __all__ = [
     "ensure_all",
     "ensure_base_image",
     "ensure_base_rootfs",
+    "file_digest",
     "files_config_args",
+    "go_arch",
     "image_status",
     "images_present",
     "import_argv",
@@ -132,12 +132,17 @@ __all__ = [
     "input_hash",
     "kit_version",
     "layer_tar",
+    "locked",
     "main",
     "normalize_ref",
     "prune",
     "push_args",
     "read_versions",
+    "remove_tree",
+    "run",
     "safe_name",
     "select_specs",
+    "timed_progress",
+    "trim_rootfs",
     "unbuildable",
 ]

@@ -23,9 +23,9 @@ from harness.images.common import (
     ImageError,
     Progress,
 )
-from harness.images.hashing import _file_digest
+from harness.images.hashing import file_digest
 from harness.images.specs import Layout
-from harness.images.tools import _buildah, _image_id_and_label, _run
+from harness.images.tools import _buildah, _image_id_and_label, run
 
 #: Trimmed after debootstrap, and excluded from later ``apt-get install``s (as Debian's slim images).
 _DPKG_EXCLUDES = """\
@@ -61,37 +61,40 @@ def ensure_base_rootfs(layout: Layout | None = None, *, progress: Progress = pri
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "rootfs.tmp"
     if tmp.exists():
-        _rmtree(tmp)
+        remove_tree(tmp)
     argv = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", BASE_SUITE, str(tmp)]
     if mirror := os.environ.get("HPA_KIT_DEBIAN_MIRROR"):
         argv.append(mirror)
     progress(f"base: debootstrap {BASE_SUITE} (+{','.join(BASE_PACKAGES)}); ~1-2 min, log {log}")
     t0 = time.monotonic()
     try:
-        _run(argv, timeout=DEBOOTSTRAP_TIMEOUT_S, log=log)
+        run(argv, timeout=DEBOOTSTRAP_TIMEOUT_S, log=log)
     except ImageError as e:
         raise ImageError(f"debootstrap failed; see {log} (Debian mirror reachable? apt-get update works?)\n"
                          f"{e}") from e
     boot_s = time.monotonic() - t0
-    _trim_rootfs(tmp)
+    trim_rootfs(tmp)
     progress(f"base: debootstrap done in {boot_s:.0f}s; packing {tar_path.name}")
     part = tar_path.with_suffix(".tar.part")
-    _run(["tar", "--numeric-owner", "--xattrs", "-C", str(tmp), "--exclude=./dev/*", "--exclude=./proc/*",
-          "--exclude=./sys/*", "-cf", str(part), "."], timeout=600)
+    run(["tar", "--numeric-owner", "--xattrs", "-C", str(tmp), "--exclude=./dev/*", "--exclude=./proc/*",
+         "--exclude=./sys/*", "-cf", str(part), "."], timeout=600)
     part.replace(tar_path)
-    _rmtree(tmp)
-    stamp_path.write_text(json.dumps({**want, "seconds": round(boot_s, 1), "sha256": _file_digest(tar_path),
+    remove_tree(tmp)
+    stamp_path.write_text(json.dumps({**want, "seconds": round(boot_s, 1), "sha256": file_digest(tar_path),
                                       "size": tar_path.stat().st_size, "built_at": time.time()}, indent=2))
     progress(f"base: root-fs {tar_path} ({tar_path.stat().st_size / 1e6:.0f} MB)")
     return tar_path
 
 
-def _rmtree(path: Path) -> None:
-    # debootstrap leaves read-only dirs and device nodes; plain rm copes with both.
+def remove_tree(path: Path) -> None:
+    """``rm -rf --one-file-system`` a root-fs: debootstrap leaves read-only dirs and device nodes;
+    plain rm copes with both."""
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
 
 
-def _trim_rootfs(root: Path) -> None:
+def trim_rootfs(root: Path) -> None:
+    """Drop apt caches and lists, docs (but copyrights), man pages and locales; keep them out of later
+    ``apt-get install``s too (as Debian's slim images)."""
     for sub in ("var/cache/apt", "var/lib/apt/lists", "usr/share/man", "usr/share/info", "usr/share/locale"):
         p = root / sub
         if p.is_dir():

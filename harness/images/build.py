@@ -32,10 +32,10 @@ from harness.images.specs import ImageSpec, Layout, default_specs, select_specs
 from harness.images.tools import (
     _buildah,
     _image_id_and_label,
-    _locked,
-    _run,
     buildah_global_args,
     check_buildah,
+    locked,
+    run,
 )
 
 
@@ -104,7 +104,7 @@ def files_config_args(spec: ImageSpec) -> list[str]:
         args += ["--port", p]
     for k, v in spec.labels:
         args += ["--label", f"{k}={v}"]
-    return [*args, "--os", "linux", "--arch", _go_arch()]
+    return [*args, "--os", "linux", "--arch", go_arch()]
 
 
 def bud_args(spec: ImageSpec, layout: Layout, inputs: str) -> list[str]:
@@ -127,7 +127,8 @@ def push_args(spec: ImageSpec, archive: Path) -> list[str]:
     return ["push", "--format", "oci", "--remove-signatures", spec.ref, f"oci-archive:{archive}:{spec.ref}"]
 
 
-def _go_arch() -> str:
+def go_arch() -> str:
+    """This machine's architecture as Go and OCI name it (``amd64``, ``arm64``)."""
     m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
@@ -195,7 +196,7 @@ def build_image(spec: ImageSpec, layout: Layout | None = None, *, base_id: str =
     if spec.build == "dockerfile":
         argv = ["buildah", *buildah_global_args(), *bud_args(spec, layout, inputs)]
         progress(f"{spec.alias}: {shlex.join(argv)} (log {log})")
-        _run(argv, timeout=BUILD_TIMEOUT_S, log=log)
+        run(argv, timeout=BUILD_TIMEOUT_S, log=log)
     else:
         _build_files_image(spec, layout, inputs)
     built_s = time.monotonic() - t0
@@ -279,7 +280,7 @@ def ensure_all(names: Iterable[str] | None = None, *, layout: Layout | None = No
     specs = select_specs(default_specs(layout), names)
     out: dict[str, Path] = {}
     errors: list[str] = []
-    with _locked(layout.images_dir / ".lock"):
+    with locked(layout.images_dir / ".lock"):
         check_buildah()
         ensure_addons(layout, specs, progress=progress)
         base_id = ""
@@ -301,6 +302,6 @@ def prune(layout: Layout | None = None, *, progress: Progress = print) -> None:
     Dockerfile build then re-runs its pip step). Tagged images and the cached archives stay. Holds the
     build lock, so it never races a build of ours."""
     layout = layout or Layout()
-    with _locked(layout.images_dir / ".lock"):
+    with locked(layout.images_dir / ".lock"):
         proc = _buildah("rmi", "--prune", check=False, timeout=600)
     progress(f"prune: removed {len(proc.stdout.split())} untagged image(s) from buildah's store")

@@ -16,7 +16,8 @@ from harness.images.containerd import DEFAULT_ADDRESS, import_images
 from harness.images.specs import Layout, default_specs
 
 
-def _timed_progress() -> Progress:
+def timed_progress() -> Progress:
+    """A progress callback printing each message with the seconds since it was made."""
     t0 = time.monotonic()
 
     def progress(msg: str) -> None:
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     i.add_argument("--snapshotter", default=None)
     args = parser.parse_args(argv)
     layout = Layout()
-    progress = _timed_progress()
+    progress = timed_progress()
     try:
         if args.cmd == "list":
             for spec in default_specs(layout):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from harness.images.build import archive_info
 from harness.images.common import ImageError, Progress
-from harness.images.tools import _run
+from harness.images.tools import run
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 
 
 def _ctr(address: str, namespace: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return _run(["ctr", "-a", address, "-n", namespace, *args], **kw)  # type: ignore[arg-type]
+    return run(["ctr", "-a", address, "-n", namespace, *args], **kw)  # type: ignore[arg-type]
 
 
 def containerd_images(*, address: str = DEFAULT_ADDRESS, namespace: str = "k8s.io") -> dict[str, str]:
@@ -71,7 +71,7 @@ def import_images(archives: Iterable[Path], *, address: str = DEFAULT_ADDRESS, n
             result[info.name] = "present"
             continue
         t0 = time.monotonic()
-        _run(import_argv(a, address=address, namespace=namespace, snapshotter=snapshotter), timeout=600)
+        run(import_argv(a, address=address, namespace=namespace, snapshotter=snapshotter), timeout=600)
         have = containerd_images(address=address, namespace=namespace)
         if have.get(info.name) != info.digest:
             raise ImageError(f"imported {a} but containerd has {info.name!r} -> {have.get(info.name)!r}, "

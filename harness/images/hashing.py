@@ -20,7 +20,8 @@ _ALWAYS_EXCLUDED = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_ca
                     ".ruff_cache", ".tox", "node_modules", "*.egg-info")
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -123,16 +124,16 @@ def input_hash(spec: ImageSpec, layout: Layout, *, base_id: str = "") -> str:
             if f.content is not None:
                 add("content", f.content)
             elif f.kind == "file":
-                add("file", _file_digest(_require(layout, f.source)))
+                add("file", file_digest(_require(layout, f.source)))
             elif f.kind == "tree":
                 root = _require(layout, f.source)
                 for p in _walk(root, root, ()):
-                    add("tree", f"{p.relative_to(root).as_posix()}:{_file_digest(p)}")
+                    add("tree", f"{p.relative_to(root).as_posix()}:{file_digest(p)}")
     else:
         root = layout.repo
         for p in context_files(spec, layout):
             rel = p.resolve().relative_to(root.resolve()).as_posix()
-            add("ctx", f"{rel}:{_file_digest(p)}")
+            add("ctx", f"{rel}:{file_digest(p)}")
     return h.hexdigest()
 
 

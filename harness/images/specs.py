@@ -151,7 +151,7 @@ class ImageSpec:
         return self.build == "dockerfile" or self.base == BASE_IMAGE
 
 
-def _busybox_entries() -> tuple[FileEntry, ...]:
+def busybox_entries() -> tuple[FileEntry, ...]:
     """A shell and wget, as in upstream's busybox-based images: the operator's exec probes (used with
     ``listenLocal``) run ``sh -c 'command -v curl || wget ...'``, and ``kubectl exec`` needs a shell."""
     return (
@@ -204,7 +204,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             alias="prometheus-operator",
             name=f"quay.io/prometheus-operator/prometheus-operator:{po}",
             build="files",
-            files=(FileEntry("/bin/operator", source=f"addon:{po_dir}/operator"), *_busybox_entries()),
+            files=(FileEntry("/bin/operator", source=f"addon:{po_dir}/operator"), *busybox_entries()),
             entrypoint=("/bin/operator",),
             user=str(nobody),
             ports=("8080/tcp",),
@@ -217,7 +217,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             files=(
                 FileEntry("/bin/prometheus-config-reloader",
                           source=f"addon:{po_dir}/prometheus-config-reloader"),
-                *_busybox_entries(),
+                *busybox_entries(),
             ),
             entrypoint=("/bin/prometheus-config-reloader",),
             user=str(nobody),
@@ -233,7 +233,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
                 FileEntry("/etc/prometheus/prometheus.yml", content=_PROMETHEUS_YML, mode=0o644,
                           uid=nobody, gid=nobody),
                 FileEntry("/prometheus", kind="dir", uid=nobody, gid=nobody),
-                *_busybox_entries(),
+                *busybox_entries(),
             ),
             # As upstream's image: the operator passes only args and mounts /etc/prometheus/*, /prometheus.
             entrypoint=("/bin/prometheus",),

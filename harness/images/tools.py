@@ -19,8 +19,8 @@ from harness.images.common import HOST_PACKAGES, INPUTS_LABEL, SHORT_TIMEOUT_S, 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _run(argv: Sequence[str], *, timeout: float = SHORT_TIMEOUT_S, check: bool = True,
-         log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str], *, timeout: float = SHORT_TIMEOUT_S, check: bool = True,
+        log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure raise ``ImageError`` quoting the command and its output (or log)."""
     tool = argv[0]
     if shutil.which(tool) is None:
@@ -67,7 +67,7 @@ def check_buildah() -> None:
 
 
 def _buildah(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return _run(["buildah", *buildah_global_args(), *args], **kw)  # type: ignore[arg-type]
+    return run(["buildah", *buildah_global_args(), *args], **kw)  # type: ignore[arg-type]
 
 
 def buildah_image_info(name: str) -> dict[str, Any] | None:
@@ -87,7 +87,7 @@ def _image_id_and_label(name: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Serialize builds across processes (two pytest sessions warming the same cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:

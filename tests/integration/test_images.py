@@ -98,7 +98,7 @@ def test_pause_image_archive(layout: Layout) -> None:
     assert len(manifest["layers"]) == 1  # FROM scratch: our one layer
     assert config["config"]["Entrypoint"] == ["/pause"]
     assert config["config"]["User"] == "65535:65535"
-    assert (config["os"], config["architecture"]) == ("linux", images._go_arch())
+    assert (config["os"], config["architecture"]) == ("linux", images.go_arch())
     assert config["created"].startswith("1970-01-01")  # fixed timestamp: same inputs, same digest
     stamp = json.loads(layout.stamp(spec).read_text())
     assert config["config"]["Labels"][images.INPUTS_LABEL] == stamp["inputs"]
@@ -124,7 +124,7 @@ def test_binary_image_with_owners_links_and_dirs(layout: Layout) -> None:
     """A busybox-based image like the operator's: symlinks, a 1777 /tmp, a nobody-owned data dir."""
     spec = ImageSpec(
         alias="bb", name="localhost/hpa-kit-it/busybox:1", build="files",
-        files=(*images._busybox_entries(), FileEntry("/data", kind="dir", uid=65534, gid=65534),
+        files=(*images.busybox_entries(), FileEntry("/data", kind="dir", uid=65534, gid=65534),
                FileEntry("/etc/app.yml", content=b"a: 1\n", mode=0o644)),
         entrypoint=("/bin/sh", "-c"), cmd=("echo hi",), user="65534", workdir="/data", ports=("8080/tcp",),
     )

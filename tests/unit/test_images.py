@@ -1,6 +1,6 @@
 """Unit tests for harness.images: names, input hashing, rebuild decisions, command lines.
 
-The subprocess edge (buildah, ctr) is faked: ``_run`` is replaced, in every module of the package
+The subprocess edge (buildah, ctr) is faked: ``run`` is replaced, in every module of the package
 that calls it, by a recorder that answers like the real tools (``buildah push`` writes a small but
 valid OCI archive), so the build/import logic runs end to end without root or a container store.
 """
@@ -103,18 +103,22 @@ def write_oci_archive(path: Path, ref: str, config: dict[str, object] | None = N
     return man_digest
 
 
+#: Every module of the package that holds ``images.tools.run`` (``__init__`` imported them all): each
+#: ``from harness.images.tools import run`` is a name of its own, so a fake must replace all of them.
+RUN_HOLDERS = [mod for name, mod in sorted(sys.modules.items())
+               if (name == "harness.images" or name.startswith("harness.images."))
+               and getattr(mod, "run", None) is images.tools.run]
+
+
 def patch_run(monkeypatch: pytest.MonkeyPatch, fake: object) -> None:
-    """Replace ``_run`` wherever the package looks it up: each module that imported it has its own name."""
-    patched = []
-    for name, mod in sorted(sys.modules.items()):  # __init__ imported every module of the package
-        if (name == "harness.images" or name.startswith("harness.images.")) and hasattr(mod, "_run"):
-            monkeypatch.setattr(mod, "_run", fake)
-            patched.append(mod.__name__)
-    assert "harness.images.tools" in patched
+    """Replace ``run`` wherever the package looks it up."""
+    assert images.tools in RUN_HOLDERS
+    for mod in RUN_HOLDERS:
+        monkeypatch.setattr(mod, "run", fake)
 
 
 class FakeTools:
-    """Stands in for ``images.tools._run``: records argv, answers buildah/ctr like the real ones."""
+    """Stands in for ``images.tools.run``: records argv, answers buildah/ctr like the real ones."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -376,13 +380,13 @@ def test_buildah_driver_override(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_tool_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images.tools.shutil, "which", lambda _: None)
     with pytest.raises(ImageError, match="apt-get install buildah"):
-        images._run(["buildah", "version"])
+        images.run(["buildah", "version"])
 
 
 def test_failed_command_points_at_log(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     with pytest.raises(ImageError, match=f"full log: {log}"):
-        images._run(["sh", "-c", "echo boom; exit 3"], log=log)
+        images.run(["sh", "-c", "echo boom; exit 3"], log=log)
     assert "boom" in log.read_text()
 
 
