@@ -19,7 +19,7 @@ APT_PACKAGES=(
   containerd runc containernetworking-plugins conntrack iptables iproute2 ethtool socat kmod
   # real Prometheus for integration tests and the local cluster's Prometheus image
   prometheus
-  # offline images (harness/images.py HOST_PACKAGES: every host input an image build reads)
+  # offline images (harness/images/common.py HOST_PACKAGES: every host input an image build reads)
   debootstrap buildah umoci skopeo busybox-static tar
   # the kind provider's runtime wrapper (scripts/runc-nosysresource) edits OCI specs with jq
   jq

@@ -10,7 +10,7 @@
 #   prometheus-$PROMETHEUS_VERSION/prometheus
 #   pause            (from images/pause, rebuilt when its sources change; pause.sha256 beside it)
 #
-# CoreDNS is built by scripts/build-binaries.sh (into its --print-dir); harness/images.py takes it
+# CoreDNS is built by scripts/build-binaries.sh (into its --print-dir); harness/images/ takes it
 # from there. The operator's version ldflags matter: it derives its default config-reloader image
 # tag from github.com/prometheus/common/version.Version ("v" + Version), so an unset version
 # would make it ask for an image that does not exist here.
