@@ -4,10 +4,11 @@ packages, labels, timeouts, the host packages the build needs, and ``ImageError`
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-#: harness/images/common.py -> the repository root.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from harness import paths
+
+#: The kit's files (Dockerfiles, build contexts, scripts): harness.paths decides where they are.
+REPO_ROOT = paths.kit_root()
 
 #: The Debian base every Python image (and Prometheus) is built on; never pushed anywhere.
 BASE_IMAGE = "localhost/kit-base:bookworm"
