@@ -31,6 +31,7 @@ __all__ = [
     "current_metrics",
     "expect_scale_in",
     "expect_scale_out",
+    "hold_until_steady",
     "hpa_spec_status",
     "observe",
     "oracle_check",
@@ -245,6 +246,38 @@ def observe(
         t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),
         ready=ready, served=served, served_items=items, direct=direct(), spec=spec,
     )  # fmt: skip
+
+
+def hold_until_steady(
+    kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], *, since: float,
+    window_s: float, floor: float, hold_s: float = 30, timeout: float = 480, interval: float = 5,
+) -> list[Observation]:  # fmt: skip
+    """Observe every ``interval`` s until the HPA is steady; returns every observation, steady ones last.
+
+    Steady: the metric's window (``window_s``, e.g. the rule's ``[1m]``) has filled since the load
+    started at ``since`` (a ``time.monotonic()``), and for the last ``hold_s`` seconds the replicas
+    held (current = desired = ready) and the ``direct`` value stayed within 10 % (plus ``floor``) of
+    itself. Raises AssertionError with the last observations when it is not steady in ``timeout``.
+    """
+    history: list[Observation] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        obs = observe(kubectl, namespace, hpa, direct, t=time.monotonic() - since)
+        history.append(obs)
+        recent = [o for o in history if obs.t - o.t <= hold_s]
+        values = [o.direct for o in recent]
+        steady = (
+            obs.t >= window_s + hold_s
+            and recent[0].t <= obs.t - (hold_s - interval)
+            and all(o.current == o.desired == o.ready == obs.current for o in recent)
+            and max(values) - min(values) <= 0.1 * max(values) + floor
+        )
+        if steady:
+            return history
+        if time.monotonic() > deadline:
+            tail = "\n  ".join(str(o) for o in history[-6:])
+            raise AssertionError(f"HPA {namespace}/{hpa} not steady within {timeout:.0f}s of load:\n  {tail}")
+        time.sleep(interval)
 
 
 def oracle_range(

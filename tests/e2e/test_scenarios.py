@@ -75,34 +75,6 @@ def write_timings(out: Path, **timings: object) -> None:
     print(f"timings: {timings}")
 
 
-def hold_until_steady(
-    stack: Stack, kubectl: Kubectl, case: Scaling, *, since: float, timeout: float = 480
-) -> list[hpa.Observation]:
-    """Observe every 5 s until the HPA is steady: the rule's window filled since the load started,
-    and for the last 30 s replicas unchanged (current = desired = ready) and the direct value within
-    10 % of itself. Returns every observation (the steady ones last)."""
-    history: list[hpa.Observation] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        obs = hpa.observe(kubectl, DEMO_NS, case.hpa, lambda: stack.promql(case.direct),
-                          t=time.monotonic() - since)  # fmt: skip
-        history.append(obs)
-        recent = [o for o in history if obs.t - o.t <= 30]
-        values = [o.direct for o in recent]
-        steady = (
-            obs.t >= case.window_s + 30
-            and recent[0].t <= obs.t - 25
-            and all(o.current == o.desired == o.ready == obs.current for o in recent)
-            and max(values) - min(values) <= 0.1 * max(values) + case.floor
-        )
-        if steady:
-            return history
-        if time.monotonic() > deadline:
-            tail = "\n  ".join(str(o) for o in history[-6:])
-            raise AssertionError(f"HPA {case.hpa} not steady within {timeout:.0f}s of load:\n  {tail}")
-        time.sleep(5)
-
-
 def other_values(kubectl: Kubectl, hpas: list[str]) -> dict[str, float]:
     """What the adapter serves, through the aggregator, for the other scenarios' HPAs."""
     out = {}
@@ -192,7 +164,8 @@ def test_scaling_on_metric(
         t0 = time.monotonic()
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
-        history = hold_until_steady(stack, kubectl, case, since=t0)
+        history = hpa.hold_until_steady(kubectl, DEMO_NS, name, direct, since=t0, window_s=case.window_s,
+                                        floor=case.floor)  # fmt: skip
         steady_s = time.monotonic() - t0
         rec.mark("steady")
         rps = served_rps(run.history(), 60)
