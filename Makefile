@@ -16,8 +16,16 @@ setup: ## Install system packages (as root) and the Python environment
 setup-cluster: ## setup + upstream binaries for the local cluster (cached)
 	@bash scripts/bootstrap.sh --cluster
 
-test: setup-cluster ## Run every test this machine can run (unit, integration, e2e on the best provider)
-	@bash scripts/run-tests.sh tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+EXAMPLE ?= 1
+
+test: setup-cluster ## Run every test this machine can run (unit, integration, e2e, examples/my-app; EXAMPLE=0 skips it)
+	@bash scripts/run-tests.sh tests/unit tests/integration tests/e2e $(PYTEST_ARGS); rc=$$?; \
+	  if [[ "$(EXAMPLE)" == 1 ]]; then HPA_KIT_FAIL_ON_SKIP=1 bash examples/my-app/run.sh -p no:cacheprovider \
+	    || { erc=$$?; if [[ $$rc == 0 ]]; then rc=$$erc; fi; }; fi; \
+	  exit $$rc
+
+example: setup-cluster ## examples/my-app: its own project, the kit installed as a package, its own scaling test
+	@bash examples/my-app/run.sh $(PYTEST_ARGS)
 
 unit: setup ## Unit tests only
 	@bash scripts/run-tests.sh tests/unit $(PYTEST_ARGS)
@@ -55,7 +63,7 @@ reset: setup ## Delete every cluster and all cluster state (images in containerd
 	@bash scripts/reset-state.sh
 
 lint: setup ## ruff
-	@.venv/bin/ruff check adapter mockmetrics harness bench tests
+	@.venv/bin/ruff check adapter mockmetrics harness bench tests examples
 	@.venv/bin/pytest -q -p no:cacheprovider tests/unit/test_adapter_layers.py
 
 type: setup ## mypy
@@ -65,4 +73,4 @@ clean: ## Remove build outputs, reports and caches in the repo (not ~/.cache/hpa
 	rm -rf build reports .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help setup setup-cluster test unit integration e2e engine engine-stop certs binaries images cluster-up cluster-down reset lint type clean
+.PHONY: help setup setup-cluster test example unit integration e2e engine engine-stop certs binaries images cluster-up cluster-down reset lint type clean

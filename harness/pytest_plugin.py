@@ -17,6 +17,7 @@ option                     env                      ini                     mean
 --hpa-kit-adapter-rules    HPA_KIT_ADAPTER_RULES    hpa_kit_adapter_rules   extra adapter rules (YAML)
 --hpa-kit-keep-stack       HPA_KIT_KEEP_STACK=1     hpa_kit_keep_stack      leave the stack installed
 --hpa-kit-reports          HPA_KIT_REPORTS          hpa_kit_reports         report folder (./reports)
+--hpa-kit-fail-on-skip     HPA_KIT_FAIL_ON_SKIP=1   hpa_kit_fail_on_skip    a skip fails the run (CI)
 ========================== ======================== ======================= ============================
 
 Fixtures: ``cluster``, ``kubeconfig``, ``kubectl``, ``kube_api``, ``stack``, ``report_root``,
@@ -80,6 +81,8 @@ SETTINGS = (
              "YAML file of adapter rules (prometheus-adapter format) added to the stack's"),
     _Setting("--hpa-kit-keep-stack", "HPA_KIT_KEEP_STACK", "leave the stack installed", flag=True),
     _Setting("--hpa-kit-reports", "HPA_KIT_REPORTS", "report folder (default: <rootdir>/reports)"),
+    _Setting("--hpa-kit-fail-on-skip", "HPA_KIT_FAIL_ON_SKIP",
+             "a skipped test fails the run (for CI: a cluster that never came up is not a pass)", flag=True),
 )  # fmt: skip
 _BY_DEST = {s.dest: s for s in SETTINGS}
 
@@ -158,6 +161,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         out = st.diagnostics(Path(funcargs.get("scenario_dir", st.work_dir)) / "diagnostics")
         report.sections.append(("hpa-kit diagnostics", f"component state and logs dumped to {out}"))
     return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """``--hpa-kit-fail-on-skip``: any skipped test turns a passing run into a failed one."""
+    if exitstatus != 0 or not setting(session.config, "hpa_kit_fail_on_skip"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        if reporter:
+            reporter.write_sep("=", f"hpa-kit: {len(skipped)} skipped test(s) fail this run (fail-on-skip)",
+                               red=True)  # fmt: skip
+            for rep in skipped:
+                reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+                reporter.write_line(f"  {rep.nodeid}: {reason}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class _LiveStderr:

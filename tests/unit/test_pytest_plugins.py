@@ -15,7 +15,7 @@ pytest_plugins = ["pytester"]
 
 _ENV = ("HPA_KIT_PROVIDER", "HPA_KIT_CLUSTER_NAME", "HPA_KIT_CLUSTER", "HPA_KIT_KEEP_CLUSTER",
         "HPA_KIT_KUBECONFIG", "HPA_KIT_CONTEXT", "HPA_KIT_OVERLAY", "HPA_KIT_ADAPTER_RULES",
-        "HPA_KIT_REPORTS", "HPA_KIT_KEEP_STACK", "CI")  # fmt: skip
+        "HPA_KIT_REPORTS", "HPA_KIT_KEEP_STACK", "HPA_KIT_FAIL_ON_SKIP", "CI")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +159,19 @@ def test_disruptive_tests_run_last(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.stdout.fnmatch_lines(["*test_b PASSED*", "*test_a_restart PASSED*"])
+
+
+def test_fail_on_skip_turns_a_skip_into_a_failed_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_ok(): pass
+
+        def test_no_cluster(): pytest.skip("kind provider unavailable: no docker")
+        """
+    )
+    assert pytester.runpytest_subprocess("-p", "no:cacheprovider").ret == 0
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--hpa-kit-fail-on-skip")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*1 skipped test(s) fail this run*", "*test_no_cluster*no docker*"])
