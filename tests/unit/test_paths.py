@@ -64,4 +64,8 @@ def test_the_repo_ships_every_folder_the_harness_reads() -> None:
         link = kit / name
         assert link.is_symlink(), f"harness/kit/{name} must be a symlink to ../../{name}"
         assert link.resolve() == REPO / name, f"harness/kit/{name} must link ../../{name}"
+    # The images' build context also needs the console scripts' entry module (not the whole package:
+    # harness/kit/harness/ links just those files, so the package data holds no copy of itself).
+    for name in ("__init__.py", "entry.py"):
+        assert (kit / "harness" / name).resolve() == REPO / "harness" / name
     assert paths._is_kit(kit)
