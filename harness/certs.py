@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.errors import HarnessError
+
 __all__ = [
     "CertError",
     "CertPair",
@@ -87,7 +89,7 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INSTALL_HINT = "install it (Debian: apt-get install golang-cfssl)"
 
 
-class CertError(Exception):
+class CertError(HarnessError):
     """A certificate operation failed; the message is one line that says what to do next."""
 
 

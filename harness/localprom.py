@@ -28,10 +28,12 @@ from typing import Any
 
 import yaml
 
+from harness.errors import HarnessError
+
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
 
-class LocalPrometheusError(RuntimeError):
+class LocalPrometheusError(HarnessError):
     pass
 
 

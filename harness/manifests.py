@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from harness import paths
+from harness.errors import HarnessError
 
 __all__ = [
     "ADAPTER_NAMESPACE",
@@ -102,7 +103,7 @@ _KUBECTL_TIMEOUT_S = 120
 _LIVE_KINDS = "apiservices.apiregistration.k8s.io,clusterrolebindings,clusterroles,rolebindings,roles"
 
 
-class ManifestError(Exception):
+class ManifestError(HarnessError):
     """A manifest could not be built, rendered or audited; the message says what to do next."""
 
 

@@ -17,6 +17,8 @@ import os
 from functools import cache
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 __all__ = ["KitError", "kit_root", "manifests_dir", "scripts_dir"]
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -24,7 +26,7 @@ _PACKAGE = Path(__file__).resolve().parent
 _MARKERS = ("manifests/base/kustomization.yaml", "scripts/versions.env", "pyproject.toml")
 
 
-class KitError(RuntimeError):
+class KitError(HarnessError):
     """The kit's files cannot be found; the message says which setting to fix."""
 
 

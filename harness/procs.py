@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 __all__ = [
     "ComponentError",
     "ProcessRecord",
@@ -43,7 +45,7 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 TAIL_LINES = 30
 
 
-class ComponentError(RuntimeError):
+class ComponentError(HarnessError):
     """A component failed to start or to become healthy; the message names it and shows its log tail."""
 
     def __init__(self, component: str, problem: str, log: Path | None = None, lines: int = TAIL_LINES):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from harness.errors import HarnessError
+
 
 class WaitTimeout(TimeoutError):
     """A condition did not hold in time; ``str()`` says what, the last observation, and where to look."""
 
 
-class Unresolvable(RuntimeError):
+class Unresolvable(HarnessError):
     """Raised by a probe: the awaited state cannot come about by itself. ``wait_for`` re-raises it."""
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.errors import HarnessError
+
 __all__ = ["ApiClient", "ApiError"]
 
 
-class ApiError(RuntimeError):
+class ApiError(HarnessError):
     def __init__(self, status: int, body: str) -> None:
         self.status = status
         super().__init__(f"HTTP {status}: {body[:300]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import paths
+from harness.errors import HarnessError
 
 #: The kit's files (Dockerfiles, build contexts, scripts): harness.paths decides where they are.
 REPO_ROOT = paths.kit_root()
@@ -43,5 +44,5 @@ HOST_PACKAGES: dict[str, str] = {
 }
 
 
-class ImageError(RuntimeError):
+class ImageError(HarnessError):
     """An image could not be built or imported; the message says what to do next."""
