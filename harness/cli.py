@@ -3,6 +3,8 @@
     hpa-kit up [--provider local|kind|existing] [--name N] [--hpa-sync-period 5s ...]
     hpa-kit status | down | delete | kubeconfig
     hpa-kit logs COMPONENT [-f] [-n 100]
+    hpa-kit install [--overlay default] [--adapter-rules FILE] [--kubeconfig K --context C]
+    hpa-kit uninstall [--overlay default]
 
 Errors are one line on stderr with a non-zero exit code (2: bad usage or unavailable provider,
 1: the operation failed).
@@ -17,7 +19,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.progress import Progress
 
 __all__ = ["main"]
@@ -35,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "--name", default=os.environ.get("HPA_KIT_CLUSTER", "hpa-kit"), help="cluster name (default hpa-kit)"
     )
     common.add_argument("--kubeconfig", default=None, help="kubeconfig for --provider existing")
+    common.add_argument("--context", default=None, help="kubeconfig context for --provider existing")
 
     p = argparse.ArgumentParser(prog="hpa-kit", description="Kubernetes HPA-on-Prometheus test kit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     im.add_argument("images", nargs="*", help="image names or aliases (default: every non-lazy kit image)")
 
+    for name, what in (("install", "install the reference stack and wait until it serves metrics"),
+                       ("uninstall", "remove the reference stack (APIServices first)")):  # fmt: skip
+        st = sub.add_parser(name, parents=[common], help=what)
+        st.add_argument("--overlay", default="default",
+                        help="manifests/overlays name or a kustomization path (default: default)")
+        st.add_argument("--work-dir", type=Path, default=None,
+                        help="where the rendered install and its certificates go (default: per cluster, "
+                        "under ~/.local/state/hpa-kit/stacks)")  # fmt: skip
+        if name == "install":
+            st.add_argument("--adapter-rules", type=Path, default=None,
+                            help="YAML with your own rules:/externalRules:, added to the overlay's")
+            st.add_argument("--timeout", type=float, default=600, help="seconds to wait for readiness")
+            st.add_argument("--preloaded", action="append", default=[],
+                            help="an image you loaded into the cluster yourself; repeatable")  # fmt: skip
+
     mem = sub.add_parser("measure", parents=[common], help="RSS of the cluster's processes")
     mem.add_argument("--json", action="store_true")
     return p
@@ -110,6 +130,8 @@ def _cluster(args: argparse.Namespace):  # -> Cluster
     kwargs: dict[str, object] = {}
     if provider == "existing" and args.kubeconfig:
         kwargs["kubeconfig"] = args.kubeconfig
+    if provider == "existing":
+        kwargs["context"] = args.context
     if args.command == "up" and provider in ("local", "kind"):
         hpa = _hpa(args)
         if hpa is not None:
@@ -147,6 +169,47 @@ def _logs(cluster, args: argparse.Namespace) -> int:
         return 0
 
 
+def _stack(cluster, args: argparse.Namespace, progress: Progress):  # -> Stack
+    from harness.cluster import ClusterError
+    from harness.stack import Stack, default_certs_dir
+
+    if not cluster.running():
+        if cluster.provider == "existing":
+            ctx = f" --context {cluster.context}" if cluster.context else ""
+            raise ClusterError(f"the cluster in {cluster.kubeconfig}{ctx} does not answer: check "
+                               f"`kubectl --kubeconfig {cluster.kubeconfig}{ctx} get --raw /readyz`")
+        raise ClusterError(f"cluster {cluster.name} ({cluster.provider}) is not running: start it with "
+                           f"`hpa-kit up --provider {cluster.provider}`")
+    work = args.work_dir or default_certs_dir(cluster.kubectl()).parent
+    return Stack(kubeconfig=cluster.kubeconfig, work_dir=work, overlay=args.overlay, cluster=cluster,
+                 progress=progress, adapter_rules=getattr(args, "adapter_rules", None),
+                 preloaded=tuple(getattr(args, "preloaded", ())))  # fmt: skip
+
+
+def _install(cluster, args: argparse.Namespace, progress: Progress) -> int:
+    st = _stack(cluster, args, progress)
+    t0 = time.monotonic()
+    try:
+        st.install(timeout=args.timeout)
+    except HarnessError:
+        out = st.diagnostics(st.work_dir / "diagnostics")
+        progress(f"install failed: pods, events, APIServices and logs are in {out}")
+        raise
+    progress(f"stack installed and serving metrics in {time.monotonic() - t0:.0f}s "
+             f"(rendered install: {st.build_dir}; remove with `hpa-kit uninstall --overlay {args.overlay}`)")
+    return 0
+
+
+def _uninstall(cluster, args: argparse.Namespace, progress: Progress) -> int:
+    st = _stack(cluster, args, progress)
+    if not st.build_dir.exists():
+        print(f"hpa-kit: nothing to uninstall: no rendered install of overlay {args.overlay!r} in "
+              f"{st.build_dir} (pass the --overlay and --work-dir it was installed with)", file=sys.stderr)
+        return 1
+    st.uninstall()
+    return 0
+
+
 def _measure(cluster, args: argparse.Namespace) -> int:
     from harness.cluster.local import LocalCluster
 
@@ -166,8 +229,7 @@ def _measure(cluster, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from harness.cluster import ClusterError, ProviderUnavailable
-    from harness.procs import ComponentError
+    from harness.cluster import ProviderUnavailable
 
     progress = Progress(stream=sys.stderr)
     try:
@@ -201,10 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster.load_images(names, progress)
         elif args.command == "measure":
             return _measure(cluster, args)
+        elif args.command == "install":
+            return _install(cluster, args, progress)
+        elif args.command == "uninstall":
+            return _uninstall(cluster, args, progress)
     except ProviderUnavailable as exc:
         print(f"hpa-kit: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, ClusterError, ComponentError) as exc:
+    except (ValueError, HarnessError) as exc:
         text = str(exc)
         print(f"hpa-kit: {args.command} failed: {text}", file=sys.stderr)
         return 1
