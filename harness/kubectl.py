@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.procs import terminate
 
 __all__ = ["Kubectl", "KubectlError"]
 
@@ -84,9 +85,4 @@ class Kubectl:
                 local = int(m.group(1)) if m else 0
             yield local
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, timeout=10)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from harness import procs
+
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 
@@ -61,13 +63,8 @@ class MockMetricsProcess:
         )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            procs.terminate(self.proc)
 
     def __enter__(self) -> MockMetricsProcess:
         return self.start()

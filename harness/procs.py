@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -182,6 +183,17 @@ def _reap(pid: int) -> None:
     if child is not None:
         with contextlib.suppress(Exception):
             child.wait(timeout=0)
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int:
+    """SIGTERM a child we started, SIGKILL it if it outlives ``timeout``; returns its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
 
 
 def stop(record: ProcessRecord | None, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:

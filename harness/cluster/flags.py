@@ -97,14 +97,20 @@ def kube_apiserver(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
     return argv
 
 
+def _talks_to_apiserver(kubeconfig: Path) -> list[str]:
+    """A control-plane component's kubeconfig for its work, authn and authz; serving on loopback."""
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+    ]
+
+
 def kube_controller_manager(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
-    kc = pki.kubeconfigs["kube-controller-manager"]
     return [
         str(bin_dir / "kube-controller-manager"),
-        f"--kubeconfig={kc}",
-        f"--authentication-kubeconfig={kc}",
-        f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1",
+        *_talks_to_apiserver(pki.kubeconfigs["kube-controller-manager"]),
         f"--secure-port={s.controller_manager_port}",
         "--leader-elect=false",
         "--use-service-account-credentials=true",
@@ -121,13 +127,9 @@ def kube_controller_manager(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> lis
 
 
 def kube_scheduler(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
-    kc = pki.kubeconfigs["kube-scheduler"]
     return [
         str(bin_dir / "kube-scheduler"),
-        f"--kubeconfig={kc}",
-        f"--authentication-kubeconfig={kc}",
-        f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1",
+        *_talks_to_apiserver(pki.kubeconfigs["kube-scheduler"]),
         f"--secure-port={s.scheduler_port}",
         "--leader-elect=false",
         f"--v={s.verbosity}",

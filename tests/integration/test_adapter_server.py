@@ -43,6 +43,7 @@ if not (shutil.which("cfssl") and shutil.which("cfssljson")):  # pragma: no cove
     pytest.skip("cfssl/cfssljson not installed", allow_module_level=True)
 
 from harness.certs import CertPair, ensure_ca, issue_cert  # noqa: E402
+from harness.procs import terminate  # noqa: E402
 
 
 @dataclass
@@ -140,13 +141,7 @@ class Adapter:
         raise AssertionError(f"adapter not ready after {timeout}s:\n{self.log_text()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout=10)
         self._log_file.close()
 
 

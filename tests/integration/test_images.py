@@ -25,6 +25,7 @@ import pytest
 
 from harness import images
 from harness.images import FileEntry, ImageSpec, Layout
+from harness.procs import terminate
 
 pytestmark = pytest.mark.integration
 
@@ -163,11 +164,7 @@ def private_containerd(tmp: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield str(sock)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc)
         log.close()
         subprocess.run(["umount", "-R", str(tmp / "root")], capture_output=True)
 

@@ -23,6 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.procs import terminate
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,13 +102,7 @@ async def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> str:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc)
 
 
 @pytest.fixture
