@@ -31,6 +31,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adapter.apiserver.paths import RouteTarget
 from adapter.errors import AdapterError, BackendUnavailable, Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -500,6 +501,22 @@ def request_attributes(
     )
 
 
+def target_attributes(user: UserInfo, method: str, path: str, target: RouteTarget) -> Attributes:
+    """Attributes for a matched resource route, from its parameters (never re-parsed from the path).
+
+    The same shape :func:`request_attributes` gives a well-formed path: a GET without a name (the
+    external metrics' ``namespaces/{ns}/{metric}``) is a ``list``.
+    """
+    verb = _VERBS.get(method.upper(), method.lower())
+    if not target.name and verb == "get":
+        verb = "list"
+    return Attributes(
+        user=user, verb=verb, path=path, resource_request=True, namespace=target.namespace,
+        api_group=target.group, api_version=target.version, resource=target.resource,
+        subresource=target.subresource, name=target.name,
+    )
+
+
 def forbidden_message(attrs: Attributes, reason: str = "") -> str:
     who = attrs.user.name
     if not attrs.resource_request:
@@ -608,8 +625,13 @@ def auth_middleware(
     *,
     public_paths: Iterable[str] = PUBLIC_PATHS,
     peer_cert: Callable[[web.Request], bytes | None] = peer_certificate,
+    target: Callable[[web.Request], RouteTarget | None] = lambda request: None,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Authenticate then authorize every request except the health probes."""
+    """Authenticate then authorize every request except the health probes.
+
+    ``target`` names the resource a matched route addresses; when it does, the authorizer's
+    attributes are computed from it (what routing saw), not re-parsed from the decoded path.
+    """
     public = frozenset(public_paths)
 
     @web.middleware
@@ -618,7 +640,11 @@ def auth_middleware(
             return await handler(request)
         user = await authenticator.authenticate(request.headers, peer_cert(request))
         request[USER_KEY] = user
-        attrs = request_attributes(user, request.method, request.path, request.query)
+        routed = target(request)
+        if routed is not None:
+            attrs = target_attributes(user, request.method, request.path, routed)
+        else:
+            attrs = request_attributes(user, request.method, request.path, request.query)
         decision = await authorizer.authorize(attrs)
         if not decision.allowed:
             details = {}
@@ -651,4 +677,5 @@ __all__ = [
     "forbidden_message",
     "request_attributes",
     "subject_access_review",
+    "target_attributes",
 ]

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from adapter import telemetry
+from adapter.apiserver import paths
 from adapter.apiserver.quantity import format_quantity
 from adapter.apiserver.status import error_response
 from adapter.errors import AdapterError, BadRequest, MetricNotFound, NotFound
@@ -324,6 +325,11 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
+def resource_target(request: web.Request) -> paths.RouteTarget | None:
+    """The resource a matched metrics route addresses (the authorizer's attributes come from here)."""
+    return paths.route_target(request, CUSTOM_GROUP, EXTERNAL_GROUP)
+
+
 def _finite(values: Iterable[Any], api: str) -> list[Any]:
     """Drop NaN/Inf values a provider let through: no Quantity can carry them (counted, logged)."""
     kept = []
@@ -362,12 +368,13 @@ class MetricsAPI:
         app.router.add_get(f"{e}/v1beta1", self.external_resources, allow_head=False)
         app.router.add_get(f"{e}/v1beta1/", self.external_resources, allow_head=False)
         app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/metrics/{{metric}}", self.namespace_metric,
-                           allow_head=False)
+                           allow_head=False, name=paths.CUSTOM_NAMESPACE)
         app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}",
-                           self.namespaced_metric, allow_head=False)
-        app.router.add_get(f"{c}/{cv}/{{resource}}/{{name}}/{{metric}}", self.root_metric, allow_head=False)
+                           self.namespaced_metric, allow_head=False, name=paths.CUSTOM_NAMESPACED)
+        app.router.add_get(f"{c}/{cv}/{{resource}}/{{name}}/{{metric}}", self.root_metric, allow_head=False,
+                           name=paths.CUSTOM_ROOT)
         app.router.add_get(f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}", self.external_metric,
-                           allow_head=False)
+                           allow_head=False, name=paths.EXTERNAL)
         app.router.add_get("/openapi/v2", self.openapi_v2, allow_head=False)
         app.router.add_get("/openapi/v3", self.openapi_v3_index, allow_head=False)
         app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_v3_group, allow_head=False)
@@ -475,7 +482,7 @@ def build_api_app(
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     """An application serving only the metrics API (the server adds health, metrics and auth)."""
-    app = web.Application(middlewares=[status_middleware, *middlewares])
+    app = web.Application(middlewares=[status_middleware, paths.path_middleware, *middlewares])
     MetricsAPI(provider, mapper=mapper).add_routes(app)
     return app
 
@@ -491,6 +498,7 @@ __all__ = [
     "format_time",
     "resolve_custom",
     "resolve_external",
+    "resource_target",
     "selector_json",
     "status_middleware",
 ]

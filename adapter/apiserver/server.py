@@ -31,7 +31,8 @@ from adapter.apiserver.auth import (
     auth_middleware,
     peer_certificate,
 )
-from adapter.apiserver.routes import MetricsAPI, status_middleware
+from adapter.apiserver.paths import path_middleware
+from adapter.apiserver.routes import MetricsAPI, resource_target, status_middleware
 from adapter.provider.base import Provider, ResourceMapper
 
 log = logging.getLogger(__name__)
@@ -181,13 +182,16 @@ def build_app(
     peer_cert: Callable[[web.Request], bytes | None] = peer_certificate,
 ) -> web.Application:
     """The adapter's application. Without an authenticator every request is served (tests only)."""
-    middlewares: list[object] = [access_log_middleware, status_middleware]
+    # bad paths are refused (400) before authentication asks the kube-apiserver anything
+    middlewares: list[object] = [access_log_middleware, status_middleware, path_middleware]
     if authenticator is not None:
         if authorizer is None:
             raise ValueError("an authenticator needs an authorizer")
         public = set(PUBLIC_PATHS) | ({"/metrics"} if metrics_public else set())
         middlewares.append(
-            auth_middleware(authenticator, authorizer, public_paths=public, peer_cert=peer_cert)
+            auth_middleware(
+                authenticator, authorizer, public_paths=public, peer_cert=peer_cert, target=resource_target
+            )
         )
     app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]
     MetricsAPI(provider, mapper=mapper).add_routes(app)
