@@ -33,6 +33,7 @@ from adapter.apiserver.auth import (
     ConfigMapAuthnSource,
     SubjectAccessReviewer,
     TokenReviewer,
+    log_requestheader_warnings,
 )
 from adapter.apiserver.server import (
     AdapterServer,
@@ -229,6 +230,7 @@ async def make_auth(
         )
     else:
         static_cfg = overrides.apply(AuthnConfig())
+        log_requestheader_warnings(static_cfg)
         tls.add_client_cas(static_cfg.ca_pems())
         authenticator = Authenticator(lambda: static_cfg, allow_anonymous=True)
     authorizer: Authorizer
@@ -384,6 +386,23 @@ async def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _auth_configmap(kubeconfig: str) -> dict[str, str] | None:
+    """The ``extension-apiserver-authentication`` ConfigMap's data, or None (with a note) if unreadable."""
+    path = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+    try:
+        kube = KubeClient.from_kubeconfig_or_cluster(kubeconfig)
+    except ConfigError as err:
+        print(f"note: cannot read the authentication configmap: {err}", file=sys.stderr)
+        return None
+    try:
+        return dict((await kube.get(path)).get("data") or {})
+    except Exception as err:
+        print(f"note: cannot read the authentication configmap: {err}", file=sys.stderr)
+        return None
+    finally:
+        await kube.aclose()
+
+
 async def run_lint(args: argparse.Namespace) -> int:
     """``lint``: the config checked against a live Prometheus; 1 on errors (``--strict``: warnings)."""
     try:
@@ -399,8 +418,17 @@ async def run_lint(args: argparse.Namespace) -> int:
             token_file=args.prometheus_token_file,
         )
         on_exit(stack, prom.aclose)
+        auth_configmap = await _auth_configmap(args.kubeconfig) if args.kubeconfig else None
+        names = args.requestheader_allowed_names
         try:
-            report = await lint(config, prom, mapper)
+            report = await lint(
+                config,
+                prom,
+                mapper,
+                auth_configmap=auth_configmap,
+                requestheader_allowed_names=tuple(names) if names is not None else None,
+                requestheader_ca_flag=bool(args.requestheader_client_ca_file),
+            )
         except AdapterError as err:
             print(f"error: {err.message}", file=sys.stderr)
             return 1

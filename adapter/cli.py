@@ -230,7 +230,9 @@ def _add_cluster_auth(s: argparse.ArgumentParser) -> None:
         type=_csv,
         default=None,
         metavar="NAMES",
-        help="front-proxy certificate CNs allowed to assert identities (empty: any)",
+        help="front-proxy certificate CNs allowed to assert identities (default: the configmap's "
+        "requestheader-allowed-names, also when --requestheader-client-ca-file is given; an empty "
+        "value or list means ANY CN, which is logged as a warning)",
     )
     s.add_argument("--client-ca-file", help="client CA (overrides the configmap's client-ca-file)")
 
@@ -264,6 +266,18 @@ def _add_lint(sub: _Commands) -> None:
     _add_prometheus(li, required=True)
     li.add_argument("--kubeconfig", help="resolve resources against this cluster (default: built-in kinds)")
     li.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    li.add_argument(
+        "--requestheader-allowed-names",
+        type=_csv,
+        default=None,
+        metavar="NAMES",
+        help="the serve flag of the same name, checked with the cluster's authentication configmap",
+    )
+    li.add_argument(
+        "--requestheader-client-ca-file",
+        default=None,
+        help="the serve flag of the same name (only whether it is set matters here)",
+    )
     li.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
 
 

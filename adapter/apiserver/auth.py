@@ -23,7 +23,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -155,7 +155,13 @@ def config_from_configmap(data: Mapping[str, str]) -> AuthnConfig:
 
 @dataclass(frozen=True)
 class AuthnOverrides:
-    """Flag values that replace the ConfigMap's (each ``None`` = take the ConfigMap's)."""
+    """Flag values that replace the ConfigMap's (each ``None`` = take the ConfigMap's).
+
+    Each flag replaces exactly its own key: ``--requestheader-client-ca-file`` replaces only the
+    CA bundle, so the ConfigMap's ``requestheader-allowed-names`` (and header names) still apply
+    to it; only ``--requestheader-allowed-names`` replaces the allowed names. A CA given by flag
+    with no allowed names anywhere accepts any CN, which :func:`requestheader_warnings` reports.
+    """
 
     requestheader_client_ca_file: str | None = None
     requestheader_allowed_names: tuple[str, ...] | None = None
@@ -166,17 +172,32 @@ class AuthnOverrides:
         if self.requestheader_client_ca_file:
             with open(self.requestheader_client_ca_file, "rb") as f:
                 certs = tuple(load_pem_certs(f.read(), source=self.requestheader_client_ca_file))
-            rh = RequestHeaderConfig(ca_certs=certs, allowed_names=self.requestheader_allowed_names or ())
-        elif rh is not None and self.requestheader_allowed_names is not None:
-            rh = RequestHeaderConfig(
-                rh.ca_certs, self.requestheader_allowed_names, rh.username_headers, rh.uid_headers,
-                rh.group_headers, rh.extra_prefixes,
-            )
+            rh = replace(rh, ca_certs=certs) if rh is not None else RequestHeaderConfig(ca_certs=certs)
+        if rh is not None and self.requestheader_allowed_names is not None:
+            rh = replace(rh, allowed_names=self.requestheader_allowed_names)
         client = base.client_ca_certs
         if self.client_ca_file:
             with open(self.client_ca_file, "rb") as f:
                 client = tuple(load_pem_certs(f.read(), source=self.client_ca_file))
         return AuthnConfig(requestheader=rh, client_ca_certs=client)
+
+
+def requestheader_warnings(config: AuthnConfig) -> list[str]:
+    """What is unsafe about the front-proxy settings (logged at start-up and when they change)."""
+    rh = config.requestheader
+    if rh is None or rh.allowed_names:
+        return []
+    return [
+        "requestheader-allowed-names is empty: ANY client certificate signed by the front-proxy CA "
+        "(requestheader-client-ca-file) can assert any user and group in X-Remote-* headers; set "
+        "--requestheader-allowed-names (usually front-proxy-client) or the configmap key "
+        f"{AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME} requestheader-allowed-names"
+    ]
+
+
+def log_requestheader_warnings(config: AuthnConfig) -> None:
+    for warning in requestheader_warnings(config):
+        log.warning("%s", warning)
 
 
 class KubeAPI(Protocol):
@@ -218,6 +239,8 @@ class ConfigMapAuthnSource:
             raise BackendUnavailable(f"cannot read configmap {where} ({err}); {_RBAC_HINT}") from err
         config = self.overrides.apply(config_from_configmap(cm.get("data") or {}))
         if config != self.config:
+            if config.requestheader != self.config.requestheader:
+                log_requestheader_warnings(config)
             self.config = config
             if self.on_change is not None:
                 self.on_change(config)
@@ -675,7 +698,9 @@ __all__ = [
     "auth_middleware",
     "config_from_configmap",
     "forbidden_message",
+    "log_requestheader_warnings",
     "request_attributes",
+    "requestheader_warnings",
     "subject_access_review",
     "target_attributes",
 ]

@@ -5,11 +5,18 @@ Runs the real discovery pass (same code as the adapter) and adds the checks that
 (every object gets the same, cluster-wide value) or the ``by (<<.GroupBy>>)`` (values cannot be
 matched back to objects), rules that match nothing, two rules fighting over one metric, and a
 relist interval shorter than the scrape interval (discovery then churns on partial data).
+
+With cluster access it also reads the ``kube-system/extension-apiserver-authentication`` ConfigMap
+and warns when ``requestheader-allowed-names`` is empty or missing (after the serve flag
+``--requestheader-allowed-names``, when given): then any certificate of the front-proxy CA can
+assert any user to the adapter.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from adapter.errors import BackendUnavailable
@@ -126,6 +133,46 @@ def _overlaps(index: MetricIndex) -> list[Finding]:
     return findings
 
 
+def requestheader_findings(
+    auth_configmap: Mapping[str, str] | None,
+    *,
+    allowed_names_flag: tuple[str, ...] | None = None,
+    ca_flag: bool = False,
+) -> list[Finding]:
+    """Warn when front-proxy certificates may assert identities whatever their CN.
+
+    ``auth_configmap`` is the ``extension-apiserver-authentication`` ConfigMap's data (None: not
+    read); ``allowed_names_flag`` / ``ca_flag`` the serve flags that override it.
+    """
+    data = auth_configmap or {}
+    has_ca = ca_flag or bool(data.get("requestheader-client-ca-file"))
+    if not has_ca:
+        return []
+    names: list[str] = []
+    if allowed_names_flag is not None:
+        names = list(allowed_names_flag)
+        where = "--requestheader-allowed-names"
+    else:
+        where = "configmap kube-system/extension-apiserver-authentication key requestheader-allowed-names"
+        raw = data.get("requestheader-allowed-names") or ""
+        try:
+            value = json.loads(raw) if raw else []
+        except json.JSONDecodeError:
+            return [Finding("error", None, f"{where} is not a JSON list")]
+        names = [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    if names:
+        return []
+    return [
+        Finding(
+            "warning",
+            None,
+            f"{where} is empty: any client certificate signed by the front-proxy CA can assert any "
+            "user and group to the adapter; set --requestheader-allowed-names=front-proxy-client "
+            "(the kube-apiserver's --requestheader-allowed-names)",
+        )
+    ]
+
+
 async def lint(
     config: AdapterConfig,
     prom: PrometheusClient,
@@ -133,10 +180,18 @@ async def lint(
     *,
     relist_interval: float | None = None,
     lookback: float = 600.0,
+    auth_configmap: Mapping[str, str] | None = None,
+    requestheader_allowed_names: tuple[str, ...] | None = None,
+    requestheader_ca_flag: bool = False,
 ) -> LintReport:
     """Discover against ``prom`` and report findings (``mapper`` defaults to built-in kinds)."""
     report = LintReport(prom.url)
     report.findings.extend(static_checks(config))
+    report.findings.extend(
+        requestheader_findings(
+            auth_configmap, allowed_names_flag=requestheader_allowed_names, ca_flag=requestheader_ca_flag
+        )
+    )
     mapper = mapper or StaticResourceMapper()
     try:
         index = await discover(config, prom, mapper, lookback=lookback)

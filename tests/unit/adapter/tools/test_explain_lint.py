@@ -8,7 +8,7 @@ from adapter.kube.mapper import StaticResourceMapper
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.rules.config import load_config, parse_config
 from adapter.tools.explain import explain, format_explain
-from adapter.tools.lint import format_lint, lint, static_checks
+from adapter.tools.lint import format_lint, lint, requestheader_findings, static_checks
 from tests.support.adapter_support import FIXTURES, FakeLister, FakePrometheus, pod_series
 
 
@@ -127,3 +127,41 @@ async def test_lint_prometheus_down() -> None:
     async with fake.client() as prom:
         report = await lint(load_config(FIXTURES / "seed-rules.yaml"), prom)
     assert not report.ok and "connection refused" in format_lint(report)
+
+
+# ---- front-proxy impersonation settings (issue 12, finding 2) ---------------------------------------
+
+_FRONT_CA_PEM = "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"
+_CA = {"requestheader-client-ca-file": _FRONT_CA_PEM}
+_NAMED = {**_CA, "requestheader-allowed-names": '["front-proxy-client"]'}
+
+
+@pytest.mark.parametrize(
+    ("data", "flag", "ca_flag", "warns"),
+    [
+        (_CA, None, False, True),  # key missing
+        ({**_CA, "requestheader-allowed-names": "[]"}, None, False, True),
+        (_NAMED, None, False, False),
+        (_NAMED, (), False, True),  # --requestheader-allowed-names= (empty) overrides the configmap
+        ({}, None, True, True),  # CA only by flag, no names anywhere
+        ({}, ("front-proxy-client",), True, False),
+        ({}, None, False, False),  # no front-proxy CA at all: headers are never read
+        (None, None, False, False),  # configmap not read
+    ],
+)
+def test_requestheader_findings(data, flag, ca_flag, warns) -> None:  # type: ignore[no-untyped-def]
+    findings = requestheader_findings(data, allowed_names_flag=flag, ca_flag=ca_flag)
+    assert bool(findings) == warns
+    for f in findings:
+        assert f.level == "warning" and "can assert any user" in f.message
+
+
+async def test_lint_warns_about_empty_allowed_names() -> None:
+    fake = FakePrometheus(series_data=[pod_series("http_requests_total", "demo", "web-1")])
+    async with fake.client() as prom:
+        report = await lint(
+            load_config(FIXTURES / "seed-rules.yaml"), prom,
+            auth_configmap={"requestheader-client-ca-file": _FRONT_CA_PEM},
+        )
+    assert any("requestheader-allowed-names is empty" in str(f) for f in report.warnings)
+    assert "can assert any user" in format_lint(report)
