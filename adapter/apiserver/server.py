@@ -2,9 +2,10 @@
 
 TLS is not optional: the aggregator only talks HTTPS, and the front-proxy identity headers are
 only meaningful on a connection whose client certificate we verified. Certificates rotate
-(cert-manager, a re-run of ``make certs``) without a restart: the cert/key pair is re-read into the
-live ``SSLContext`` when the files change, so the next handshake presents the new certificate;
-a half-written pair is retried on the next check and the old one stays in use meanwhile.
+(cert-manager, a re-run of ``make certs``) without a restart: the cert/key pair is re-read into a
+fresh ``SSLContext`` when the files change and new connections are switched to it, so the next
+handshake presents the new certificate only; a half-written pair is retried on the next check and
+the old one stays in use meanwhile.
 """
 
 from __future__ import annotations
@@ -70,39 +71,72 @@ def _in_memory_files(*blobs: bytes) -> Iterator[list[str]]:
             os.close(fd)
 
 
-def _load_pair(context: ssl.SSLContext, cert_file: str, key_file: str) -> None:
-    """Load a cert/key pair into ``context`` only if the pair is valid.
-
-    A failed ``load_cert_chain`` leaves the new certificate installed without its key, which breaks
-    every later handshake, so the exact bytes are validated on a scratch context first and only
-    then loaded into the live one (from in-memory copies, so a concurrent rewrite cannot slip in).
-    """
+def _read_pair(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
     with open(cert_file, "rb") as f:
         cert = f.read()
     with open(key_file, "rb") as f:
         key = f.read()
+    return cert, key
+
+
+def _load_pair_bytes(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """Load exact bytes (from private in-memory copies: a concurrent rewrite cannot slip in)."""
     if not hasattr(os, "memfd_create"):  # pragma: no cover - non-Linux development machines
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
-        context.load_cert_chain(cert_file, key_file)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            cp, kp = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
+            with open(cp, "wb") as f:
+                f.write(cert)
+            with open(kp, "wb") as f:
+                f.write(key)
+            context.load_cert_chain(cp, kp)
         return
     with _in_memory_files(cert, key) as (cert_path, key_path):
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
         context.load_cert_chain(cert_path, key_path)
 
 
 class TLSReloader:
-    """Owns the server ``SSLContext`` and keeps its certificate in step with the files on disk."""
+    """Owns the server's TLS configuration and keeps its certificate in step with the files on disk.
+
+    Every reload builds a **fresh** ``SSLContext`` holding only the new pair (loading into the live
+    context would add an ECDSA certificate next to an old RSA one, and clients offering only RSA
+    would keep getting the replaced certificate). ``context`` is the listener's fixed context: its
+    SNI callback (run for every ClientHello, with or without SNI) switches each new connection to
+    the current context, so a swap is one reference assignment and connections already
+    established keep theirs.
+    """
 
     def __init__(self, cert_file: str, key_file: str, *, client_ca_pems: Iterable[bytes] = ()) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.set_alpn_protocols(["http/1.1"])
-        self._client_cas: set[bytes] = set()
+        self._client_cas: list[bytes] = []
         self._signature = _file_signature(cert_file, key_file)
-        _load_pair(self.context, cert_file, key_file)  # fail fast at start-up: bad files, no server
+        self._pair = _read_pair(cert_file, key_file)
+        self._current = self._build(*self._pair)  # fail fast at start-up: bad files, no server
+        self.context = self._build(*self._pair)
+        self.context.sni_callback = self._select
         self.add_client_cas(client_ca_pems)
+
+    def _build(self, cert: bytes, key: bytes) -> ssl.SSLContext:
+        """A complete server context for this pair and the trusted client CAs (raises if invalid)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["http/1.1"])
+        _load_pair_bytes(context, cert, key)
+        for pem in self._client_cas:
+            context.load_verify_locations(cadata=pem.decode())
+        # OPTIONAL: ask for a certificate, verify it when given, but let token/anonymous through.
+        context.verify_mode = ssl.CERT_OPTIONAL if self._client_cas else ssl.CERT_NONE
+        return context
+
+    def _select(self, ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        ssl_object.context = self._current
+
+    @property
+    def current(self) -> ssl.SSLContext:
+        """The context new connections are switched to (the last pair that loaded)."""
+        return self._current
 
     def add_client_cas(self, pems: Iterable[bytes]) -> None:
         """Trust these CAs for client certificates during the handshake.
@@ -112,12 +146,15 @@ class TLSReloader:
         from the configmap stops being honoured immediately even though the handshake still
         accepts it.
         """
-        for pem in pems:
-            if pem not in self._client_cas:
-                self.context.load_verify_locations(cadata=pem.decode())
-                self._client_cas.add(pem)
-        # OPTIONAL: ask for a certificate, verify it when given, but let token/anonymous through.
+        new = [pem for pem in pems if pem not in self._client_cas]
+        if not new and self._client_cas:
+            return
+        self._client_cas.extend(new)
+        # The listener's context too: the verify mode of a connection is fixed from it.
+        for pem in new:
+            self.context.load_verify_locations(cadata=pem.decode())
         self.context.verify_mode = ssl.CERT_OPTIONAL if self._client_cas else ssl.CERT_NONE
+        self._current = self._build(*self._pair)
 
     def reload_if_changed(self) -> bool:
         """Re-read the pair when either file changed; True when a new certificate is now served."""
@@ -129,13 +166,14 @@ class TLSReloader:
         if signature == self._signature:
             return False
         try:
-            _load_pair(self.context, self.cert_file, self.key_file)
+            pair = _read_pair(self.cert_file, self.key_file)
+            fresh = self._build(*pair)
         except (OSError, ssl.SSLError, ValueError) as err:
             # Often the cert was written before the key: retry on the next check.
             telemetry.CONFIG_RELOADS.labels(kind="certs", outcome="error").inc()
             log.warning("serving certificate changed but could not be loaded (keeping the old one): %s", err)
             return False
-        self._signature = signature
+        self._pair, self._current, self._signature = pair, fresh, signature
         telemetry.CONFIG_RELOADS.labels(kind="certs", outcome="success").inc()
         log.info("reloaded serving certificate from %s", self.cert_file)
         return True

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass
 class Issued:
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
     @property
     def der(self) -> bytes:
@@ -85,8 +85,14 @@ def make_leaf(
     usage: str = "client",
     hosts: tuple[str, ...] = (),
     expired: bool = False,
+    key_type: str = "ec",
 ) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A leaf certificate; ``key_type`` "ec" (P-256, the default) or "rsa" (2048 bits)."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if key_type == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     now = dt.datetime.now(dt.UTC)
     start, end = (
         (now - dt.timedelta(days=2), now - dt.timedelta(days=1))
@@ -109,7 +115,8 @@ def make_leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),  # type: ignore[arg-type]
+            critical=False,
         )
     )
     if hosts:
