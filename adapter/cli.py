@@ -134,7 +134,8 @@ def _add_serve(sub: _Commands) -> None:
         "--metrics-bind-address",
         default=None,
         metavar="HOST:PORT",
-        help="also serve /metrics over plain HTTP here (default off)",
+        help="also serve /metrics over plain HTTP (no TLS, no auth) here (default off); "
+        "':PORT' binds loopback 127.0.0.1 only, name a host (e.g. 0.0.0.0:PORT) to expose it",
     )
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 

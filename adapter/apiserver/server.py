@@ -31,6 +31,7 @@ from adapter.apiserver.auth import (
     Authorizer,
     auth_middleware,
     peer_certificate,
+    request_attributes,
 )
 from adapter.apiserver.paths import path_middleware
 from adapter.apiserver.routes import MetricsAPI, resource_target, status_middleware
@@ -237,12 +238,41 @@ def build_app(
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    logged: dict[str, str | None] = {"message": None}
+
+    async def may_see_details(request: web.Request) -> bool:
+        """Why we are not ready is for the log and for authorized ``?verbose`` callers only.
+
+        /readyz is public (probes carry no credentials): an anonymous caller learns ok / not ok,
+        never internal URLs or errors. Credentials are only checked when ``verbose`` is asked
+        for and some are presented, so probes never cause a TokenReview.
+        """
+        if authenticator is None:
+            return True  # no authentication configured (tests): everything is served to everyone
+        assert authorizer is not None
+        if "verbose" not in request.query:
+            return False
+        if not request.headers.get("Authorization") and peer_cert(request) is None:
+            return False
+        try:
+            user = await authenticator.authenticate(request.headers, peer_cert(request))
+            decision = await authorizer.authorize(request_attributes(user, "GET", request.path))
+        except Exception:  # unauthenticated, forbidden or the kube-apiserver is down: terse answer
+            return False
+        return decision.allowed
+
     async def readyz(request: web.Request) -> web.Response:
         status = provider.status()
         if status.ready:
+            logged["message"] = None
             return web.Response(text="ok")
         message = status.message or "waiting for the first metrics discovery"
-        return web.Response(status=503, text=f"[-]provider not ready: {message}\nreadyz check failed\n")
+        if message != logged["message"]:  # once per reason, not on every probe
+            log.warning("readyz: provider not ready: %s", message)
+            logged["message"] = message
+        if await may_see_details(request):
+            return web.Response(status=503, text=f"[-]provider not ready: {message}\nreadyz check failed\n")
+        return web.Response(status=503, text="[-]provider not ready\nreadyz check failed\n")
 
     app.router.add_get("/healthz", ok)
     app.router.add_get("/livez", ok)
@@ -267,6 +297,10 @@ def metrics_only_app() -> web.Application:
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
+
+
+#: ``--metrics-bind-address :PORT``: plain HTTP, so loopback unless a host is named.
+METRICS_DEFAULT_HOST = "127.0.0.1"
 
 
 def split_host_port(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -312,7 +346,9 @@ class AdapterServer:
         await site.start()
         self.bound.extend(_bound(site))
         if self.settings.metrics_bind_address:
-            host, port = split_host_port(self.settings.metrics_bind_address)
+            host, port = split_host_port(
+                self.settings.metrics_bind_address, default_host=METRICS_DEFAULT_HOST
+            )
             mrunner = web.AppRunner(metrics_only_app(), access_log=None, handle_signals=False)
             await mrunner.setup()
             self._runners.append(mrunner)
@@ -354,6 +390,7 @@ async def wait_for_shutdown_signal() -> None:
 
 
 __all__ = [
+    "METRICS_DEFAULT_HOST",
     "AdapterServer",
     "ServerSettings",
     "TLSReloader",

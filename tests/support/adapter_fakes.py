@@ -48,6 +48,7 @@ class FakeProvider:
     external_values: dict[str, list[tuple[dict[str, str], Decimal]]] = field(default_factory=dict)
     window: int | None = 60
     ready: bool = True
+    message: str = "first discovery pending"  # ProviderStatus.message while not ready
     fail: Exception | None = None
     calls: list[Call] = field(default_factory=list)
     accepts_unlisted_resources: bool = False
@@ -59,7 +60,7 @@ class FakeProvider:
         pass
 
     def status(self) -> ProviderStatus:
-        return ProviderStatus(ready=self.ready, message="" if self.ready else "first discovery pending")
+        return ProviderStatus(ready=self.ready, message="" if self.ready else self.message)
 
     def list_all_metrics(self) -> list[CustomMetricInfo]:
         return list(self.infos)
