@@ -226,7 +226,11 @@ async def make_auth(
         source.start()
         on_exit(stack, source.stop)
         authenticator = Authenticator(
-            source.current, tokens=TokenReviewer(cluster.kube), allow_anonymous=args.allow_anonymous
+            source.current,
+            tokens=TokenReviewer(
+                cluster.kube, review_rate=args.token_review_rate, review_burst=args.token_review_burst
+            ),
+            allow_anonymous=args.allow_anonymous,
         )
     else:
         static_cfg = overrides.apply(AuthnConfig())

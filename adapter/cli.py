@@ -236,6 +236,20 @@ def _add_cluster_auth(s: argparse.ArgumentParser) -> None:
         "value or list means ANY CN, which is logged as a warning)",
     )
     s.add_argument("--client-ca-file", help="client CA (overrides the configmap's client-ca-file)")
+    s.add_argument(
+        "--token-review-rate",
+        type=float,
+        default=20.0,
+        metavar="PER_SECOND",
+        help="TokenReviews per second for bearer tokens not in the cache (default 20; beyond the "
+        "burst, requests with unknown tokens get 429 with Retry-After)",
+    )
+    s.add_argument(
+        "--token-review-burst",
+        type=int,
+        default=100,
+        help="TokenReviews of unknown bearer tokens allowed in a burst (default 100)",
+    )
 
 
 def _add_explain(sub: _Commands) -> None:
@@ -327,6 +341,8 @@ def validate_serve(args: argparse.Namespace) -> Checked:
         (args.prometheus_token_file, "--prometheus-token-file"),
     ):
         _check_readable(path, flag)
+    if not args.token_review_rate > 0 or args.token_review_burst < 1:
+        raise UsageError("--token-review-rate must be > 0 and --token-review-burst >= 1")
     if args.metrics_bind_address:
         try:
             split_host_port(args.metrics_bind_address)

@@ -51,6 +51,17 @@ class MetricNotFound(NotFound):
     """The metric is not served for that resource (or the object has no data)."""
 
 
+class TooManyRequests(AdapterError):
+    """Refused to protect a backend (e.g. TokenReviews of unknown tokens): 429 with Retry-After."""
+
+    code = 429
+    reason = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: dict | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
 class BackendUnavailable(AdapterError):
     """Prometheus (or the Kubernetes API) could not answer: 503, retry later."""
 

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -32,7 +33,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapter.apiserver.paths import RouteTarget
-from adapter.errors import AdapterError, BackendUnavailable, Forbidden, Unauthorized
+from adapter.errors import AdapterError, BackendUnavailable, Forbidden, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -302,22 +303,84 @@ class TTLCache:
         self._data[key] = (self.clock() + ttl, value)
 
 
+class TokenBucket:
+    """``rate`` events per second on average, bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = burst
+        self.updated = clock()
+
+    def take(self) -> float:
+        """0.0 when an event may happen now (and count it), else the seconds until one may."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else 60.0
+
+
+#: Bearer tokens are visible ASCII (RFC 6750 b64token, JWTs, legacy tokens): no whitespace or controls.
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+MAX_TOKEN_BYTES = 8192
+
+
+def token_problem(token: str, max_bytes: int = MAX_TOKEN_BYTES) -> str | None:
+    """Why ``token`` cannot be a bearer token (checked before any TokenReview), or None."""
+    if len(token) > max_bytes:
+        return f"bearer token longer than {max_bytes} bytes"
+    if not _TOKEN_RE.fullmatch(token):
+        return "bearer token contains whitespace, control or non-ASCII characters"
+    return None
+
+
 class TokenReviewer:
-    """Bearer tokens checked with ``TokenReview``; answers cached (hashed token as key)."""
+    """Bearer tokens checked with ``TokenReview``; answers cached (hashed token as key).
+
+    Each distinct token costs a TokenReview, so whoever can reach the adapter could make it flood
+    the kube-apiserver. Hence: malformed or oversized tokens are refused without asking; failures
+    are cached apart from successes (a small, short-lived cache: junk cannot evict the identities
+    of real clients); and reviews of tokens in neither cache are rate-limited by a token bucket
+    (``review_rate`` per second, bursts of ``review_burst``), beyond which the request is answered
+    429 with Retry-After.
+    """
 
     def __init__(self, kube: KubeAPI, *, ttl: float = 10.0, failure_ttl: float = 5.0,
-                 audiences: tuple[str, ...] = ()) -> None:
+                 audiences: tuple[str, ...] = (), max_token_bytes: int = MAX_TOKEN_BYTES,
+                 review_rate: float = 20.0, review_burst: float = 100.0,
+                 cache_entries: int = 4096, failure_cache_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.ttl = ttl
         self.failure_ttl = failure_ttl
         self.audiences = audiences
-        self.cache = TTLCache()
+        self.max_token_bytes = max_token_bytes
+        self.cache = TTLCache(cache_entries, clock)
+        self.failures = TTLCache(failure_cache_entries, clock)
+        self.bucket = TokenBucket(review_rate, review_burst, clock)
 
     async def review(self, token: str) -> UserInfo | None:
+        problem = token_problem(token, self.max_token_bytes)
+        if problem is not None:
+            log.debug("refusing a bearer token without review: %s", problem)
+            return None
         key = hashlib.sha256(token.encode()).hexdigest()
         cached = self.cache.get(key)
         if cached is not None:
-            return cached or None
+            return cached
+        if self.failures.get(key) is not None:
+            return None
+        wait = self.bucket.take()
+        if wait > 0:
+            raise TooManyRequests(
+                "too many requests with unknown bearer tokens: the adapter limits the TokenReviews it "
+                "sends to the kube-apiserver; retry later",
+                retry_after=wait,
+            )
         spec: dict[str, Any] = {"token": token}
         if self.audiences:
             spec["audiences"] = list(self.audiences)
@@ -331,7 +394,7 @@ class TokenReviewer:
             ) from err
         status = result.get("status") or {}
         if not status.get("authenticated"):
-            self.cache.put(key, False, self.failure_ttl)
+            self.failures.put(key, True, self.failure_ttl)
             return None
         user = status.get("user") or {}
         info = UserInfo(
@@ -693,6 +756,7 @@ __all__ = [
     "Decision",
     "RequestHeaderConfig",
     "SubjectAccessReviewer",
+    "TokenBucket",
     "TokenReviewer",
     "UserInfo",
     "auth_middleware",
@@ -703,4 +767,5 @@ __all__ = [
     "requestheader_warnings",
     "subject_access_review",
     "target_attributes",
+    "token_problem",
 ]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
 
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def status_response(body: dict[str, Any], *, headers: dict[str, str] | None = No
 
 def error_response(err: BaseException, *, headers: dict[str, str] | None = None) -> web.Response:
     """Map any exception to a Status response; unexpected ones are logged with their traceback."""
+    if isinstance(err, TooManyRequests):
+        headers = {**(headers or {}), "Retry-After": str(max(1, math.ceil(err.retry_after)))}
     if isinstance(err, AdapterError):
         return status_response(status_for_error(err), headers=headers)
     if isinstance(err, web.HTTPException):
