@@ -54,6 +54,7 @@ from adapter.provider.base import (
     ResourceInfo,
     ResourceMapper,
 )
+from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.provider.static import StaticProvider
@@ -151,6 +152,7 @@ def prometheus_provider(
     *,
     relist_interval: float = 60.0,
     cache_ttl: float = 5.0,
+    cache_max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> PrometheusProvider:
     """From the ``--config`` and ``--prometheus-*`` flags ``serve``, ``explain`` and ``lint`` share."""
     return PrometheusProvider.from_settings(
@@ -163,6 +165,8 @@ def prometheus_provider(
         cache_ttl=cache_ttl,
         prometheus_ca_file=args.prometheus_ca_file,
         prometheus_token_file=args.prometheus_token_file,
+        cache_max_bytes=cache_max_bytes,
+        prometheus_max_response_bytes=args.prometheus_max_response_bytes,
     )
 
 
@@ -176,6 +180,7 @@ def make_provider(args: argparse.Namespace, cluster: Cluster) -> Provider:
             cluster.lister,
             relist_interval=args.metrics_relist_interval,
             cache_ttl=args.cache_ttl,
+            cache_max_bytes=args.cache_max_bytes,
         )
     mapper = cluster.mapper or StaticResourceMapper()  # the built-in kinds without a cluster
     resources = []
@@ -420,6 +425,7 @@ async def run_lint(args: argparse.Namespace) -> int:
             timeout=args.prometheus_timeout,
             ca_file=args.prometheus_ca_file,
             token_file=args.prometheus_token_file,
+            max_response_bytes=args.prometheus_max_response_bytes,
         )
         on_exit(stack, prom.aclose)
         auth_configmap = await _auth_configmap(args.kubeconfig) if args.kubeconfig else None

@@ -102,6 +102,13 @@ def _add_prometheus(p: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="DURATION",
         help="timeout of one Prometheus request (default 10s)",
     )
+    p.add_argument(
+        "--prometheus-max-response-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="refuse (503) Prometheus answers larger than this (default 16 MiB)",
+    )
     p.add_argument("--prometheus-ca-file", help="CA bundle to verify an HTTPS Prometheus")
     p.add_argument("--prometheus-token-file", help="bearer token file for Prometheus (re-read on change)")
 
@@ -170,6 +177,13 @@ def _add_provider(s: argparse.ArgumentParser) -> None:
         default=5.0,
         metavar="DURATION",
         help="how long identical query results are reused (default 5s)",
+    )
+    s.add_argument(
+        "--cache-max-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="approximate memory budget of reused query results (default 64 MiB)",
     )
     s.add_argument(
         "--static-value", type=_decimal, default=Decimal(1), help="value the static provider serves"
@@ -341,6 +355,8 @@ def validate_serve(args: argparse.Namespace) -> Checked:
         (args.prometheus_token_file, "--prometheus-token-file"),
     ):
         _check_readable(path, flag)
+    if args.cache_max_bytes < 0 or args.prometheus_max_response_bytes < 1024:
+        raise UsageError("--cache-max-bytes must be >= 0 and --prometheus-max-response-bytes >= 1024")
     if not args.token_review_rate > 0 or args.token_review_burst < 1:
         raise UsageError("--token-review-rate must be > 0 and --token-review-burst >= 1")
     if args.metrics_bind_address:

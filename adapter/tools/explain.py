@@ -51,6 +51,8 @@ class Traceable(Protocol):
     @property
     def lister(self) -> ObjectLister: ...
 
+    keep_raw: bool  # explain shows Prometheus' raw answer: the provider keeps it while tracing
+
     def status(self) -> ProviderStatus: ...
 
     def find_custom(self, info: CustomMetricInfo) -> CustomEntry: ...
@@ -127,6 +129,7 @@ async def explain(
     metric_label_selector: str | None = None,
 ) -> dict[str, Any]:
     """Trace one request (``api`` = "custom" or "external") and return a JSON-able dict."""
+    provider.keep_raw = True
     doc: dict[str, Any] = {
         "request": {
             "api": api,

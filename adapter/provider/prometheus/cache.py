@@ -5,12 +5,18 @@ the API server path can ask at once; identical PromQL within a few seconds retur
 answer. So: N concurrent identical queries share one in-flight request (``coalesced``), and a
 finished answer is reused for ``ttl`` seconds (``hit``). Errors are shared with the waiters that
 coalesced on them but never cached. ``ttl=0`` keeps coalescing and disables reuse.
+
+The cache is bounded by ``max_entries`` and by ``max_bytes`` of approximate size (``size_of``,
+e.g. :func:`adapter.provider.prometheus.client.approx_size`): a few huge answers must not pin
+gigabytes. Expired answers are dropped whenever one is inserted, then the least recently used go
+until the new one fits; an answer larger than the whole budget is returned but not cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,19 +26,41 @@ from adapter.telemetry import CACHE
 
 T = TypeVar("T")
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
 
 class QueryCache(Generic[T]):
     def __init__(
-        self, ttl: float = 5.0, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = 5.0,
+        max_entries: int = 2048,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        size_of: Callable[[T], int] = sys.getsizeof,
     ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size_of = size_of
         self._clock = clock
-        self._results: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        #: key -> (expires, value, approximate bytes)
+        self._results: OrderedDict[str, tuple[float, T, int]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[T]] = {}
+        self.bytes = 0
 
     def clear(self) -> None:
         self._results.clear()
+        self.bytes = 0
+
+    def _drop(self, key: str) -> None:
+        entry = self._results.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry[2]
+
+    def _evict_expired(self, now: float) -> None:
+        for key in [k for k, (expires, _, _) in self._results.items() if expires <= now]:
+            self._drop(key)
 
     def __len__(self) -> int:
         return len(self._results)
@@ -46,7 +74,7 @@ class QueryCache(Generic[T]):
                 self._results.move_to_end(key)
                 CACHE.labels("hit").inc()
                 return cached[1], "hit"
-            del self._results[key]
+            self._drop(key)
         pending = self._inflight.get(key)
         if pending is not None:
             CACHE.labels("coalesced").inc()
@@ -65,7 +93,18 @@ class QueryCache(Generic[T]):
             del self._inflight[key]
         if task.cancelled() or task.exception() is not None:
             return
-        if self.ttl > 0:
-            self._results[key] = (self._clock() + self.ttl, task.result())
-            while len(self._results) > self.max_entries:
-                self._results.popitem(last=False)
+        if self.ttl <= 0:
+            return
+        value = task.result()
+        size = max(0, int(self.size_of(value)))
+        now = self._clock()
+        self._drop(key)
+        self._evict_expired(now)
+        if size > self.max_bytes:
+            return  # larger than the whole budget: served once, never cached
+        while self._results and (
+            len(self._results) >= self.max_entries or self.bytes + size > self.max_bytes
+        ):
+            self._drop(next(iter(self._results)))  # least recently used first
+        self._results[key] = (now + self.ttl, value, size)
+        self.bytes += size

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Encoded query length above which we POST instead of GET.
 POST_THRESHOLD = 4000
+#: Largest Prometheus answer read (``--prometheus-max-response-bytes``); parsed, an answer costs
+#: several times its size, and an HPA never needs more than a few MiB.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class PrometheusQueryError(AdapterError):
@@ -71,6 +74,16 @@ class QueryResult:
     method: str = "GET"
     raw: str = ""
     duration: float = 0.0
+
+
+def approx_size(result: QueryResult) -> int:
+    """Approximate bytes a parsed result keeps alive (for the cache's byte budget; errs high)."""
+    size = 400 + len(result.query) + len(result.raw) + sum(len(w) for w in result.warnings)
+    for sample in result.samples:
+        size += 600  # the Sample, its label dict and two Decimals
+        for key, value in sample.labels.items():
+            size += 110 + len(key) + len(value)
+    return size
 
 
 def parse_value(text: Any) -> Decimal:
@@ -126,10 +139,12 @@ class PrometheusClient:
         insecure_skip_verify: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         post_threshold: int = POST_THRESHOLD,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.post_threshold = post_threshold
+        self.max_response_bytes = max_response_bytes
         self._token_file = token_file
         self._token: tuple[float, str] | None = None
         verify: ssl.SSLContext | bool = True
@@ -182,9 +197,18 @@ class PrometheusClient:
         started = time.perf_counter()
         try:
             if method == "POST":
-                resp = await self._client.post(path, data=_group(params), headers=self._auth_headers())
+                request = self._client.build_request(
+                    "POST", path, data=_group(params), headers=self._auth_headers()
+                )
             else:
-                resp = await self._client.get(path, params=encoded, headers=self._auth_headers())
+                request = self._client.build_request(
+                    "GET", path, params=encoded, headers=self._auth_headers()
+                )
+            resp = await self._client.send(request, stream=True)
+            try:
+                status, content = resp.status_code, await self._read_capped(resp, what)
+            finally:
+                await resp.aclose()
         except httpx.TimeoutException:
             PROM_QUERIES.labels(endpoint, "timeout").observe(time.perf_counter() - started)
             raise BackendUnavailable(
@@ -202,39 +226,69 @@ class PrometheusClient:
                 f"prometheus at {self.url} failed during {what}: {type(err).__name__}: {err}; "
                 "check --prometheus-url and the network path to Prometheus"
             ) from None
-        outcome = "success" if resp.status_code == 200 else "error"
+        except BackendUnavailable:
+            PROM_QUERIES.labels(endpoint, "error").observe(time.perf_counter() - started)
+            raise
+        outcome = "success" if status == 200 else "error"
         PROM_QUERIES.labels(endpoint, outcome).observe(time.perf_counter() - started)
-        if resp.status_code == 200:
-            return resp.content, method
-        self._raise_for(resp, what)
+        if status == 200:
+            return content, method
+        self._raise_for(status, content, what)
         raise AssertionError("unreachable")
 
-    def _raise_for(self, resp: httpx.Response, what: str) -> None:
-        error_type, error = "", resp.text[:500]
+    async def _read_capped(self, resp: httpx.Response, what: str) -> bytes:
+        """The body, refused (503) as soon as it is known to exceed ``max_response_bytes``."""
+        cap = self.max_response_bytes
+        too_large = BackendUnavailable(
+            f"prometheus' answer to {what} is larger than {cap} bytes; the adapter does not read it. "
+            "Narrow the rule's metricsQuery (fewer series: aggregate, filter labels) or raise "
+            "--prometheus-max-response-bytes"
+        )
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) > cap:
+            raise too_large
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in resp.aiter_bytes():
+            total += len(chunk)
+            if total > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _raise_for(self, status_code: int, content: bytes, what: str) -> None:
+        text = content.decode("utf-8", "replace")
+        error_type, error = "", text[:500]
         try:
-            doc = resp.json()
+            doc = json.loads(text)
             error_type, error = doc.get("errorType", ""), doc.get("error", error)
-        except ValueError:
+        except (ValueError, AttributeError):
             pass
-        if resp.status_code in (401, 403):
+        if status_code in (401, 403):
             raise BackendUnavailable(
-                f"prometheus at {self.url} refused {what}: HTTP {resp.status_code} {error}; "
+                f"prometheus at {self.url} refused {what}: HTTP {status_code} {error}; "
                 "check --prometheus-token-file / the proxy's authorization"
             )
-        if resp.status_code in (400, 422) and error_type in ("bad_data", "execution", ""):
+        if status_code in (400, 422) and error_type in ("bad_data", "execution", ""):
             raise PrometheusQueryError(
-                f"prometheus rejected {what}: {error_type or resp.status_code}: {error}; "
+                f"prometheus rejected {what}: {error_type or status_code}: {error}; "
                 "fix the rule's metricsQuery (try `hpa-kit-adapter explain` to see the PromQL)"
             )
         raise BackendUnavailable(
-            f"prometheus at {self.url} failed {what}: HTTP {resp.status_code}"
+            f"prometheus at {self.url} failed {what}: HTTP {status_code}"
             f"{' ' + error_type if error_type else ''}: {error}; retry later or check Prometheus' logs"
         )
 
     # --- API ------------------------------------------------------------------------------------
 
-    async def query(self, promql: str, time: float | datetime | None = None) -> QueryResult:
-        """Instant query. Raises BackendUnavailable / PrometheusQueryError."""
+    async def query(
+        self, promql: str, time: float | datetime | None = None, *, keep_raw: bool = False
+    ) -> QueryResult:
+        """Instant query. Raises BackendUnavailable / PrometheusQueryError.
+
+        ``keep_raw`` keeps the response body in ``result.raw`` (explain shows it; the served path
+        never needs it, and it would double what the cache holds).
+        """
         params = [("query", promql)]
         if time is not None:
             ts = time.timestamp() if isinstance(time, datetime) else time
@@ -249,7 +303,8 @@ class PrometheusClient:
                 "is --prometheus-url pointing at Prometheus (not Grafana or a login proxy)?"
             ) from None
         result.method = method
-        result.raw = body.decode("utf-8", "replace")
+        if keep_raw:
+            result.raw = body.decode("utf-8", "replace")
         result.duration = _now() - started
         return result
 

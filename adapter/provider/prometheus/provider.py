@@ -35,8 +35,14 @@ from adapter.provider.base import (
     ProviderStatus,
     ResourceMapper,
 )
-from adapter.provider.prometheus.cache import QueryCache
-from adapter.provider.prometheus.client import PrometheusClient, QueryResult, Sample
+from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES, QueryCache
+from adapter.provider.prometheus.client import (
+    MAX_RESPONSE_BYTES,
+    PrometheusClient,
+    QueryResult,
+    Sample,
+    approx_size,
+)
 from adapter.provider.prometheus.registry import CustomEntry, ExternalEntry, MetricIndex, Registry
 from adapter.rules.config import AdapterConfig, load_config
 from adapter.rules.naming import close_names
@@ -102,6 +108,7 @@ class PrometheusProvider:
         config_path: Path | None = None,
         series_lookback: float | None = None,
         owns_client: bool = False,
+        cache_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.config = config
         self.prom = prom
@@ -111,7 +118,11 @@ class PrometheusProvider:
         self.config_path = Path(config_path) if config_path else None
         lookback = series_lookback if series_lookback is not None else max(2 * relist_interval, 600.0)
         self.registry = Registry(prom, mapper, lookback=lookback)
-        self.cache: QueryCache[QueryResult] = QueryCache(cache_ttl)
+        self.cache: QueryCache[QueryResult] = QueryCache(
+            cache_ttl, max_bytes=cache_max_bytes, size_of=approx_size
+        )
+        #: keep Prometheus' raw answers (explain sets this; the served path never needs them)
+        self.keep_raw = False
         self._owns_client = owns_client
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -131,6 +142,8 @@ class PrometheusProvider:
         cache_ttl: float = 5.0,
         prometheus_ca_file: str | None = None,
         prometheus_token_file: str | None = None,
+        cache_max_bytes: int = DEFAULT_MAX_BYTES,
+        prometheus_max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> PrometheusProvider:
         """Build from CLI settings; raises ConfigError for a bad config file."""
         config = load_config(config_path)
@@ -139,6 +152,7 @@ class PrometheusProvider:
             timeout=prometheus_timeout,
             ca_file=prometheus_ca_file,
             token_file=prometheus_token_file,
+            max_response_bytes=prometheus_max_response_bytes,
         )
         return cls(
             config,
@@ -149,6 +163,7 @@ class PrometheusProvider:
             cache_ttl=cache_ttl,
             config_path=Path(config_path),
             owns_client=True,
+            cache_max_bytes=cache_max_bytes,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -307,7 +322,9 @@ class PrometheusProvider:
         return self.registry.current().external_infos()
 
     async def _run(self, promql: str) -> tuple[QueryResult, str]:
-        return await self.cache.get(promql, lambda: self.prom.query(promql))
+        keep_raw = self.keep_raw
+        key = f"raw\0{promql}" if keep_raw else promql  # an answer without its body cannot serve explain
+        return await self.cache.get(key, lambda: self.prom.query(promql, keep_raw=keep_raw))
 
     # --- custom metrics -------------------------------------------------------------------------
 
