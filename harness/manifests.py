@@ -545,9 +545,39 @@ class Finding:
         return f"{self.severity.upper()}: {self.kind} {self.name}: {self.message}"
 
 
-def _grants(rules: Iterable[Mapping[str, Any]]) -> tuple[bool, bool]:
-    """(full admin, reads a metrics API) for a list of PolicyRules."""
-    admin = metrics = False
+#: Built-in ClusterRoles whose rules come from aggregation (or the apiserver's bootstrap policy), so a
+#: binding may name them while the objects audited hold no rules for them: judged by name.
+_BUILTIN_DANGEROUS = {
+    "cluster-admin": ("full admin",),
+    "admin": ("reads secrets", "pods/exec", "impersonate", "serviceaccounts/token create", "bind/escalate"),
+    "edit": ("reads secrets", "pods/exec", "impersonate", "serviceaccounts/token create"),
+}
+
+#: (name, API groups, resources, verbs) of permissions that amount to a cluster takeover for whoever
+#: holds them: any one allowed verb on any one resource of the row is enough.
+_DANGEROUS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("reads secrets", ("",), ("secrets",), ("get", "list", "watch")),
+    ("impersonate", ("", "authentication.k8s.io"),
+     ("users", "groups", "serviceaccounts", "userextras", "uids"), ("impersonate",)),
+    ("bind/escalate", ("rbac.authorization.k8s.io",), ("roles", "clusterroles"), ("bind", "escalate")),
+    ("pods/exec", ("",), ("pods/exec", "pods/attach"), ("create", "get")),
+    ("nodes/proxy", ("",), ("nodes/proxy",), ("get", "create")),
+    ("serviceaccounts/token create", ("",), ("serviceaccounts/token",), ("create",)),
+)
+
+
+def _matches(allowed: set[str], wanted: str) -> bool:
+    """Whether a rule's list allows ``wanted`` (``*`` and, for resources, ``pods/*`` and ``*/exec``)."""
+    if "*" in allowed or wanted in allowed:
+        return True
+    base, _, sub = wanted.partition("/")
+    return bool(sub) and (f"{base}/*" in allowed or f"*/{sub}" in allowed)
+
+
+def _dangers(rules: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The takeover-grade permissions (names from :data:`_DANGEROUS`, or ``full admin`` and
+    ``wildcard``) a list of PolicyRules grants, in a stable order."""
+    found: list[str] = []
     for rule in rules:
         groups = set(rule.get("apiGroups") or [])
         resources = set(rule.get("resources") or [])
@@ -555,10 +585,46 @@ def _grants(rules: Iterable[Mapping[str, Any]]) -> tuple[bool, bool]:
         if not resources:
             continue
         if "*" in groups and "*" in resources and "*" in verbs:
-            admin = True
+            found.append("full admin")
+        elif "*" in resources and "*" in verbs:
+            where = ",".join(repr(g).replace("'", '"') for g in sorted(groups))
+            found.append(f"wildcard (API groups {where}: every resource, every verb)")
+        for name, want_groups, want_resources, want_verbs in _DANGEROUS:
+            if (
+                any(_matches(groups, g) for g in want_groups)
+                and any(_matches(resources, r) for r in want_resources)
+                and any(_matches(verbs, v) for v in want_verbs)
+            ):
+                found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def _grants(rules: Iterable[Mapping[str, Any]]) -> tuple[bool, bool]:
+    """(full admin, reads a metrics API) for a list of PolicyRules."""
+    admin = "full admin" in _dangers(rules)
+    metrics = False
+    for rule in rules:
+        groups = set(rule.get("apiGroups") or [])
+        verbs = set(rule.get("verbs") or [])
+        if not rule.get("resources"):
+            continue
         if ("*" in groups or groups & set(METRICS_GROUPS)) and verbs & {"*", "get", "list", "watch"}:
             metrics = True
     return admin, metrics
+
+
+def _role_rules(role: Mapping[str, Any], cluster_roles: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+    """A role's rules plus, for an aggregated ClusterRole, those of the ClusterRoles its selectors pick."""
+    rules = list(role.get("rules") or [])
+    selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+    for other in cluster_roles.values():
+        labels = (other.get("metadata") or {}).get("labels") or {}
+        if other is not role and any(
+            (sel.get("matchLabels") or {}) and all(labels.get(k) == v for k, v in sel["matchLabels"].items())
+            for sel in selectors
+        ):
+            rules += other.get("rules") or []
+    return rules
 
 
 def _subjects(binding: Mapping[str, Any], wanted: set[tuple[str, str]]) -> list[str]:
@@ -587,11 +653,20 @@ def _apiservice_findings(obj: Mapping[str, Any]) -> list[Finding]:
     return [Finding("critical", "APIService", obj["metadata"]["name"], message)]
 
 
-def _binding_findings(obj: Mapping[str, Any], role: Mapping[str, Any] | None) -> list[Finding]:
+def _binding_findings(
+    obj: Mapping[str, Any],
+    role: Mapping[str, Any] | None,
+    cluster_roles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Finding]:
     kind, meta, ref = obj["kind"], obj.get("metadata") or {}, obj.get("roleRef") or {}
     name = meta.get("name", "?")
-    admin, metrics = _grants((role or {}).get("rules") or [])
-    admin = admin or (ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin")
+    rules = _role_rules(role, cluster_roles or {}) if role else []
+    _, metrics = _grants(rules)
+    dangers = _dangers(rules)
+    if ref.get("kind") == "ClusterRole" and ref.get("name") in _BUILTIN_DANGEROUS:
+        # Built-in (aggregated) roles: their rules may be absent from the objects, or partial.
+        dangers = list(dict.fromkeys([*_BUILTIN_DANGEROUS[ref["name"]], *dangers]))
+    admin = "full admin" in dangers
     granted = f"{ref.get('kind')} {ref.get('name')}"
     if kind == "RoleBinding":
         granted += f" in namespace {meta.get('namespace')}"
@@ -600,6 +675,12 @@ def _binding_findings(obj: Mapping[str, Any], role: Mapping[str, Any] | None) ->
     if anonymous and admin:
         who = ", ".join(anonymous)
         message = f"grants {who} full admin ({granted}): every unauthenticated request is cluster-admin. "
+        found.append(Finding("critical", kind, name, message + _FIX_ANONYMOUS))
+    elif anonymous and dangers:
+        message = (
+            f"grants {', '.join(anonymous)} {', '.join(dangers)} ({granted}): any unauthenticated caller "
+            "can take over the cluster from there. "
+        )
         found.append(Finding("critical", kind, name, message + _FIX_ANONYMOUS))
     elif anonymous and metrics:
         message = (
@@ -611,6 +692,12 @@ def _binding_findings(obj: Mapping[str, Any], role: Mapping[str, Any] | None) ->
     if everyone and admin:
         message = (
             f"grants {', '.join(everyone)} full admin ({granted}): every ServiceAccount is cluster-admin."
+        )
+        found.append(Finding("critical", kind, name, message + " Delete this binding."))
+    elif everyone and dangers:
+        message = (
+            f"grants {', '.join(everyone)} {', '.join(dangers)} ({granted}): every ServiceAccount (any "
+            "compromised pod) can take over the cluster from there."
         )
         found.append(Finding("critical", kind, name, message + " Delete this binding."))
     return found
@@ -649,7 +736,7 @@ def audit(objects: Iterable[Mapping[str, Any]]) -> list[Finding]:
                 role = cluster_roles.get(ref.get("name", ""))
             else:
                 role = roles.get(((obj.get("metadata") or {}).get("namespace"), ref.get("name", "")))
-            findings += _binding_findings(obj, role)
+            findings += _binding_findings(obj, role, cluster_roles)
         elif kind == "Deployment":
             findings += _deployment_findings(obj)
     return findings
@@ -678,9 +765,12 @@ def detect_insecure(
 ) -> list[str]:
     """Warnings, one line each, for insecure settings in ``objects`` or, when None, the live cluster.
 
-    Flags APIServices with ``insecureSkipTLSVerify``, bindings that give ``system:anonymous`` or
-    ``system:unauthenticated`` cluster-admin (or any role with full wildcards) or read access to the
-    metrics API groups, full admin for ``system:authenticated``, and Deployments run with
+    Flags APIServices with ``insecureSkipTLSVerify``, bindings that give ``system:anonymous``,
+    ``system:unauthenticated`` or ``system:authenticated`` cluster-admin, ``admin``/``edit`` (judged by
+    name: their rules are aggregated), any role with wildcard resources and verbs, or a role that reads
+    secrets or grants impersonate, bind, escalate, ``pods/exec``, ``nodes/proxy`` or
+    ``serviceaccounts/token`` create; metrics-API read access for the anonymous (a warning); and
+    Deployments run with
     ``--allow-anonymous`` (objects only: the live audit does not list Deployments).
     """
     items = live_objects(kubeconfig=kubeconfig, context=context) if objects is None else list(objects)

@@ -397,6 +397,65 @@ def test_audit_ignores_the_default_bootstrap_bindings() -> None:
     assert manifests.detect_insecure(objects) == []
 
 
+def _rb(name: str, namespace: str, role_kind: str, role: str, subject: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"kind": subject[0], "name": subject[1]}],
+    }
+
+
+def test_audit_flags_takeover_grade_roles_for_anonymous_and_everyone() -> None:
+    def rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
+        return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+
+    roles = [
+        _role("ClusterRole", "secret-reader", [rule([""], ["secrets"], ["get", "list"])]),
+        _role("ClusterRole", "core-wildcard", [rule([""], ["*"], ["*"])]),
+        _role("ClusterRole", "impersonator", [rule([""], ["users", "groups"], ["impersonate"])]),
+        _role("ClusterRole", "binder", [rule(["rbac.authorization.k8s.io"], ["clusterroles"], ["bind"])]),
+        _role("ClusterRole", "escalator", [rule(["rbac.authorization.k8s.io"], ["roles"], ["escalate"])]),
+        _role("Role", "exec", [rule([""], ["pods/exec"], ["create"])], "ns"),
+        _role("ClusterRole", "node-proxy", [rule([""], ["nodes/proxy"], ["get"])]),
+        _role("ClusterRole", "tokens", [rule([""], ["serviceaccounts/token"], ["create"])]),
+        # Aggregated: the rules live in the ClusterRoles its selector picks.
+        {**_role("ClusterRole", "agg", []),
+         "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"agg": "true"}}]}},
+        {**_role("ClusterRole", "agg-part", [rule([""], ["pods/*"], ["*"])]),
+         "metadata": {"name": "agg-part", "labels": {"agg": "true"}}},
+    ]
+    anon, unauth = ("User", "system:anonymous"), ("Group", "system:unauthenticated")
+    authn = ("Group", "system:authenticated")
+    bindings = [
+        # Built-in aggregated roles referenced by name, their rules absent from the objects.
+        _crb("anon-admin", "admin", anon),
+        _rb("unauth-edit", "ns", "ClusterRole", "edit", unauth),
+        _crb("authn-admin", "admin", authn),
+        _crb("anon-secrets", "secret-reader", anon),
+        _crb("unauth-wildcard", "core-wildcard", unauth),
+        _crb("authn-impersonate", "impersonator", authn),
+        _crb("anon-bind", "binder", anon),
+        _rb("anon-escalate", "ns", "ClusterRole", "escalator", anon),
+        _rb("anon-exec", "ns", "Role", "exec", anon),
+        _crb("unauth-node-proxy", "node-proxy", unauth),
+        _crb("authn-tokens", "tokens", authn),
+        _crb("anon-agg", "agg", anon),
+    ]
+    findings = {f.name: f for f in manifests.audit([*roles, *bindings])}
+    names = [b["metadata"]["name"] for b in bindings]
+    assert sorted(findings) == sorted(names), sorted(set(names) - set(findings))
+    assert all(f.severity == "critical" for f in findings.values()), findings
+    assert "reads secrets" in findings["anon-secrets"].message
+    assert "wildcard" in findings["unauth-wildcard"].message
+    assert "pods/exec" in findings["anon-agg"].message
+    assert "nodes/proxy" in findings["unauth-node-proxy"].message
+    assert "serviceaccounts/token" in findings["authn-tokens"].message
+    # The same harmless roles bound to the same identities stay quiet.
+    view = _role("ClusterRole", "pod-reader", [rule([""], ["pods", "configmaps"], ["get", "list"])])
+    assert manifests.audit([view, _crb("anon-view", "pod-reader", anon), _crb("view", "view", authn)]) == []
+
+
 def _fake_kubectl(tmp_path: Path, output: str, rc: int = 0) -> Path:
     log = tmp_path / "argv.log"
     script = tmp_path / "kubectl"
