@@ -427,19 +427,26 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
 
 
 def test_security_insecure_shortcut_is_detected_on_a_live_cluster(stack: Stack, kubectl: Kubectl) -> None:
-    """The tutorial shortcut (anonymous bound to cluster-admin) is reported by the harness, live."""
+    """The tutorial shortcut (anonymous bound to cluster-admin) is reported by the harness, live.
+
+    The binding is never created: a server-side dry run returns it as the apiserver would store it
+    (admission and defaulting applied), and the audit runs on the live RBAC plus that object. A run
+    killed half-way therefore cannot leave the cluster open to unauthenticated requests.
+    """
+    name = "hpa-kit-e2e-anonymous-admin"
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": {"name": "hpa-kit-e2e-anonymous-admin"},
+        "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
     }
     assert not stack.warn_insecure()
-    kubectl.run("apply", "-f", "-", stdin=json.dumps(binding))
-    try:
-        findings = stack.warn_insecure()
-    finally:
-        kubectl.run("delete", "clusterrolebinding", "hpa-kit-e2e-anonymous-admin", "--ignore-not-found")
-    assert any("hpa-kit-e2e-anonymous-admin" in f and "CRITICAL" in f for f in findings), findings
+    dry_run = kubectl.run("apply", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(binding))
+    stored = json.loads(dry_run)
+    assert stored["kind"] == "ClusterRoleBinding" and stored["metadata"]["name"] == name, stored
+    live = manifests.live_objects(kubeconfig=stack.kubeconfig, context=stack.context)
+    findings = manifests.detect_insecure([*live, stored])
+    assert any(name in f and "CRITICAL" in f for f in findings), findings
+    assert not kubectl.run("get", "clusterrolebinding", name, "--ignore-not-found", "-o", "name").strip()
     assert not stack.warn_insecure()
