@@ -181,8 +181,10 @@ def _stack(cluster, args: argparse.Namespace, progress: Progress):  # -> Stack
         raise ClusterError(f"cluster {cluster.name} ({cluster.provider}) is not running: start it with "
                            f"`hpa-kit up --provider {cluster.provider}`")
     work = args.work_dir or default_certs_dir(cluster.kubectl()).parent
+    # An explicit --work-dir keeps its build there (the user chose it); else the per-cluster state dir.
+    build_root = args.work_dir / "build" if args.work_dir else None
     return Stack(kubeconfig=cluster.kubeconfig, work_dir=work, overlay=args.overlay, cluster=cluster,
-                 progress=progress, adapter_rules=getattr(args, "adapter_rules", None),
+                 build_root=build_root, progress=progress, adapter_rules=getattr(args, "adapter_rules", None),
                  preloaded=tuple(getattr(args, "preloaded", ())))  # fmt: skip
 
 

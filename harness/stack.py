@@ -104,7 +104,9 @@ def wait_rollout(
 
 @dataclass
 class Stack:
-    """The reference install on one cluster. ``work_dir`` holds certs and the rendered build."""
+    """The reference install on one cluster. ``work_dir`` takes diagnostics; the certificates and the
+    rendered build (its ``serving-secret.yaml`` holds the adapter's private key) stay in the per-cluster
+    state dir next to :attr:`certs_dir`, never under a report folder (``build_root`` overrides)."""
 
     kubeconfig: Path
     work_dir: Path
@@ -121,14 +123,17 @@ class Stack:
     adapter_rules: Path | None = None
     #: The kubeconfig context (None: the cluster's, else the kubeconfig's current one).
     context: str | None = None
+    #: Where rendered builds go (``<build_root>/<overlay name>``); None: ``build`` next to the certs dir.
+    #: Private: a build holds the serving Secret with its private key, so never a report folder.
+    build_root: Path | None = None
 
     def __post_init__(self) -> None:
         if self.context is None and self.cluster is not None:
             self.context = self.cluster.context
         self.kubectl = Kubectl(self.kubeconfig, context=self.context)
-        # An overlay may be a path: its build goes under its name, never back into the overlay itself.
-        self.build_dir = self.work_dir / "build" / Path(self.overlay).name
         self.certs_dir: Path = self.certs_override or default_certs_dir(self.kubectl)
+        # An overlay may be a path: its build goes under its name, never back into the overlay itself.
+        self.build_dir = (self.build_root or self.certs_dir.parent / "build") / Path(self.overlay).name
 
     # --- install ------------------------------------------------------------------------------
 
