@@ -41,6 +41,7 @@ from harness.errors import HarnessError
 __all__ = [
     "ADAPTER_NAMESPACE",
     "ADAPTER_SERVICE",
+    "ANONYMOUS_PROBES",
     "CA_BUNDLE_PLACEHOLDER",
     "LOCUSTFILE",
     "LOCUSTFILE_CONFIGMAP",
@@ -49,6 +50,7 @@ __all__ = [
     "SERVING_SECRET",
     "Finding",
     "ManifestError",
+    "anonymous_access",
     "audit",
     "build",
     "detect_insecure",
@@ -742,19 +744,76 @@ def audit(objects: Iterable[Mapping[str, Any]]) -> list[Finding]:
     return findings
 
 
-def live_objects(*, kubeconfig: Path | None = None, context: str | None = None) -> list[dict[str, Any]]:
-    """APIServices, (Cluster)Roles and (Cluster)RoleBindings of a live cluster, via ``kubectl get``."""
-    argv = [_kubectl(), "get", _LIVE_KINDS, "--all-namespaces", "-o", "json"]
+def _live_argv(kubeconfig: Path | None, context: str | None, *args: str) -> list[str]:
+    argv = [_kubectl(), *args]
     if kubeconfig is not None:
         argv[1:1] = ["--kubeconfig", str(kubeconfig)]
     if context:
         argv[1:1] = ["--context", context]
+    return argv
+
+
+def live_objects(*, kubeconfig: Path | None = None, context: str | None = None) -> list[dict[str, Any]]:
+    """APIServices, (Cluster)Roles and (Cluster)RoleBindings of a live cluster, via ``kubectl get``."""
+    argv = _live_argv(kubeconfig, context, "get", _LIVE_KINDS, "--all-namespaces", "-o", "json")
     text = _run(argv, "reading APIServices and RBAC from the cluster (needs get/list on them)")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"kubectl get returned no JSON ({exc}); check kubeconfig and context") from None
     return [item for item in doc.get("items") or [] if item]
+
+
+#: What an unauthenticated request must never be allowed, as ``kubectl auth can-i`` arguments. Asked
+#: cluster-wide (``--all-namespaces``): the apiserver's own answer, whatever RBAC, webhook or
+#: aggregated role produces it.
+ANONYMOUS_PROBES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("do everything", ("*", "*")),
+    ("read secrets", ("list", "secrets")),
+    ("impersonate users", ("impersonate", "users")),
+    ("impersonate serviceaccounts", ("impersonate", "serviceaccounts")),
+    ("bind clusterroles", ("bind", "clusterroles.rbac.authorization.k8s.io")),
+    ("escalate clusterroles", ("escalate", "clusterroles.rbac.authorization.k8s.io")),
+    ("create clusterrolebindings", ("create", "clusterrolebindings.rbac.authorization.k8s.io")),
+    ("exec into pods", ("create", "pods", "--subresource=exec")),
+    ("proxy to kubelets (nodes/proxy)", ("get", "nodes", "--subresource=proxy")),
+    ("mint ServiceAccount tokens", ("create", "serviceaccounts", "--subresource=token")),
+)
+_AS_ANONYMOUS = ("--as=system:anonymous", "--as-group=system:unauthenticated")
+
+
+def _can_i(argv: list[str]) -> bool:
+    """``kubectl auth can-i``: ``yes`` (exit 0) or ``no`` (exit 1); anything else is an error."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_KUBECTL_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ManifestError(f"{argv[0]} not found: install kubectl or set KUBECTL") from None
+    except subprocess.TimeoutExpired:
+        raise ManifestError(f"kubectl auth can-i took more than {_KUBECTL_TIMEOUT_S}s") from None
+    answer = (proc.stdout.split() or [""])[0].lower()
+    if answer in ("yes", "no"):
+        return answer == "yes"
+    detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
+    raise ManifestError(
+        f"asking the apiserver what system:anonymous may do failed (needs impersonate on users/groups): "
+        f"{' '.join(argv[1:])}: {detail}"
+    )
+
+
+def anonymous_access(*, kubeconfig: Path | None = None, context: str | None = None) -> list[Finding]:
+    """The apiserver's own answer: one critical finding per :data:`ANONYMOUS_PROBES` entry it allows to
+    ``system:anonymous`` in ``system:unauthenticated`` (``kubectl auth can-i --as``)."""
+    found: list[Finding] = []
+    for what, args in ANONYMOUS_PROBES:
+        argv = _live_argv(kubeconfig, context, "auth", "can-i", *args, "--all-namespaces", *_AS_ANONYMOUS)
+        if _can_i(argv):
+            message = (
+                f"the apiserver lets unauthenticated requests {what} (`kubectl auth can-i {' '.join(args)} "
+                f"--all-namespaces {' '.join(_AS_ANONYMOUS)}` says yes). Find the binding or authorizer "
+                "that grants it (kubectl auth can-i --list --as=system:anonymous). " + _FIX_ANONYMOUS
+            )
+            found.append(Finding("critical", "access", "system:anonymous", message))
+    return found
 
 
 def detect_insecure(
@@ -770,11 +829,15 @@ def detect_insecure(
     name: their rules are aggregated), any role with wildcard resources and verbs, or a role that reads
     secrets or grants impersonate, bind, escalate, ``pods/exec``, ``nodes/proxy`` or
     ``serviceaccounts/token`` create; metrics-API read access for the anonymous (a warning); and
-    Deployments run with
-    ``--allow-anonymous`` (objects only: the live audit does not list Deployments).
+    Deployments run with ``--allow-anonymous`` (objects only: the live audit does not list
+    Deployments). Live, it also asks the apiserver (:func:`anonymous_access`) whether
+    ``system:anonymous`` may do any of :data:`ANONYMOUS_PROBES`, and reports each yes.
     """
-    items = live_objects(kubeconfig=kubeconfig, context=context) if objects is None else list(objects)
-    return [str(f) for f in audit(items)]
+    if objects is not None:
+        return [str(f) for f in audit(objects)]
+    findings = audit(live_objects(kubeconfig=kubeconfig, context=context))
+    findings += anonymous_access(kubeconfig=kubeconfig, context=context)
+    return [str(f) for f in findings]
 
 
 # ---------------------------------------------------------------------------------------------- CLI

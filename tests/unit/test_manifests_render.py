@@ -464,6 +464,20 @@ def _fake_kubectl(tmp_path: Path, output: str, rc: int = 0) -> Path:
     return script
 
 
+def _fake_live_kubectl(tmp_path: Path, items: list[dict[str, Any]], allowed: tuple[str, ...] = ()) -> Path:
+    """A kubectl for the live audit: ``get`` lists ``items``; ``auth can-i`` says yes (exit 0) when its
+    arguments contain one of ``allowed`` (e.g. ``"create pods --subresource=exec"``), else no (exit 1)."""
+    log = tmp_path / "argv.log"
+    cases = "".join(f'  *"auth can-i {a} "*) echo yes; exit 0;;\n' for a in allowed)
+    script = tmp_path / "kubectl"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\ncase "$*" in\n{cases}  *"auth can-i "*) echo no; exit 1;;\nesac\n'
+        f"cat <<'EOF'\n{json.dumps({'kind': 'List', 'items': items})}\nEOF\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
 def test_detect_insecure_live_uses_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     items = [
         _crb("tutorial", "cluster-admin", ("User", "system:anonymous")),
@@ -476,13 +490,50 @@ def test_detect_insecure_live_uses_kubectl(tmp_path: Path, monkeypatch: pytest.M
             },
         },
     ]
-    monkeypatch.setenv("KUBECTL", str(_fake_kubectl(tmp_path, json.dumps({"kind": "List", "items": items}))))
+    monkeypatch.setenv("KUBECTL", str(_fake_live_kubectl(tmp_path, items)))
     warnings = manifests.detect_insecure(kubeconfig=tmp_path / "kc", context="kind-x")
     assert len(warnings) == 2
     assert any("monitoring/adapter" in w for w in warnings)
     argv = (tmp_path / "argv.log").read_text()
     assert "--context kind-x" in argv and f"--kubeconfig {tmp_path / 'kc'}" in argv
     assert "apiservices.apiregistration.k8s.io,clusterrolebindings,clusterroles" in argv and "-o json" in argv
+
+
+def test_detect_insecure_live_reports_what_the_apiserver_allows_anonymous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No binding among the objects explains it (a webhook authorizer, an aggregated role, ...): the
+    # apiserver's own answer is what counts.
+    allowed = ("create pods --subresource=exec", "list secrets", "get nodes --subresource=proxy")
+    monkeypatch.setenv("KUBECTL", str(_fake_live_kubectl(tmp_path, [], allowed)))
+    warnings = manifests.detect_insecure(kubeconfig=tmp_path / "kc", context="kind-x")
+    assert len(warnings) == 3, warnings
+    assert all(w.startswith("CRITICAL: access system:anonymous") for w in warnings)
+    assert any("exec into pods" in w for w in warnings) and any("read secrets" in w for w in warnings)
+    assert any("nodes/proxy" in w for w in warnings)
+    asked = [line for line in (tmp_path / "argv.log").read_text().splitlines() if "auth can-i" in line]
+    assert len(asked) == len(manifests.ANONYMOUS_PROBES)
+    for line in asked:
+        assert "--all-namespaces --as=system:anonymous --as-group=system:unauthenticated" in line
+        assert "--context kind-x" in line and f"--kubeconfig {tmp_path / 'kc'}" in line
+    for needed in ("impersonate users", "bind clusterroles.rbac", "escalate clusterroles.rbac", "* *",
+                   "create serviceaccounts --subresource=token"):  # fmt: skip
+        assert any(f"auth can-i {needed}" in line for line in asked), needed
+
+
+def test_anonymous_access_nothing_allowed_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECTL", str(_fake_live_kubectl(tmp_path, [])))
+    assert manifests.anonymous_access() == []
+    assert manifests.detect_insecure() == []
+    # Impersonation refused: an error that says what is needed, never a silent "nothing found".
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    script = bad / "kubectl"
+    script.write_text("#!/bin/sh\necho 'Error from server (Forbidden): cannot impersonate' >&2\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("KUBECTL", str(script))
+    with pytest.raises(manifests.ManifestError, match="impersonate"):
+        manifests.anonymous_access()
 
 
 def test_detect_insecure_live_reports_kubectl_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
