@@ -40,7 +40,10 @@ def test_install_and_uninstall_in_one_step_each(
     cluster: Any, stack: Stack, kubectl: Kubectl, tmp_path: Path
 ) -> None:
     t0 = time.monotonic()
-    gone = _cli(cluster, "uninstall", "--overlay", stack.overlay, "--work-dir", str(stack.work_dir))
+    # No --work-dir: the CLI's default place is where the session's stack rendered its build too
+    # (the per-cluster state dir, beside the certificates).
+    assert stack.build_dir.is_dir()
+    gone = _cli(cluster, "uninstall", "--overlay", stack.overlay)
     assert gone.returncode == 0, gone.stderr[-2000:]
     uninstall_s = time.monotonic() - t0
     left = kubectl.run("get", "apiservice", "-o", "name").split()
