@@ -37,6 +37,7 @@ from adapter.apiserver.auth import (
 )
 from adapter.apiserver.server import (
     AdapterServer,
+    ConnectionLimits,
     ServerSettings,
     TLSReloader,
     build_app,
@@ -268,6 +269,14 @@ async def start_server(
         secure_port=args.secure_port,
         metrics_bind_address=args.metrics_bind_address,
         cert_check_interval=args.cert_reload_interval,
+        limits=ConnectionLimits(
+            max_connections=args.max_connections,
+            tls_handshake_timeout=args.tls_handshake_timeout,
+            request_header_timeout=args.request_header_timeout,
+            idle_timeout=args.idle_timeout,
+            max_header_bytes=args.max_request_header_bytes,
+            max_body_bytes=args.max_request_body_bytes,
+        ),
     )
     server = AdapterServer(settings, app, tls)
     try:

@@ -159,6 +159,49 @@ def _add_listener(s: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how often the certificate files are checked for changes (default 5s)",
     )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=500,
+        metavar="N",
+        help="open connections on the secure port beyond which new ones are closed at once, before "
+        "TLS (default 500, ~280 KiB each; 0 = no cap)",
+    )
+    s.add_argument(
+        "--tls-handshake-timeout",
+        type=_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="close connections whose TLS handshake takes longer (default 10s)",
+    )
+    s.add_argument(
+        "--request-header-timeout",
+        type=_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="close connections whose request line and headers take longer to arrive (default 10s)",
+    )
+    s.add_argument(
+        "--idle-timeout",
+        type=_duration,
+        default=90.0,
+        metavar="DURATION",
+        help="close keep-alive connections idle this long (default 90s, as the kube-apiserver)",
+    )
+    s.add_argument(
+        "--max-request-header-bytes",
+        type=int,
+        default=32 * 1024,
+        metavar="BYTES",
+        help="request line + headers larger than this get 431 (default 32 KiB)",
+    )
+    s.add_argument(
+        "--max-request-body-bytes",
+        type=int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="declared request bodies larger than this get 413 (default 64 KiB; every endpoint is GET)",
+    )
 
 
 def _add_provider(s: argparse.ArgumentParser) -> None:
@@ -357,6 +400,17 @@ def validate_serve(args: argparse.Namespace) -> Checked:
         _check_readable(path, flag)
     if args.cache_max_bytes < 0 or args.prometheus_max_response_bytes < 1024:
         raise UsageError("--cache-max-bytes must be >= 0 and --prometheus-max-response-bytes >= 1024")
+    if args.max_connections < 0:
+        raise UsageError("--max-connections must be >= 0 (0: no cap)")
+    for value, flag in (
+        (args.tls_handshake_timeout, "--tls-handshake-timeout"),
+        (args.request_header_timeout, "--request-header-timeout"),
+        (args.idle_timeout, "--idle-timeout"),
+    ):
+        if not value > 0:
+            raise UsageError(f"{flag} must be > 0")
+    if args.max_request_header_bytes < 1024 or args.max_request_body_bytes < 0:
+        raise UsageError("--max-request-header-bytes must be >= 1024 and --max-request-body-bytes >= 0")
     if not args.token_review_rate > 0 or args.token_review_burst < 1:
         raise UsageError("--token-review-rate must be > 0 and --token-review-burst >= 1")
     if args.metrics_bind_address:

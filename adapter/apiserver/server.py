@@ -18,7 +18,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +33,7 @@ from adapter.apiserver.auth import (
     peer_certificate,
     request_attributes,
 )
+from adapter.apiserver.connections import ConnectionGate, ConnectionLimits
 from adapter.apiserver.paths import path_middleware
 from adapter.apiserver.routes import MetricsAPI, resource_target, status_middleware
 from adapter.provider.base import Provider, ResourceMapper
@@ -321,6 +322,38 @@ class ServerSettings:
     metrics_bind_address: str | None = None
     cert_check_interval: float = 5.0
     shutdown_timeout: float = 5.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+
+class GatedTCPSite(web.BaseSite):
+    """A TCP listener whose connections pass a :class:`ConnectionGate` (cap, deadlines, sizes)
+    before TLS is started on them and aiohttp's handler sees them."""
+
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, *, ssl_context: ssl.SSLContext,
+        limits: ConnectionLimits,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self._host, self._port, self._limits = host, port, limits
+        self.gate: ConnectionGate | None = None
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        handler_factory = self._runner.server
+        assert handler_factory is not None and self._ssl_context is not None
+        self.gate = ConnectionGate(self._limits, self._ssl_context, handler_factory)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.gate, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            self.gate.close_pending()
+        await super().stop()
 
 
 class AdapterServer:
@@ -335,13 +368,24 @@ class AdapterServer:
         self.bound: list[tuple[str, int]] = []
 
     async def start(self) -> None:
+        limits = self.settings.limits
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=self.settings.shutdown_timeout
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self.settings.shutdown_timeout,
+            keepalive_timeout=limits.idle_timeout,  # idle keep-alive connections are closed
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
         )
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(
-            runner, self.settings.bind_address, self.settings.secure_port, ssl_context=self.tls.context
+        site = GatedTCPSite(
+            runner,
+            self.settings.bind_address,
+            self.settings.secure_port,
+            ssl_context=self.tls.context,
+            limits=limits,
         )
         await site.start()
         self.bound.extend(_bound(site))
@@ -369,7 +413,7 @@ class AdapterServer:
         self._runners.clear()
 
 
-def _bound(site: web.TCPSite) -> list[tuple[str, int]]:
+def _bound(site: web.BaseSite) -> list[tuple[str, int]]:
     server = getattr(site, "_server", None)
     out = []
     for sock in getattr(server, "sockets", None) or ():
@@ -392,6 +436,8 @@ async def wait_for_shutdown_signal() -> None:
 __all__ = [
     "METRICS_DEFAULT_HOST",
     "AdapterServer",
+    "ConnectionLimits",
+    "GatedTCPSite",
     "ServerSettings",
     "TLSReloader",
     "build_app",

@@ -1,0 +1,215 @@
+"""Connection limits of the REAL adapter process over TLS on loopback (issue 12, finding 1).
+
+Slow and idle clients are cut off (TLS handshake and request-header deadlines), the connection cap
+refuses new connections while pooled ones keep working, and oversized request heads or bodies are
+answered 431/413. Small timeouts by flag keep every test short.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+if not (shutil.which("cfssl") and shutil.which("cfssljson")):  # pragma: no cover
+    pytest.skip("cfssl/cfssljson not installed", allow_module_level=True)
+
+from tests.integration.test_adapter_server import Adapter, Pki, pki, served_user, tls  # noqa: E402, F401
+
+
+@pytest.fixture(scope="module")
+def certs(pki: Pki) -> Pki:  # noqa: F811 - the shared module-scoped PKI of the server tests
+    return pki
+
+
+BASE = ["--provider", "static", "--authn-mode", "none", "--authz-mode", "always-allow"]
+
+
+def _start(certs: Pki, d: Path, extra: list[str]) -> Adapter:
+    adapter = Adapter(
+        [
+            "--tls-cert-file",
+            str(certs.serving.cert),
+            "--tls-private-key-file",
+            str(certs.serving.key),
+            *BASE,
+            *extra,
+        ],
+        d / "adapter.log",
+    )
+    adapter.wait_ready(certs.serving_ca.cert)
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def strict(certs: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Adapter]:
+    """Short deadlines, small heads."""
+    adapter = _start(
+        certs,
+        tmp_path_factory.mktemp("strict"),
+        [
+            "--tls-handshake-timeout",
+            "1s",
+            "--request-header-timeout",
+            "1s",
+            "--idle-timeout",
+            "2s",
+            "--max-request-header-bytes",
+            "4096",
+            "--max-request-body-bytes",
+            "1024",
+            "--requestheader-client-ca-file",
+            str(certs.front_ca.cert),
+            "--requestheader-allowed-names",
+            "front-proxy-client",
+        ],
+    )
+    try:
+        yield adapter
+    finally:
+        adapter.stop()
+
+
+def _closed_within(sock: socket.socket | ssl.SSLSocket, seconds: float) -> float | None:
+    """Seconds until the peer closed ``sock`` (EOF or reset), None if still open after ``seconds``."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - start < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except (ConnectionError, ssl.SSLError, OSError):
+            return time.monotonic() - start
+    return None
+
+
+def _tls_socket(adapter: Adapter, certs: Pki) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", adapter.port), timeout=5)
+    return tls(certs).wrap_socket(raw, server_hostname="localhost")
+
+
+def test_client_certificates_still_seen_behind_the_gate(strict: Adapter, certs: Pki) -> None:
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/p1/static_metric"
+    r = httpx.get(strict.url + path, verify=tls(certs, certs.aggregator), headers={"X-Remote-User": "hpa"})
+    assert r.status_code == 200, r.text
+    assert served_user(strict, path) == "hpa"
+
+
+def test_slowloris_headers_cut_at_deadline(strict: Adapter, certs: Pki) -> None:
+    s = _tls_socket(strict, certs)
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200
+    start = time.monotonic()
+    closed = False
+    try:
+        for byte in request:
+            s.sendall(bytes([byte]))
+            time.sleep(0.05)
+            if time.monotonic() - start > 5:
+                break
+    except (ConnectionError, ssl.SSLError, OSError):
+        closed = True
+    took = time.monotonic() - start
+    if not closed:
+        rest = _closed_within(s, 2)
+        assert rest is not None, "a client still sending its headers after 5 s was not cut off"
+        took += rest
+    s.close()
+    assert took < 4, took
+    assert httpx.get(strict.url + "/healthz", verify=tls(certs)).text == "ok"
+
+
+def test_connection_without_handshake_closed(strict: Adapter, certs: Pki) -> None:
+    raw = socket.create_connection(("127.0.0.1", strict.port), timeout=5)
+    took = _closed_within(raw, 5)
+    raw.close()
+    assert took is not None and took < 3, took
+
+
+def test_idle_after_handshake_closed(strict: Adapter, certs: Pki) -> None:
+    s = _tls_socket(strict, certs)
+    took = _closed_within(s, 5)
+    s.close()
+    assert took is not None and took < 3, took
+
+
+def test_keepalive_idle_connection_closed(strict: Adapter, certs: Pki) -> None:
+    s = _tls_socket(strict, certs)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert b"200 OK" in s.recv(4096)
+    took = _closed_within(s, 6)
+    s.close()
+    assert took is not None and took < 4, took
+
+
+def _status_of(adapter: Adapter, certs: Pki, request: bytes) -> bytes:
+    s = _tls_socket(adapter, certs)
+    try:
+        s.sendall(request)
+        return s.recv(4096).split(b"\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+def test_oversized_head_and_body_refused(strict: Adapter, certs: Pki) -> None:
+    big = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n"
+    assert _status_of(strict, certs, big) == b"HTTP/1.1 431 Request Header Fields Too Large"
+    many = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + b"X-A: bbbbbbbbbbbbbbbbb\r\n" * 300 + b"\r\n"
+    assert _status_of(strict, certs, many) == b"HTTP/1.1 431 Request Header Fields Too Large"
+    body = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
+    assert _status_of(strict, certs, body) == b"HTTP/1.1 413 Request Entity Too Large"
+    chunked = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert _status_of(strict, certs, chunked) == b"HTTP/1.1 411 Length Required"
+    # Pipelined requests within the limits are all answered.
+    two = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    s = _tls_socket(strict, certs)
+    s.sendall(two)
+    got = b""
+    deadline = time.monotonic() + 5
+    while got.count(b"200 OK") < 2 and time.monotonic() < deadline:
+        got += s.recv(4096)
+    s.close()
+    assert got.count(b"200 OK") == 2, got
+
+
+def test_connection_cap(certs: Pki, tmp_path: Path) -> None:
+    adapter = _start(
+        certs,
+        tmp_path,
+        ["--max-connections", "50", "--tls-handshake-timeout", "60s", "--request-header-timeout", "60s"],
+    )
+    held: list[socket.socket] = []
+    try:
+        with httpx.Client(verify=tls(certs)) as pooled:
+            assert pooled.get(adapter.url + "/healthz").text == "ok"  # 1 pooled connection
+            for _ in range(49):
+                held.append(socket.create_connection(("127.0.0.1", adapter.port), timeout=5))
+            time.sleep(0.5)
+            extra = socket.create_connection(("127.0.0.1", adapter.port), timeout=5)
+            took = _closed_within(extra, 3)
+            extra.close()
+            assert took is not None and took < 1, "the 51st connection was not refused promptly"
+            for s in held:  # the 49 still open
+                s.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    s.recv(1)
+            # The pooled, legitimate connection still works.
+            assert pooled.get(adapter.url + "/healthz").text == "ok"
+            for s in held[:10]:
+                s.close()
+            del held[:10]
+            time.sleep(0.5)
+            assert httpx.get(adapter.url + "/healthz", verify=tls(certs)).text == "ok"  # a new one
+    finally:
+        for s in held:
+            s.close()
+        adapter.stop()
