@@ -20,10 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+#: The TLS protocol's socket read buffer: asyncio preallocates 256 KiB per connection, most of the
+#: ~280 KiB an idle TLS connection cost; one TLS record is at most ~16.7 KiB.
+TLS_READ_BUFFER_BYTES = 32 * 1024
 
 #: Far enough away to mean "never" where asyncio wants a number.
 UNLIMITED_SECONDS = 365 * 24 * 3600.0
@@ -193,6 +198,50 @@ class _Limited(asyncio.Protocol):
         self.inner.connection_lost(exc)
 
 
+class _SmallBufferSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a smaller read buffer (see :data:`TLS_READ_BUFFER_BYTES`)."""
+
+    max_size = TLS_READ_BUFFER_BYTES
+
+
+async def start_tls_server(
+    transport: asyncio.Transport,
+    protocol: asyncio.Protocol,
+    context: ssl.SSLContext,
+    *,
+    handshake_timeout: float,
+) -> asyncio.Transport:
+    """``loop.start_tls(server_side=True)`` with :class:`_SmallBufferSSLProtocol`.
+
+    The same steps as asyncio's ``start_tls``; ``transport`` must have its reading paused.
+    ``protocol.connection_made`` is left to the caller.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    ssl_protocol = _SmallBufferSSLProtocol(
+        loop,
+        protocol,
+        context,
+        waiter,
+        server_side=True,
+        call_connection_made=False,
+        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]  # typeshed: int, any number works
+    )
+    transport.pause_reading()
+    transport.set_protocol(ssl_protocol)
+    made = loop.call_soon(ssl_protocol.connection_made, transport)
+    resumed = loop.call_soon(transport.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    app_transport: asyncio.Transport = ssl_protocol._app_transport
+    return app_transport
+
+
 class _Accepted(asyncio.Protocol):
     """A fresh TCP connection: refused beyond the cap, else upgraded to TLS by the gate."""
 
@@ -246,12 +295,8 @@ class ConnectionGate:
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         protocol = _Limited(self, self.handler_factory())
         try:
-            tls_transport = await asyncio.get_running_loop().start_tls(
-                transport,
-                protocol,
-                self.ssl_context,
-                server_side=True,
-                ssl_handshake_timeout=self.limits.tls_handshake_timeout,
+            tls_transport = await start_tls_server(
+                transport, protocol, self.ssl_context, handshake_timeout=self.limits.tls_handshake_timeout
             )
         except (TimeoutError, OSError, ssl.SSLError) as err:
             self.closed["handshake"] += 1
@@ -273,4 +318,11 @@ class ConnectionGate:
             task.cancel()
 
 
-__all__ = ["UNLIMITED_SECONDS", "ConnectionGate", "ConnectionLimits", "Framing"]
+__all__ = [
+    "TLS_READ_BUFFER_BYTES",
+    "UNLIMITED_SECONDS",
+    "ConnectionGate",
+    "ConnectionLimits",
+    "Framing",
+    "start_tls_server",
+]
