@@ -72,3 +72,15 @@ CONFIG_RELOADS = Counter(
     ["kind", "outcome"],
     registry=REGISTRY,
 )
+OPEN_CONNECTIONS = Gauge(
+    "hpakit_adapter_open_connections",
+    "Connections open on the secure port (TLS handshake pending or done), counted by the gate.",
+    registry=REGISTRY,
+)
+CONNECTIONS_CLOSED = Counter(
+    "hpakit_adapter_connections_closed",
+    "Connections the gate closed, by reason: over_limit (--max-connections), handshake (failed or "
+    "timed out), header_timeout, status_400/411/413/431 (request head or body refused).",
+    ["reason"],
+    registry=REGISTRY,
+)

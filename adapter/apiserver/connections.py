@@ -24,6 +24,8 @@ from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapter import telemetry
+
 log = logging.getLogger(__name__)
 
 #: The TLS protocol's socket read buffer: asyncio preallocates 256 KiB per connection, most of the
@@ -144,6 +146,7 @@ class _Limited(asyncio.Protocol):
         if not self._released:
             self._released = True
             self.gate.active -= 1
+            telemetry.OPEN_CONNECTIONS.dec()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -156,7 +159,7 @@ class _Limited(asyncio.Protocol):
     def _deadline(self) -> None:
         self._timer = None
         if self.transport is not None and (self.framing.in_head or self.framing.heads == 0):
-            self.gate.closed["header_timeout"] += 1
+            self.gate.count_closed("header_timeout")
             self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,7 +174,7 @@ class _Limited(asyncio.Protocol):
         error = self.framing.feed(data)
         if error is not None:
             self._refused = True
-            self.gate.closed[f"status_{error[0]}"] += 1
+            self.gate.count_closed(f"status_{error[0]}")
             assert self.transport is not None
             self.transport.write(_response(*error))
             self.transport.close()
@@ -252,10 +255,11 @@ class _Accepted(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         gate = self.gate
         if gate.limits.max_connections and gate.active >= gate.limits.max_connections:
-            gate.closed["over_limit"] += 1
+            gate.count_closed("over_limit")
             transport.abort()
             return
         gate.active += 1
+        telemetry.OPEN_CONNECTIONS.inc()
         transport.pause_reading()  # nothing is read until the TLS protocol takes over
         task = asyncio.get_running_loop().create_task(gate._upgrade(transport))
         gate._tasks.add(task)
@@ -292,6 +296,10 @@ class ConnectionGate:
     def __call__(self) -> asyncio.Protocol:
         return _Accepted(self)
 
+    def count_closed(self, reason: str) -> None:
+        self.closed[reason] = self.closed.get(reason, 0) + 1
+        telemetry.CONNECTIONS_CLOSED.labels(reason=reason).inc()
+
     async def _upgrade(self, transport: asyncio.Transport) -> None:
         protocol = _Limited(self, self.handler_factory())
         try:
@@ -299,7 +307,7 @@ class ConnectionGate:
                 transport, protocol, self.ssl_context, handshake_timeout=self.limits.tls_handshake_timeout
             )
         except (TimeoutError, OSError, ssl.SSLError) as err:
-            self.closed["handshake"] += 1
+            self.count_closed("handshake")
             log.debug("TLS handshake failed: %s", err)
             transport.abort()
             protocol.release()

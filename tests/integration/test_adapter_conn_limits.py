@@ -169,6 +169,9 @@ def test_oversized_head_and_body_refused(strict: Adapter, certs: Pki) -> None:
     assert _status_of(strict, certs, body) == b"HTTP/1.1 413 Request Entity Too Large"
     chunked = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert _status_of(strict, certs, chunked) == b"HTTP/1.1 411 Length Required"
+    m = httpx.get(f"http://127.0.0.1:{strict.metrics_port}/metrics").text
+    for reason in ("status_431", "status_413", "status_411"):
+        assert f'hpakit_adapter_connections_closed_total{{reason="{reason}"}}' in m, m
     # Pipelined requests within the limits are all answered.
     two = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n"
     s = _tls_socket(strict, certs)
@@ -209,6 +212,9 @@ def test_connection_cap(certs: Pki, tmp_path: Path) -> None:
             del held[:10]
             time.sleep(0.5)
             assert httpx.get(adapter.url + "/healthz", verify=tls(certs)).text == "ok"  # a new one
+            m = httpx.get(f"http://127.0.0.1:{adapter.metrics_port}/metrics").text
+            assert 'hpakit_adapter_connections_closed_total{reason="over_limit"} 1.0' in m, m
+            assert "hpakit_adapter_open_connections 41.0" in m or "hpakit_adapter_open_connections 40.0" in m
     finally:
         for s in held:
             s.close()
