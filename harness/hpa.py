@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.kubectl import Kubectl
-from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
+from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of
 from harness.report import Recorder, _quantity
 from harness.stack import match_labels
 from harness.waits import wait_for
@@ -232,19 +232,32 @@ class Observation:
     served_items: int
     direct: float
     spec: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: The direct readings taken just before and just after the adapter's (None: only ``direct``).
+    #: A fast-moving metric (a queue) changes while the adapter answers; its value lies in between.
+    direct_span: tuple[float, float] | None = field(repr=False, default=None)
+
+    def served_matches(self, *, rel: float, floor: float) -> bool:
+        """The served value agrees with the direct reading(s) taken around it."""
+        lo, hi = self.direct_span or (self.direct, self.direct)
+        lo, hi = min(lo, hi), max(lo, hi)
+        return lo - max(rel * abs(lo), floor) <= self.served <= hi + max(rel * abs(hi), floor)
 
 
 def observe(
     kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], t: float = 0.0
 ) -> Observation:
-    """Read the HPA, the adapter's value through the aggregator and the direct value back to back."""
+    """Read the HPA and the adapter's value through the aggregator, with the direct value read just
+    before and just after the adapter's (``direct`` is their mean, ``direct_span`` the pair)."""
     spec, status = hpa_spec_status(kubectl, namespace, hpa)
+    before = direct()
     served, items = served_value(kubectl, namespace, spec)
+    after = direct()
     dep = kubectl.json("-n", namespace, "get", "deployment", spec["scaleTargetRef"]["name"])
     ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
     return Observation(
         t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),
-        ready=ready, served=served, served_items=items, direct=direct(), spec=spec,
+        ready=ready, served=served, served_items=items, direct=(before + after) / 2, spec=spec,
+        direct_span=(before, after),
     )  # fmt: skip
 
 
@@ -324,9 +337,11 @@ def oracle_check(history: list[Observation], *, rel: float, floor: float = 0.0) 
     """
     obs = history[-1]
     problems = []
-    if not within(obs.served, obs.direct, rel=rel, abs_=floor):
+    if not obs.served_matches(rel=rel, floor=floor):
+        said = (f"{obs.direct_span[0]:.3f} just before and {obs.direct_span[1]:.3f} just after"
+                if obs.direct_span else f"{obs.direct:.3f}")  # fmt: skip
         problems.append(
-            f"t={obs.t:.0f}s: adapter served {obs.served:.3f}, Prometheus says {obs.direct:.3f} directly "
+            f"t={obs.t:.0f}s: adapter served {obs.served:.3f}, Prometheus says {said} directly "
             f"(allowed {rel:.0%} or {floor})"
         )
     window = stabilization_s(obs.spec) + 10  # + one sync period and the recorder's own lag

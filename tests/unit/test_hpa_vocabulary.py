@@ -155,3 +155,17 @@ def test_only_deployment_targets_are_supported() -> None:
     spec = {**HITS_SPEC, "scaleTargetRef": {"kind": "StatefulSet", "name": "db"}}
     with pytest.raises(ValueError, match="scales a StatefulSet"):
         hpa.settle_at_min(ScalingKubectl(spec, [1]), "demo", "db", timeout=1)  # type: ignore[arg-type]
+
+
+def test_a_fast_moving_metric_is_judged_against_the_readings_around_the_adapters() -> None:
+    # The queue scenario on a loaded machine: the queue drained from 106 to 77 jobs while the adapter
+    # answered 77. Against one direct reading (106) that looked like a wrong value; it was not.
+    spec = {**QUEUE_SPEC, "minReplicas": 1}
+    moving = Observation(t=250, current=2, desired=2, ready=2, served=77.0, served_items=1, direct=91.5,
+                         spec=spec, direct_span=(106.0, 77.0))  # fmt: skip
+    assert moving.served_matches(rel=0.10, floor=25.0)
+    assert not [p for p in hpa.oracle_check([moving], rel=0.10, floor=25.0) if "adapter served" in p]
+    wrong = Observation(t=250, current=2, desired=2, ready=2, served=20.0, served_items=1, direct=91.5,
+                        spec=spec, direct_span=(106.0, 77.0))  # fmt: skip
+    (problem,) = [p for p in hpa.oracle_check([wrong], rel=0.10, floor=25.0) if "adapter served" in p]
+    assert "106.000 just before and 77.000 just after" in problem
