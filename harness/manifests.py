@@ -767,52 +767,68 @@ def live_objects(*, kubeconfig: Path | None = None, context: str | None = None) 
 #: What an unauthenticated request must never be allowed, as ``kubectl auth can-i`` arguments. Asked
 #: cluster-wide (``--all-namespaces``): the apiserver's own answer, whatever RBAC, webhook or
 #: aggregated role produces it.
-ANONYMOUS_PROBES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("do everything", ("*", "*")),
-    ("read secrets", ("list", "secrets")),
-    ("impersonate users", ("impersonate", "users")),
-    ("impersonate serviceaccounts", ("impersonate", "serviceaccounts")),
-    ("bind clusterroles", ("bind", "clusterroles.rbac.authorization.k8s.io")),
-    ("escalate clusterroles", ("escalate", "clusterroles.rbac.authorization.k8s.io")),
-    ("create clusterrolebindings", ("create", "clusterrolebindings.rbac.authorization.k8s.io")),
-    ("exec into pods", ("create", "pods", "--subresource=exec")),
-    ("proxy to kubelets (nodes/proxy)", ("get", "nodes", "--subresource=proxy")),
-    ("mint ServiceAccount tokens", ("create", "serviceaccounts", "--subresource=token")),
-)
-_AS_ANONYMOUS = ("--as=system:anonymous", "--as-group=system:unauthenticated")
+#: What an unauthenticated request must never be allowed: (what, SubjectAccessReview resourceAttributes).
+ANONYMOUS_PROBES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("do everything", {"verb": "*", "group": "*", "resource": "*"}),
+    ("read secrets", {"verb": "list", "resource": "secrets"}),
+    ("impersonate users", {"verb": "impersonate", "resource": "users"}),
+    ("impersonate serviceaccounts", {"verb": "impersonate", "resource": "serviceaccounts"}),
+    ("bind clusterroles", {"verb": "bind", "group": "rbac.authorization.k8s.io", "resource": "clusterroles"}),
+    ("escalate clusterroles",
+     {"verb": "escalate", "group": "rbac.authorization.k8s.io", "resource": "clusterroles"}),
+    ("create clusterrolebindings",
+     {"verb": "create", "group": "rbac.authorization.k8s.io", "resource": "clusterrolebindings"}),
+    ("exec into pods", {"verb": "create", "resource": "pods", "subresource": "exec"}),
+    ("proxy to kubelets (nodes/proxy)", {"verb": "get", "resource": "nodes", "subresource": "proxy"}),
+    ("mint ServiceAccount tokens", {"verb": "create", "resource": "serviceaccounts", "subresource": "token"}),
+)  # fmt: skip
+ANONYMOUS_USER = "system:anonymous"
+ANONYMOUS_GROUPS = ("system:unauthenticated",)
 
 
-def _can_i(argv: list[str]) -> bool:
-    """``kubectl auth can-i``: ``yes`` (exit 0) or ``no`` (exit 1); anything else is an error."""
+def _anonymous_allowed(argv: list[str], attributes: Mapping[str, str]) -> bool:
+    """One SubjectAccessReview for ``system:anonymous`` (asked by the caller's own identity, which
+    needs ``create`` on subjectaccessreviews, as any admin has): the authorizer's own answer."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": ANONYMOUS_USER, "groups": list(ANONYMOUS_GROUPS),
+                 "resourceAttributes": dict(attributes)},
+    }
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_KUBECTL_TIMEOUT_S, check=False)
+        proc = subprocess.run(argv, input=json.dumps(review), capture_output=True, text=True,
+                              timeout=_KUBECTL_TIMEOUT_S, check=False)  # fmt: skip
     except FileNotFoundError:
         raise ManifestError(f"{argv[0]} not found: install kubectl or set KUBECTL") from None
     except subprocess.TimeoutExpired:
-        raise ManifestError(f"kubectl auth can-i took more than {_KUBECTL_TIMEOUT_S}s") from None
-    answer = (proc.stdout.split() or [""])[0].lower()
-    if answer in ("yes", "no"):
-        return answer == "yes"
-    detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
-    raise ManifestError(
-        f"asking the apiserver what system:anonymous may do failed (needs impersonate on users/groups): "
-        f"{' '.join(argv[1:])}: {detail}"
-    )
+        raise ManifestError(f"a SubjectAccessReview took more than {_KUBECTL_TIMEOUT_S}s") from None
+    try:
+        status = json.loads(proc.stdout).get("status") or {} if proc.returncode == 0 else None
+    except json.JSONDecodeError:
+        status = None
+    if status is None:
+        detail = proc.stderr.strip() or proc.stdout.strip()[:300] or f"exit code {proc.returncode}"
+        raise ManifestError(
+            "asking the apiserver what system:anonymous may do failed (a SubjectAccessReview needs "
+            f"create on subjectaccessreviews.authorization.k8s.io): {' '.join(argv[1:])}: {detail}"
+        )
+    return bool(status.get("allowed"))
 
 
 def anonymous_access(*, kubeconfig: Path | None = None, context: str | None = None) -> list[Finding]:
-    """The apiserver's own answer: one critical finding per :data:`ANONYMOUS_PROBES` entry it allows to
-    ``system:anonymous`` in ``system:unauthenticated`` (``kubectl auth can-i --as``)."""
+    """The apiserver's own answer: one critical finding per :data:`ANONYMOUS_PROBES` entry its
+    authorizers allow ``system:anonymous`` in ``system:unauthenticated`` (SubjectAccessReviews)."""
+    argv = _live_argv(kubeconfig, context, "create", "-f", "-", "-o", "json")
     found: list[Finding] = []
-    for what, args in ANONYMOUS_PROBES:
-        argv = _live_argv(kubeconfig, context, "auth", "can-i", *args, "--all-namespaces", *_AS_ANONYMOUS)
-        if _can_i(argv):
+    for what, attributes in ANONYMOUS_PROBES:
+        if _anonymous_allowed(argv, attributes):
+            asked = " ".join(f"{k}={v}" for k, v in attributes.items())
             message = (
-                f"the apiserver lets unauthenticated requests {what} (`kubectl auth can-i {' '.join(args)} "
-                f"--all-namespaces {' '.join(_AS_ANONYMOUS)}` says yes). Find the binding or authorizer "
-                "that grants it (kubectl auth can-i --list --as=system:anonymous). " + _FIX_ANONYMOUS
+                f"the apiserver lets unauthenticated requests {what} (a SubjectAccessReview for "
+                f"{ANONYMOUS_USER} with {asked} is allowed). Find the binding or authorizer that grants it "
+                f"(kubectl auth can-i --list --as={ANONYMOUS_USER}). " + _FIX_ANONYMOUS
             )
-            found.append(Finding("critical", "access", "system:anonymous", message))
+            found.append(Finding("critical", "access", ANONYMOUS_USER, message))
     return found
 
 

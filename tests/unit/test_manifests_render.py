@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -465,15 +466,23 @@ def _fake_kubectl(tmp_path: Path, output: str, rc: int = 0) -> Path:
 
 
 def _fake_live_kubectl(tmp_path: Path, items: list[dict[str, Any]], allowed: tuple[str, ...] = ()) -> Path:
-    """A kubectl for the live audit: ``get`` lists ``items``; ``auth can-i`` says yes (exit 0) when its
-    arguments contain one of ``allowed`` (e.g. ``"create pods --subresource=exec"``), else no (exit 1)."""
+    """A kubectl for the live audit: ``get`` lists ``items``; ``create -f -`` answers a SubjectAccessReview
+    (logged to reviews.log) with allowed=true when its ``verb resource[/subresource]`` is in ``allowed``."""
     log = tmp_path / "argv.log"
-    cases = "".join(f'  *"auth can-i {a} "*) echo yes; exit 0;;\n' for a in allowed)
     script = tmp_path / "kubectl"
-    script.write_text(
-        f'#!/bin/sh\necho "$@" >> {log}\ncase "$*" in\n{cases}  *"auth can-i "*) echo no; exit 1;;\nesac\n'
-        f"cat <<'EOF'\n{json.dumps({'kind': 'List', 'items': items})}\nEOF\n"
-    )
+    script.write_text(f"""#!{sys.executable}
+import json, sys
+open({str(log)!r}, "a").write(" ".join(sys.argv[1:]) + "\\n")
+if "create" in sys.argv:
+    review = json.load(sys.stdin)
+    open({str(tmp_path / "reviews.log")!r}, "a").write(json.dumps(review) + "\\n")
+    a = review["spec"]["resourceAttributes"]
+    key = a["verb"] + " " + a["resource"] + ("/" + a["subresource"] if a.get("subresource") else "")
+    review["status"] = {{"allowed": key in {list(allowed)!r}}}
+    print(json.dumps(review))
+else:
+    print(json.dumps({{"kind": "List", "items": {items!r}}}))
+""")
     script.chmod(0o755)
     return script
 
@@ -504,35 +513,41 @@ def test_detect_insecure_live_reports_what_the_apiserver_allows_anonymous(
 ) -> None:
     # No binding among the objects explains it (a webhook authorizer, an aggregated role, ...): the
     # apiserver's own answer is what counts.
-    allowed = ("create pods --subresource=exec", "list secrets", "get nodes --subresource=proxy")
+    allowed = ("create pods/exec", "list secrets", "get nodes/proxy")
     monkeypatch.setenv("KUBECTL", str(_fake_live_kubectl(tmp_path, [], allowed)))
     warnings = manifests.detect_insecure(kubeconfig=tmp_path / "kc", context="kind-x")
     assert len(warnings) == 3, warnings
     assert all(w.startswith("CRITICAL: access system:anonymous") for w in warnings)
     assert any("exec into pods" in w for w in warnings) and any("read secrets" in w for w in warnings)
     assert any("nodes/proxy" in w for w in warnings)
-    asked = [line for line in (tmp_path / "argv.log").read_text().splitlines() if "auth can-i" in line]
-    assert len(asked) == len(manifests.ANONYMOUS_PROBES)
-    for line in asked:
-        assert "--all-namespaces --as=system:anonymous --as-group=system:unauthenticated" in line
+    reviews = [json.loads(line) for line in (tmp_path / "reviews.log").read_text().splitlines()]
+    assert len(reviews) == len(manifests.ANONYMOUS_PROBES)
+    for review in reviews:
+        assert review["kind"] == "SubjectAccessReview"
+        assert review["spec"]["user"] == "system:anonymous"
+        assert review["spec"]["groups"] == ["system:unauthenticated"]
+    asked = {(r["spec"]["resourceAttributes"]["verb"], r["spec"]["resourceAttributes"]["resource"])
+             for r in reviews}  # fmt: skip
+    assert {("impersonate", "users"), ("bind", "clusterroles"), ("escalate", "clusterroles"), ("*", "*"),
+            ("create", "serviceaccounts")} <= asked  # fmt: skip
+    for line in (tmp_path / "argv.log").read_text().splitlines():
         assert "--context kind-x" in line and f"--kubeconfig {tmp_path / 'kc'}" in line
-    for needed in ("impersonate users", "bind clusterroles.rbac", "escalate clusterroles.rbac", "* *",
-                   "create serviceaccounts --subresource=token"):  # fmt: skip
-        assert any(f"auth can-i {needed}" in line for line in asked), needed
 
 
 def test_anonymous_access_nothing_allowed_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECTL", str(_fake_live_kubectl(tmp_path, [])))
     assert manifests.anonymous_access() == []
     assert manifests.detect_insecure() == []
-    # Impersonation refused: an error that says what is needed, never a silent "nothing found".
+    # The review refused: an error that says what is needed, never a silent "nothing found".
     bad = tmp_path / "bad"
     bad.mkdir()
     script = bad / "kubectl"
-    script.write_text("#!/bin/sh\necho 'Error from server (Forbidden): cannot impersonate' >&2\nexit 1\n")
+    script.write_text("#!/bin/sh\n"
+                      "echo 'Error from server (Forbidden): cannot create subjectaccessreviews' >&2\n"
+                      "exit 1\n")
     script.chmod(0o755)
     monkeypatch.setenv("KUBECTL", str(script))
-    with pytest.raises(manifests.ManifestError, match="impersonate"):
+    with pytest.raises(manifests.ManifestError, match="needs create on subjectaccessreviews"):
         manifests.anonymous_access()
 
 
