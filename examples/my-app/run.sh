@@ -11,11 +11,17 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 
 if [[ ! -x .venv/bin/pytest ]] || [[ ${REINSTALL:-1} == 1 ]]; then
-  echo "my-app: installing hpa-kit[harness] from $kit into $here/.venv"
   [[ -x .venv/bin/python ]] || "$python" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "$kit[harness]" -r requirements.txt
-  .venv/bin/pip install -q --force-reinstall --no-deps "$kit"  # the kit's current files, not a cached build
+  log=.venv/install.log
+  echo "my-app: installing hpa-kit[harness] from $kit into $here/.venv (log $log)"
+  # The build's own warnings go to the log; a failed install prints its tail.
+  if ! { .venv/bin/pip install -q --upgrade pip &&
+         .venv/bin/pip install -q "$kit[harness]" -r requirements.txt &&
+         .venv/bin/pip install -q --force-reinstall --no-deps "$kit"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "my-app: installing the kit failed; the whole log is $here/$log" >&2
+    exit 2
+  fi
 fi
 # From here on nothing may come from the checkout: run outside it, without its PYTHONPATH.
 unset PYTHONPATH
