@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.kubectl import Kubectl
-from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of
+from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
 from harness.report import Recorder, _quantity
 from harness.stack import match_labels
 from harness.waits import wait_for
@@ -41,6 +41,7 @@ __all__ = [
     "settle_at_min",
     "wait_condition",
     "wait_replicas",
+    "within",
 ]
 
 
