@@ -38,7 +38,12 @@ def _gaps(path: Path, root: Path = ROOT) -> list[str]:
                         continue
                 if isinstance(value, ModuleType):
                     modules[alias.asname or alias.name] = value
-    rebound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    # Names rebound somewhere (a local `hpa = ...` shadows the module); a dataclass field `hpa: str`
+    # in a class body does not.
+    fields = {id(stmt.target) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+              for stmt in cls.body if isinstance(stmt, ast.AnnAssign)}  # fmt: skip
+    rebound = {n.id for n in ast.walk(tree)
+               if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and id(n) not in fields}  # fmt: skip
     rebound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
                 for a in [*n.args.args, *n.args.kwonlyargs]}  # fmt: skip
     for node in ast.walk(tree):
