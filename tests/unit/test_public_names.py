@@ -42,8 +42,8 @@ def _gaps(path: Path, root: Path = ROOT) -> list[str]:
     # in a class body does not.
     fields = {id(stmt.target) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
               for stmt in cls.body if isinstance(stmt, ast.AnnAssign)}  # fmt: skip
-    rebound = {n.id for n in ast.walk(tree)
-               if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and id(n) not in fields}  # fmt: skip
+    stores = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    rebound = {n.id for n in stores if id(n) not in fields}
     rebound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
                 for a in [*n.args.args, *n.args.kwonlyargs]}  # fmt: skip
     for node in ast.walk(tree):
