@@ -34,24 +34,22 @@ class LoadError(HarnessError):
 SHAPE_MARKER = "# --- hpa-kit staged shape"
 
 
-def user_classes(locustfile: Path) -> list[str]:
-    """The classes ``locustfile`` defines (read, never imported: Locust patches the stdlib on import)."""
+def _read_classes(locustfile: Path) -> tuple[str, list[ast.ClassDef]]:
+    """``locustfile``'s text and its top-level classes (read, never imported: Locust patches the
+    stdlib on import)."""
     try:
-        tree = ast.parse(Path(locustfile).read_text(), filename=str(locustfile))
+        text = Path(locustfile).read_text()
+        tree = ast.parse(text, filename=str(locustfile))
     except OSError as exc:
         raise LoadError(f"locustfile {locustfile}: {exc.strerror}") from None
     except SyntaxError as exc:
         raise LoadError(f"locustfile {locustfile}:{exc.lineno}: {exc.msg}") from None
-    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    return text, [node for node in tree.body if isinstance(node, ast.ClassDef)]
 
 
-def _defines_shape(locustfile: Path) -> bool:
-    tree = ast.parse(Path(locustfile).read_text())
-    return any(
-        isinstance(node, ast.ClassDef)
-        and any("LoadTestShape" in ast.unparse(base) for base in node.bases)
-        for node in tree.body
-    )
+def user_classes(locustfile: Path) -> list[str]:
+    """The classes ``locustfile`` defines."""
+    return [cls.name for cls in _read_classes(locustfile)[1]]
 
 
 def locustfile_text(locustfile: Path | None) -> str:
@@ -60,8 +58,8 @@ def locustfile_text(locustfile: Path | None) -> str:
     builtin = LOCUSTFILE.read_text()
     if locustfile is None:
         return builtin
-    text = Path(locustfile).read_text()
-    if _defines_shape(Path(locustfile)):
+    text, classes = _read_classes(locustfile)
+    if any("LoadTestShape" in ast.unparse(base) for cls in classes for base in cls.bases):
         return text
     shape = builtin[builtin.index(SHAPE_MARKER):]
     return f"{text.rstrip()}\n\n\n{shape}"

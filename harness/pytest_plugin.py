@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness import entry
 from harness.progress import Progress
 
 if TYPE_CHECKING:
@@ -214,19 +215,13 @@ def progress_for() -> Callable[[str], Progress]:
 
 
 def _need_harness_extra() -> None:
-    missing = [m for m in ("kubernetes", "yaml", "httpx") if _absent(m)]
-    if missing:
+    absent = entry.missing("harness")
+    if absent:
         pytest.fail(
-            f"hpa-kit fixtures need the [harness] extra ({', '.join(missing)} missing): "
+            f"hpa-kit fixtures need the [harness] extra ({', '.join(absent)} missing): "
             "pip install 'hpa-kit[harness]'",
             pytrace=False,
         )
-
-
-def _absent(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None
 
 
 # ---------------------------------------------------------------------------------------- cluster
