@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from pathlib import Path
 from harness import images as img
 from harness import procs
 from harness.images import FileEntry, ImageError, ImageSpec, Layout, Progress
+from harness.images import docker as dockerimg
 
 __all__ = [
     "NODE_PACKAGES",
@@ -70,7 +70,6 @@ SERVICE_SUBNET = "10.97.0.0/16"
 K8S_BINARIES = ("kubelet", "kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager",
                 "kube-scheduler", "kube-proxy", "etcd", "coredns")
 
-DOCKER_TIMEOUT_S = 1800
 _SCRATCH_PATH = (("PATH", "/usr/local/bin:/usr/bin:/bin"),)
 
 _CNI_CONFLIST = {
@@ -501,20 +500,6 @@ def preload_images(root: Path, archives: list[Path], work: Path, progress: Progr
         procs.stop(record)
 
 
-def _docker_image_id(name: str) -> str | None:
-    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
-                          capture_output=True, text=True, timeout=60)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def docker_image_inputs(name: str) -> str | None:
-    """The ``io.hpa-kit.inputs`` label of a Docker image, or None when Docker lacks the image."""
-    proc = subprocess.run(["docker", "image", "inspect", "--format",
-                           '{{index .Config.Labels "' + img.INPUTS_LABEL + '"}}', name],
-                          capture_output=True, text=True, timeout=60)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
 @dataclass(frozen=True)
 class NodeImage:
     name: str
@@ -532,10 +517,10 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
     lock = layout.images_dir / ".kind-node.lock"
     with img.locked(lock):
         inputs = collect_inputs(layout, progress)
-        if not force and docker_image_inputs(name) == inputs.digest:
+        if not force and dockerimg.image_inputs(name) == inputs.digest:
             progress(f"kind-node: {name} up to date")
             return NodeImage(name, inputs.digest, False, time.monotonic() - t0)
-        previous = _docker_image_id(name)
+        previous = dockerimg.image_id(name)
         progress(f"kind-node: assembling {name}")
         layout.images_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="kind-node-", dir=layout.images_dir) as tmp:
@@ -546,45 +531,25 @@ def ensure_node_image(layout: Layout | None = None, *, progress: Progress = prin
                 assemble_rootfs(inputs, root, layout)
                 preload_images(root, inputs.archives, work, progress)
                 progress(f"kind-node: docker import {name}")
-                _docker_import(root, name, inputs.digest)
+                config = [*NODE_IMAGE_CONFIG, f"LABEL {img.INPUTS_LABEL}={inputs.digest}"]
+                dockerimg.import_tree(root, name, config)
             finally:
                 img.remove_tree(root)
-        if previous and previous != _docker_image_id(name):
+        if previous and previous != dockerimg.image_id(name):
             # The superseded build (~750 MB); kept only while a container still uses it.
-            subprocess.run(["docker", "rmi", previous], capture_output=True, timeout=300)
+            dockerimg.docker("rmi", previous, check=False, timeout=300)
     seconds = time.monotonic() - t0
-    size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True,
-                          text=True, timeout=60).stdout.strip()
+    size = dockerimg.docker("image", "inspect", "--format", "{{.Size}}", name, check=False).stdout.strip()
     progress(f"kind-node: built {name} in {seconds:.0f}s ({int(size or 0) / 1e6:.0f} MB)")
     return NodeImage(name, inputs.digest, True, seconds)
 
 
-def _docker_import(root: Path, name: str, inputs: str) -> None:
-    """``docker import`` the tree, then set kind's image config with a Dockerfile of metadata only
-    (dockerd 20.10's ``import --change`` refuses STOPSIGNAL; a ``FROM <local id>`` build pulls nothing)."""
-    tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-c", "."],
-                           stdout=subprocess.PIPE)
-    try:
-        proc = subprocess.run(["docker", "import", "-", f"{name}-rootfs"], stdin=tar.stdout,
-                              capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S)
-    finally:
-        if tar.stdout:
-            tar.stdout.close()
-        tar.wait()
-    if proc.returncode != 0 or tar.returncode != 0:
-        raise ImageError(f"docker import of the kind node root-fs failed: {proc.stderr.strip()[-1000:]}")
-    dockerfile = (
-        f"FROM {name}-rootfs\n"
-        "ENV container=docker\n"
-        "STOPSIGNAL SIGRTMIN+3\n"
-        'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]\n'
-        f"LABEL {img.INPUTS_LABEL}={inputs}\n"
-    )
-    proc = subprocess.run(["docker", "build", "-q", "-t", name, "-"], input=dockerfile, capture_output=True,
-                          text=True, timeout=DOCKER_TIMEOUT_S)
-    subprocess.run(["docker", "rmi", f"{name}-rootfs"], capture_output=True, timeout=120)  # tag only
-    if proc.returncode != 0:
-        raise ImageError(f"docker build of the kind node image config failed: {proc.stderr.strip()[-1000:]}")
+#: kind's node image config (dockerd 20.10's ``import --change`` refuses STOPSIGNAL, hence a build).
+NODE_IMAGE_CONFIG = (
+    "ENV container=docker",
+    "STOPSIGNAL SIGRTMIN+3",
+    'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -342,7 +342,12 @@ class KindCluster(Cluster):
         return found
 
     def load_images(self, images: Iterable[str | Path], progress: ProgressFn = print) -> None:
+        """Load images into the node: the kit's Dockerfile images are built with ``docker build`` (as
+        users build them; ``HPA_KIT_IMAGE_BUILDER=buildah`` uses the OCI archives instead) and loaded
+        with ``kind load docker-image``; every other image is an OCI archive (``kind load
+        image-archive``)."""
         from harness import images as img
+        from harness.images import docker as dockerimg
 
         archives: list[Path] = []
         names: list[str] = []
@@ -351,8 +356,23 @@ class KindCluster(Cluster):
                 archives.append(Path(item))
             else:
                 names.append(str(item))
-        if names:
-            archives.extend(img.ensure_all(names, progress=progress).values())
+        try:
+            layout, use_docker = img.Layout(), dockerimg.builder() == "docker"
+            specs = {n: img.select_specs(img.default_specs(layout), [n]) for n in names}
+            by_docker = [n for n in names if use_docker and all(s.build == "dockerfile" for s in specs[n])]
+            names = [n for n in names if n not in by_docker]
+            refs = list(dockerimg.ensure_docker_images(by_docker, layout=layout, progress=progress).values())
+            if names:
+                archives.extend(img.ensure_all(names, layout=layout, progress=progress).values())
+        except img.ImageError as exc:
+            raise ClusterError(f"images for kind cluster {self.name}: {exc}") from exc
+        for ref in refs:
+            t0 = time.monotonic()
+            # kind skips the copy when the node already has this image ID.
+            out = self._kind("load", "docker-image", ref, "--name", self.name)
+            if out.returncode != 0:
+                raise ClusterError(f"kind load docker-image {ref} failed: {out.stderr.strip()[-400:]}")
+            progress(f"kind: {ref} on {self.node_name} ({time.monotonic() - t0:.1f}s)")
         present = self._node_images()
         for a in archives:
             info = img.archive_info(a)

@@ -1,7 +1,7 @@
 """Offline container images for the local cluster: specs, cached builds, containerd import.
 
-``python -m harness.images build|list|prune|import`` (``scripts/build-images.sh``); the first
-paragraph above is the ``--help`` description."""
+``python -m harness.images build|list|prune|import|docker-build`` (``scripts/build-images.sh``); the
+first paragraph above is the ``--help`` description."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = sub.add_parser("build", help="build images (default: all non-lazy) into the cache")
     b.add_argument("names", nargs="*", help="aliases or image names (see `list`)")
     b.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
+    d = sub.add_parser("docker-build", help="build the Dockerfile images with `docker build` into Docker "
+                       "(what users do; the kind provider loads them with `kind load docker-image`)")
+    d.add_argument("names", nargs="*", help="Dockerfile images (default: adapter, mockmetrics, locust)")
+    d.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
     sub.add_parser("list", help="show every image, its archive and whether it is up to date")
     sub.add_parser("prune", help="drop untagged images (old builds, layer cache) from buildah's store")
     i = sub.add_parser("import", help="build if needed, then import into containerd")
@@ -56,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             prune(layout, progress=progress)
             return 0
         force = getattr(args, "force", False)
+        if args.cmd == "docker-build":
+            from harness.images.docker import ensure_docker_images
+
+            names = args.names or [s.alias for s in default_specs(layout) if s.build == "dockerfile"]
+            refs = ensure_docker_images(names, layout=layout, progress=progress, force=force)
+            for name, ref in refs.items():
+                print(f"{name}\t{ref}")
+            return 0
         built = ensure_all(args.names or None, layout=layout, progress=progress, force=force)
         if args.cmd == "import":
             import_images(built.values(), address=args.address, namespace=args.namespace,
