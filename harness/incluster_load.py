@@ -244,8 +244,13 @@ class InClusterLocust:
         }
 
     def master_service(self) -> dict[str, Any]:
+        """The master's Service, selecting *this run's* master only: with the template's selector it
+        kept pointing at the previous run's (deleted) master until the endpoints caught up, and a
+        worker whose first connection was NATed to that dead pod IP stayed stuck for minutes (its
+        socket retransmits into the same conntrack entry)."""
         svc = copy.deepcopy(self._template_object("Service", MASTER_JOB))
         svc["metadata"]["namespace"] = self.namespace
+        svc["spec"].setdefault("selector", {})[RUN_LABEL] = self.run_id
         return svc
 
     def jobs(self) -> list[dict[str, Any]]:

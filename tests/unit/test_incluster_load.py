@@ -129,6 +129,22 @@ def test_locustfile_configmap_and_service_follow_the_namespace(tmp_path: Path) -
         kubernetes_validate.validate(obj, K8S_MINOR, strict=True)
 
 
+def test_master_service_routes_only_to_this_runs_ready_master(tmp_path: Path) -> None:
+    """A worker must never reach a previous run's master: the Service selects this run's pod only,
+    and only once the master listens. Seen on kind: the Service still pointed at the master of the
+    run before (deleted), a worker's first SYN was NATed to that dead pod IP, and its connection
+    (the same socket, retransmitting into the stale conntrack entry) stayed stuck for over 90 s."""
+    run = _run(tmp_path)
+    svc = run.master_service()
+    assert svc["spec"]["selector"][icl.RUN_LABEL] == run.run_id
+    other = _run(tmp_path)
+    assert other.master_service()["spec"]["selector"][icl.RUN_LABEL] != run.run_id
+    master = run.jobs()[0]["spec"]["template"]["spec"]["containers"][0]
+    probe = master["readinessProbe"]
+    assert probe["tcpSocket"]["port"] == "comm"
+    assert probe["periodSeconds"] <= 2
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
