@@ -10,6 +10,10 @@ route                  methods     effect
                                    queue when all workers are busy; 503 when that queue is full
 ``/produce?n=K``       POST        add K jobs (1..1000000) to this replica's job queue
 ``/queue``             GET         job queue state
+``/burn?ms=20``        GET         spend ``ms`` (0..10000) of CPU time in one of ``--burn-threads``
+                                   threads; waits like ``/work`` when all are busy; 503 when full
+``/hold?mb=M&seconds=S`` POST      keep M MiB (0..4096) resident for S seconds (0..3600); 503 above
+                                   ``--max-hold-mb`` in total; ``GET /hold`` shows what is held
 ``/scale/up``          GET, POST   dial: ``total_hit_count`` rises by ``--dial-step`` per second
 ``/scale/down``        GET, POST   dial: falls by ``--dial-step`` per second, never below 0
 ``/scale/stop``        GET, POST   dial: hold the value
@@ -35,12 +39,14 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics
 
+from mockmetrics.burn import HoldRefused, MemoryHold, burn_cpu
 from mockmetrics.config import Settings, configure_logging, parse_settings
 from mockmetrics.dial import MODES, Dial
 from mockmetrics.metrics import UNMATCHED_PATH, Metrics
@@ -50,6 +56,9 @@ from mockmetrics.queue import MAX_PRODUCE, JobQueue
 log = logging.getLogger("mockmetrics")
 
 MAX_WORK_MS = 60_000
+MAX_BURN_MS = 10_000
+MAX_HOLD_MB = 4096
+MAX_HOLD_S = 3600
 DEFAULT_WORK_MS = 100
 CONSUMER_TICK_S = 0.1
 """How often the background consumer advances the queue. Scrapes advance it too, so this only bounds how
@@ -70,6 +79,9 @@ QUEUE = web.AppKey("queue", JobQueue)
 DIAL = web.AppKey("dial", Dial)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+BURN_POOL = web.AppKey("burn_pool", WorkerPool)
+BURN_EXECUTOR = web.AppKey("burn_executor", ThreadPoolExecutor)
+HOLD = web.AppKey("hold", MemoryHold)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,6 +149,39 @@ async def work(request: web.Request) -> web.Response:
     return web.json_response(
         {"ms": ms, "waited_ms": round((started - queued_at) * 1000, 1), "workers": pool.workers}
     )
+
+
+async def burn(request: web.Request) -> web.Response:
+    """Spend ``ms`` of CPU time in a burn thread: real container CPU usage for Resource HPAs."""
+    try:
+        ms = _query_number(request, "ms", 20, 0, MAX_BURN_MS)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    pool = request.app[BURN_POOL]
+    try:
+        async with pool.slot():
+            loop = asyncio.get_running_loop()
+            cpu_s = await loop.run_in_executor(request.app[BURN_EXECUTOR], burn_cpu, ms)
+    except PoolFull as exc:
+        return _error(503, f"{exc}; retry later or raise --burn-threads/--max-queue", **{"Retry-After": "1"})
+    return web.json_response({"ms": ms, "cpu_ms": round(cpu_s * 1000, 2)})
+
+
+async def hold(request: web.Request) -> web.Response:
+    """``POST``: keep memory resident for a while; ``GET``: what is held now."""
+    holder = request.app[HOLD]
+    if request.method == "GET":
+        return web.json_response({"held_bytes": holder.held_bytes, "max_bytes": holder.max_bytes})
+    try:
+        mb = _query_number(request, "mb", 16, 0, MAX_HOLD_MB)
+        seconds = _query_number(request, "seconds", 60, 0, MAX_HOLD_S)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    try:
+        held = holder.hold(mb, seconds)
+    except HoldRefused as exc:
+        return _error(503, str(exc), **{"Retry-After": "5"})
+    return web.json_response({"held_bytes": held, "max_bytes": holder.max_bytes, "seconds": seconds})
 
 
 async def produce(request: web.Request) -> web.Response:
@@ -213,6 +258,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _stop_burning(app: web.Application) -> None:
+    app[BURN_EXECUTOR].shutdown(wait=False, cancel_futures=True)
+    app[HOLD].release()
+
+
 async def _mark_started(app: web.Application) -> None:
     app[LIFECYCLE].started = True
 
@@ -245,11 +295,17 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app[DIAL] = dial
     app[METRICS] = Metrics(pool, queue, dial)
     app[LIFECYCLE] = Lifecycle()
+    app[BURN_POOL] = WorkerPool(settings.burn_threads, settings.max_queue)
+    app[BURN_EXECUTOR] = ThreadPoolExecutor(settings.burn_threads, thread_name_prefix="burn")
+    app[HOLD] = MemoryHold(settings.max_hold_mb * 1024 * 1024, clock=clock)
 
     app.router.add_get("/", index)
     app.router.add_get("/work", work)
     app.router.add_post("/produce", produce)
     app.router.add_get("/queue", queue_state)
+    app.router.add_get("/burn", burn)
+    app.router.add_route("POST", "/hold", hold)
+    app.router.add_get("/hold", hold)
     for mode in MODES:
         handler = _set_mode(mode)
         app.router.add_route("GET", f"/scale/{mode}", handler)
@@ -263,6 +319,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.router.add_get("/metrics", metrics_endpoint)
 
     app.on_startup.append(_mark_started)
+    app.on_cleanup.append(_stop_burning)
     app.cleanup_ctx.append(_run_consumer)
     return app
 

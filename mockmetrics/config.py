@@ -32,6 +32,8 @@ class Settings:
     dial_step: float = 10.0
     shutdown_timeout: float = 10.0
     drain_delay: float = 0.0
+    burn_threads: int = 2
+    max_hold_mb: int = 256
     log_level: str = "INFO"
 
     def describe(self) -> str:
@@ -125,6 +127,20 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
         "drain_delay",
         _float_in(0, 3600),
         "seconds between SIGTERM (readyz turns 503) and closing the listener, so endpoints update first",
+    ),
+    (
+        "--burn-threads",
+        "MOCKMETRICS_BURN_THREADS",
+        "burn_threads",
+        _int_in(1, 64),
+        "threads that burn CPU for /burn (more requests wait, up to --max-queue, then 503)",
+    ),
+    (
+        "--max-hold-mb",
+        "MOCKMETRICS_MAX_HOLD_MB",
+        "max_hold_mb",
+        _int_in(0, 65536),
+        "MiB /hold may keep resident in total (more is refused with 503)",
     ),
     ("--log-level", "MOCKMETRICS_LOG_LEVEL", "log_level", _log_level, f"one of {', '.join(LOG_LEVELS)}"),
 )

@@ -310,6 +310,53 @@ def busy_port() -> Iterator[int]:
     sock.close()
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process from /proc (the kernel's count, not the app's own report)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_burn_spends_the_cpu_time_the_load_asks_for(start_server, client) -> None:
+    """40 requests x 50 ms must cost the process ~2 CPU-seconds, as the kernel counts it."""
+    server = await start_server("--burn-threads", "2")
+    before = _proc_cpu_s(server.proc.pid)
+    sem = asyncio.Semaphore(4)
+
+    async def one() -> httpx.Response:
+        async with sem:
+            return await client.get(f"{server.base_url}/burn", params={"ms": "50"})
+
+    responses = await asyncio.gather(*(one() for _ in range(40)))
+    spent = _proc_cpu_s(server.proc.pid) - before
+    assert [r.status_code for r in responses] == [200] * 40
+    assert all(r.json()["cpu_ms"] >= 50 for r in responses)
+    assert 2.0 <= spent <= 2.0 * 1.5 + 0.5, f"{spent:.2f} CPU-s for 40 x 50 ms"
+    bad = await client.get(f"{server.base_url}/burn", params={"ms": "-1"})
+    assert bad.status_code == 400 and "ms must be a number from 0 to 10000" in bad.json()["error"]
+    m = await scrape(client, server)
+    assert m.value("http_requests_total", path="/burn", code="200") == 40
+
+
+async def test_hold_keeps_memory_resident_then_frees_it(start_server, client) -> None:
+    server = await start_server("--max-hold-mb", "96")
+    base = _proc_rss_mib(server.proc.pid)
+    r = await client.post(f"{server.base_url}/hold", params={"mb": "64", "seconds": "2"})
+    assert r.status_code == 200 and r.json()["held_bytes"] == 64 << 20
+    assert _proc_rss_mib(server.proc.pid) - base >= 60  # every page written: resident, not lazy
+    over = await client.post(f"{server.base_url}/hold", params={"mb": "64", "seconds": "2"})
+    assert over.status_code == 503 and "--max-hold-mb" in over.json()["error"]
+    await asyncio.sleep(2.2)
+    assert (await client.get(f"{server.base_url}/hold")).json()["held_bytes"] == 0
+    assert _proc_rss_mib(server.proc.pid) - base < 16  # freed back to the OS
+
+
 def test_bad_start_up_input_says_what_to_fix(tmp_path: Path, busy_port: int) -> None:
     log_path = tmp_path / "bad-flag.log"
     proc = _spawn(["--workers", "zero"], log_path)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from mockmetrics.app import create_app
+from mockmetrics.burn import HoldRefused, MemoryHold, burn_cpu
 from mockmetrics.config import Settings, parse_settings
 from mockmetrics.dial import Dial
 from mockmetrics.pool import Admission, PoolFull, WorkerPool
@@ -389,3 +390,25 @@ def test_request_series_exist_at_zero_before_any_request() -> None:
         if s.name == "http_requests_total"
     }
     assert samples == {p: 0.0 for p in INITIALIZED_PATHS}
+
+
+# --------------------------------------------------------------------------- burn and hold
+
+
+def test_burn_cpu_spends_cpu_time_not_wall_time() -> None:
+    spent = burn_cpu(30)
+    assert 0.030 <= spent < 0.060
+
+
+def test_memory_hold_is_bounded_and_expires_on_its_clock() -> None:
+    now = [0.0]
+    holder = MemoryHold(3 << 20, clock=lambda: now[0])
+    assert holder.hold(2, seconds=10) == 2 << 20
+    with pytest.raises(HoldRefused, match="--max-hold-mb"):
+        holder.hold(2, seconds=10)
+    assert holder.held_bytes == 2 << 20  # a refused hold changes nothing
+    assert holder.hold(1, seconds=5) == 3 << 20
+    now[0] = 5.0
+    assert holder.held_bytes == 2 << 20
+    now[0] = 10.0
+    assert holder.held_bytes == 0
