@@ -81,7 +81,9 @@ def kind_config(name: str, hpa: HPASettings, node_image: str | None = None,
     cluster_cfg = {"kind": "ClusterConfiguration",
                    "controllerManager": {"extraArgs": extra_args(args, k8s_version)},
                    **kindnode.kubeadm_image_patch(layout)}
-    kubelet_cfg = {"kind": "KubeletConfiguration", "failCgroupV1": False}
+    # serverTLSBootstrap: the kubelet's serving certificate is signed by the cluster CA (through a
+    # CSR the provider approves) instead of self-signed, so Prometheus scrapes it with TLS verified.
+    kubelet_cfg = {"kind": "KubeletConfiguration", "failCgroupV1": False, "serverTLSBootstrap": True}
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -249,11 +251,41 @@ class KindCluster(Cluster):
         create_s = time.monotonic() - t1
         progress(f"kind cluster {self.name} created in {create_s:.1f}s "
                  f"(node image ready after {image_s:.1f}s)")
+        self._approve_serving_certs(progress)
         self._wait_coredns(progress)
         dns_s = time.monotonic() - t1 - create_s
         self.timings = {"node_image_s": round(image_s, 1), "create_s": round(create_s, 1),
                         "coredns_s": round(dns_s, 1)}
         return self.info()
+
+    def _approve_serving_certs(self, progress: ProgressFn, timeout: float = 90) -> None:
+        """Approve the kubelet's serving-certificate request (``serverTLSBootstrap``), and only that:
+        signer ``kubernetes.io/kubelet-serving``, asked by ``system:node:<this node>``. Nothing
+        approves these by default; without it ``kubectl logs`` and every kubelet scrape fail TLS."""
+        from harness.kubectl import Kubectl
+        from harness.waits import WaitTimeout, wait_for
+
+        kubectl = Kubectl(self.kubeconfig)
+        user = f"system:node:{self.node_name}"
+
+        def probe() -> tuple[bool, str]:
+            mine = [c for c in kubectl.json("get", "csr").get("items", [])
+                    if c["spec"].get("signerName") == "kubernetes.io/kubelet-serving"
+                    and c["spec"].get("username") == user]
+            if any((c.get("status") or {}).get("certificate") for c in mine):
+                return True, f"kubelet serving certificate of {self.node_name} issued by the cluster CA"
+            pending = [c["metadata"]["name"] for c in mine
+                       if not (c.get("status") or {}).get("conditions")]
+            if pending:
+                kubectl.run("certificate", "approve", *pending)
+            return False, f"{len(mine)} serving CSR(s) from {user}; approved {pending or 'none yet'}"
+
+        try:
+            wait_for("kubelet serving certificate", probe, timeout=timeout, interval=1, progress=progress,
+                     hint=f"see `kubectl --kubeconfig {self.kubeconfig} get csr` and the kubelet's log "
+                          f"(`docker exec {self.node_name} journalctl -u kubelet`)")
+        except WaitTimeout as exc:
+            raise ClusterError(str(exc)) from exc
 
     def _wait_coredns(self, progress: ProgressFn, timeout: float = 180) -> None:
         """``kind --wait`` covers the node only; like the local provider's ``up``, return once

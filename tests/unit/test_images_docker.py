@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness import images as img
 from harness.cluster import kind
@@ -143,3 +144,41 @@ def test_dockerignore_keeps_every_copy_source_and_drops_virtualenvs() -> None:
             assert any(f.relative_to(layout.repo).as_posix().startswith(src.rstrip("/")) for f in files), \
                 f"{spec.dockerfile}: COPY {src} is hidden by .dockerignore"
     assert "**" in text.splitlines()  # deny by default, then re-include what the Dockerfiles copy
+
+
+def test_kind_kubelet_serves_a_cluster_ca_certificate() -> None:
+    cfg = kind.kind_config("k1", kind.HPASettings())
+    kubelet = next(yaml.safe_load(p) for p in cfg["kubeadmConfigPatches"]
+               if yaml.safe_load(p)["kind"] == "KubeletConfiguration")
+    assert kubelet["serverTLSBootstrap"] is True
+
+
+def test_kind_approves_only_its_nodes_serving_csrs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A CSR from another user or for another signer must never be approved by the harness."""
+    from harness import kubectl as kubectl_mod
+
+    def csr(name: str, user: str, signer: str = "kubernetes.io/kubelet-serving", **status: Any) -> dict:
+        return {"metadata": {"name": name}, "spec": {"username": user, "signerName": signer},
+                "status": status}
+
+    node = "system:node:k1-control-plane"
+    state = {"items": [csr("mine", node), csr("other-user", "system:node:evil"),
+                       csr("client", node, signer="kubernetes.io/kube-apiserver-client-kubelet")]}
+    approved: list[str] = []
+
+    class FakeKubectl:
+        def __init__(self, *_a: Any, **_k: Any) -> None:
+            pass
+
+        def json(self, *args: str) -> dict:
+            return state
+
+        def run(self, *args: str, **_k: Any) -> str:
+            assert args[:2] == ("certificate", "approve")
+            approved.extend(args[2:])
+            state["items"][0]["status"] = {"conditions": [{"type": "Approved"}], "certificate": "LS0t"}
+            return ""
+
+    monkeypatch.setattr(kubectl_mod, "Kubectl", FakeKubectl)
+    kind.KindCluster("k1", state_root=tmp_path)._approve_serving_certs(lambda _m: None, timeout=10)
+    assert approved == ["mine"]
