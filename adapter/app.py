@@ -54,10 +54,12 @@ from adapter.provider.base import (
     Provider,
     ResourceInfo,
     ResourceMapper,
+    ResourceMetricsProvider,
 )
 from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.provider import PrometheusProvider
+from adapter.provider.prometheus.resource import PrometheusResourceProvider
 from adapter.provider.static import StaticProvider
 from adapter.rules.config import load_config
 from adapter.selectors import LabelSelector
@@ -200,6 +202,16 @@ def make_provider(args: argparse.Namespace, cluster: Cluster) -> Provider:
     )
 
 
+def make_resource_provider(provider: Provider) -> ResourceMetricsProvider | None:
+    """metrics.k8s.io from the Prometheus provider's ``resourceRules`` (read at each request, so a
+    config reload adds or removes them); the static provider serves no resource metrics."""
+    if not isinstance(provider, PrometheusProvider):
+        return None
+    return PrometheusResourceProvider(
+        lambda: provider.config.resource_rules, provider.run_query, provider.mapper, provider.lister
+    )
+
+
 def load_tls(args: argparse.Namespace) -> TLSReloader:
     """The serving certificate (reloaded on change); client CAs are added by :func:`make_auth`."""
     try:
@@ -307,6 +319,7 @@ async def serve(checked: Checked) -> int:
                 authenticator=authenticator,
                 authorizer=authorizer,
                 mapper=cluster.mapper,
+                resource_provider=make_resource_provider(provider),
                 metrics_public=args.metrics_insecure,
             )
             await provider.start()

@@ -321,6 +321,10 @@ class PrometheusProvider:
     def list_all_external_metrics(self) -> list[ExternalMetricInfo]:
         return self.registry.current().external_infos()
 
+    async def run_query(self, promql: str) -> tuple[QueryResult, str]:
+        """One instant query through the coalescing, byte-bounded result cache (and its state)."""
+        return await self._run(promql)
+
     async def _run(self, promql: str) -> tuple[QueryResult, str]:
         keep_raw = self.keep_raw
         key = f"raw\0{promql}" if keep_raw else promql  # an answer without its body cannot serve explain
