@@ -207,11 +207,6 @@ class FieldSelector:
     def matches(self, namespace: str | None, name: str) -> bool:
         return all(r.matches(namespace, name) for r in self.requirements)
 
-    def names(self) -> set[str] | None:
-        """The only names that can match (from ``metadata.name=`` terms), or None when any can."""
-        wanted = {r.value for r in self.requirements if r.field == "metadata.name" and r.op == "="}
-        return wanted if wanted else None
-
     def __str__(self) -> str:
         return ",".join(f"{r.field}{r.op}{r.value}" for r in self.requirements)
 
