@@ -331,8 +331,8 @@ class PrometheusResourceProvider:
         if out.without_data:
             why = out.without_data[0][1]
             raise MetricNotFound(
-                f'{singular}.{GROUP} "{where}" not found: {why} (run `hpa-kit-adapter explain '
-                "--api resource` to see the queries and Prometheus' answer)",
+                f'{singular}.{GROUP} "{where}" not found: {why} (`hpa-kit-adapter explain '
+                "--resource-metrics` shows the queries and Prometheus' answer)",
                 details={"name": name, "group": GROUP, "kind": kind},
             )
         return out
