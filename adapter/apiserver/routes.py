@@ -386,12 +386,15 @@ def resolve_external(infos: list[ExternalMetricInfo], metric: str) -> ExternalMe
 # --------------------------------------------------------------------------------------------
 
 
+def _first(request: web.Request, name: str) -> str | None:
+    """A query parameter's first value, as Kubernetes' parameter codec reads a repeated one (the
+    later values are ignored, never parsed: a request Kubernetes serves is served here too)."""
+    return request.query.getone(name, None)
+
+
 def _selector_param(request: web.Request, name: str) -> LabelSelector:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"query parameter {name!r} given {len(values)} times; give it once")
     try:
-        return parse_label_selector(values[0] if values else None)
+        return parse_label_selector(_first(request, name))
     except BadRequest as err:
         raise BadRequest(f"invalid {name}: {err.message}") from err
 
@@ -441,10 +444,7 @@ def _json(body: dict[str, Any]) -> web.Response:
 
 
 def _field_param(request: web.Request) -> FieldSelector:
-    values = request.query.getall("fieldSelector", [])
-    if len(values) > 1:
-        raise BadRequest(f"query parameter 'fieldSelector' given {len(values)} times; give it once")
-    return parse_field_selector(values[0] if values else None)
+    return parse_field_selector(_first(request, "fieldSelector"))
 
 
 class MetricsAPI:

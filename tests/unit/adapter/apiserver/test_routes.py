@@ -298,11 +298,21 @@ async def test_bad_selector_400(client: TestClient, param: str, bad: str) -> Non
     assert param in body["message"]
 
 
-async def test_repeated_selector_400(client: TestClient) -> None:
-    resp = await client.get(
-        f"{C}/v1beta2/namespaces/default/pods/*/http_requests?labelSelector=a&labelSelector=b"
+async def test_repeated_selector_takes_the_first(client: TestClient, provider: FakeProvider) -> None:
+    """Kubernetes' parameter codec reads a repeated query parameter's first value (no 400)."""
+    body = await get(
+        client,
+        f"{C}/v1beta2/namespaces/default/pods/*/http_requests"
+        "?labelSelector=app%3Dweb&labelSelector=app%3Dnothing&metricLabelSelector=a%3Db&metricLabelSelector=!c",
     )
-    assert resp.status == 400
+    assert [i["describedObject"]["name"] for i in body["items"]] == ["web-1", "web-2"]
+    _, selector, _, metric_selector = provider.calls[-1].args
+    assert str(selector) == "app=web" and str(metric_selector) == "a=b"
+    await get(client, f"{E}/namespaces/default/queue_messages?labelSelector=q%3Da&labelSelector=q%3Db")
+    assert str(provider.calls[-1].args[1]) == "q=a"
+    # a bad second value is never parsed, as upstream
+    path = f"{C}/v1beta2/namespaces/default/pods/*/http_requests"
+    await get(client, f"{path}?labelSelector=app&labelSelector=(")
 
 
 async def test_backend_unavailable_503(client: TestClient, provider: FakeProvider) -> None:
