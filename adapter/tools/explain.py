@@ -263,9 +263,10 @@ async def _explain_custom(
             "metricsQuery keep it (by (<<.GroupBy>>))?"
         )
     if out.duplicate_samples:
+        doc["duplicate_samples"] = [s.labels for s in out.duplicate_samples[:10]]
         steps.append(
-            f"{len(out.duplicate_samples)} extra sample(s) for the same object were ignored: "
-            "aggregate with sum(...) by (<<.GroupBy>>)"
+            f"{len(out.duplicate_samples)} extra sample(s) for the same object were ignored (the sample "
+            "whose labels sort first is used): aggregate with sum(...) by (<<.GroupBy>>)"
         )
     if out.without_data:
         steps.append(
