@@ -67,6 +67,7 @@ CUSTOM_NAMESPACED = "custom-namespaced"
 CUSTOM_ROOT = "custom-root"
 CUSTOM_NAMESPACE = "custom-namespace"
 EXTERNAL = "external"
+EXTERNAL_ROOT = "external-root"  # external.metrics.k8s.io/v1beta1/{metric}: `namespaced: false` rules
 #: metrics.k8s.io/v1beta1: nodes, nodes/{name}, pods, namespaces/{namespace}/pods[/{name}]
 RESOURCE_NODES = "resource-nodes"
 RESOURCE_NODE = "resource-node"
@@ -101,6 +102,8 @@ def route_target(
         return RouteTarget(custom_group, m["version"], "metrics", m["namespace"], m["metric"])
     if kind == EXTERNAL:
         return RouteTarget(external_group, "v1beta1", m["metric"], m["namespace"])
+    if kind == EXTERNAL_ROOT:
+        return RouteTarget(external_group, "v1beta1", m["metric"])
     if kind in _RESOURCE_ROUTES:
         return RouteTarget(
             resource_group, "v1beta1", _RESOURCE_ROUTES[kind], m.get("namespace", ""), m.get("name", "")
@@ -140,6 +143,7 @@ __all__ = [
     "CUSTOM_NAMESPACED",
     "CUSTOM_ROOT",
     "EXTERNAL",
+    "EXTERNAL_ROOT",
     "RESOURCE_NAMESPACE_PODS",
     "RESOURCE_NODE",
     "RESOURCE_NODES",

@@ -13,6 +13,9 @@ Path segments are matched the way the generic Kubernetes API server lays them ou
 * ``/apis/custom.metrics.k8s.io/{v}/{resource}/{name|*}/{metric}`` (cluster-scoped objects)
 * ``/apis/custom.metrics.k8s.io/{v}/namespaces/{ns}/metrics/{metric}`` (the namespace itself)
 * ``/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}``
+* ``/apis/external.metrics.k8s.io/v1beta1/{metric}`` for metrics of ``namespaced: false`` rules, which
+  discovery lists as ``namespaced: false`` (upstream lists every external metric as namespaced and
+  has no such path); their namespaced path is served too, since the HPA always asks with one
 * ``/apis/metrics.k8s.io/v1beta1/nodes[/{name}]``, ``.../pods``,
   ``.../namespaces/{ns}/pods[/{name}]`` (resource metrics, served and advertised only while the
   resource-metrics provider has rules: :meth:`ResourceMetricsProvider.serves_resource_metrics`)
@@ -498,6 +501,8 @@ class MetricsAPI:
                            name=paths.CUSTOM_ROOT)
         app.router.add_get(f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}", self.external_metric,
                            allow_head=False, name=paths.EXTERNAL)
+        app.router.add_get(f"{e}/v1beta1/{{metric}}", self.external_root_metric, allow_head=False,
+                           name=paths.EXTERNAL_ROOT)
         r = f"/apis/{RESOURCE_GROUP}"
         app.router.add_get(r, self.resource_group, allow_head=False)
         app.router.add_get(r + "/", self.resource_group, allow_head=False)
@@ -617,9 +622,22 @@ class MetricsAPI:
 
     async def external_metric(self, request: web.Request) -> web.Response:
         m = request.match_info
+        return await self._external(request, m["namespace"], m["metric"])
+
+    async def external_root_metric(self, request: web.Request) -> web.Response:
+        """A ``namespaced: false`` metric at the cluster scope its discovery entry promises."""
+        return await self._external(request, None, request.match_info["metric"])
+
+    async def _external(self, request: web.Request, namespace: str | None, metric: str) -> web.Response:
         selector = _selector_param(request, "labelSelector")
-        info = resolve_external(self.provider.list_all_external_metrics(), m["metric"])
-        values = await self.provider.get_external_metric(m["namespace"], selector, info)
+        info = resolve_external(self.provider.list_all_external_metrics(), metric)
+        if namespace is None and info.namespaced:
+            raise MetricNotFound(
+                f'the external metric "{metric}" is namespaced: request it as '
+                f"/apis/{EXTERNAL_GROUP}/v1beta1/namespaces/<namespace>/{metric}",
+                details={"name": metric, "group": EXTERNAL_GROUP, "kind": metric},
+            )
+        values = await self.provider.get_external_metric(namespace, selector, info)
         items = [external_value_json(v) for v in _finite(values, "external")]
         return _json(value_list_json(EXTERNAL_GROUP, "v1beta1", "ExternalMetricValueList", items))
 

@@ -392,6 +392,20 @@ async def test_external_all_and_huge_value(client: TestClient) -> None:
     assert body["items"][0]["metricLabels"] == {}
 
 
+async def test_external_cluster_scoped_path_matches_discovery(
+    client: TestClient, provider: FakeProvider
+) -> None:
+    """Discovery says ``namespaced: false`` for such a metric, so its cluster-scoped path serves it
+    (the namespaced path keeps working: the HPA always asks with the HPA's namespace)."""
+    body = await get(client, f"{E}/global_rate", labelSelector="a=b")
+    assert body["kind"] == "ExternalMetricValueList"
+    assert provider.calls[-1].args[0] is None and str(provider.calls[-1].args[1]) == "a=b"
+    body = await get(client, f"{E}/queue_messages", 404)
+    assert_status(body, 404, "NotFound")
+    assert f"{E}/namespaces/<namespace>/queue_messages" in body["message"]
+    assert_status(await get(client, f"{E}/nope", 404), 404, "NotFound")
+
+
 async def test_external_unknown_404(client: TestClient) -> None:
     body = await get(client, f"{E}/namespaces/default/nope", 404)
     assert_status(body, 404, "NotFound")
