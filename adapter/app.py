@@ -54,14 +54,16 @@ from adapter.provider.base import (
     Provider,
     ResourceInfo,
     ResourceMapper,
+    ResourceMetricsProvider,
 )
 from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES
 from adapter.provider.prometheus.client import PrometheusClient
 from adapter.provider.prometheus.provider import PrometheusProvider
+from adapter.provider.prometheus.resource import PrometheusResourceProvider
 from adapter.provider.static import StaticProvider
 from adapter.rules.config import load_config
 from adapter.selectors import LabelSelector
-from adapter.tools.explain import explain, format_explain
+from adapter.tools.explain import explain, explain_resource, format_explain
 from adapter.tools.lint import format_lint, lint
 
 log = logging.getLogger("adapter")
@@ -200,6 +202,16 @@ def make_provider(args: argparse.Namespace, cluster: Cluster) -> Provider:
     )
 
 
+def make_resource_provider(provider: Provider) -> ResourceMetricsProvider | None:
+    """metrics.k8s.io from the Prometheus provider's ``resourceRules`` (read at each request, so a
+    config reload adds or removes them); the static provider serves no resource metrics."""
+    if not isinstance(provider, PrometheusProvider):
+        return None
+    return PrometheusResourceProvider(
+        lambda: provider.config.resource_rules, provider.run_query, provider.mapper, provider.lister
+    )
+
+
 def load_tls(args: argparse.Namespace) -> TLSReloader:
     """The serving certificate (reloaded on change); client CAs are added by :func:`make_auth`."""
     try:
@@ -307,6 +319,7 @@ async def serve(checked: Checked) -> int:
                 authenticator=authenticator,
                 authorizer=authorizer,
                 mapper=cluster.mapper,
+                resource_provider=make_resource_provider(provider),
                 metrics_public=args.metrics_insecure,
             )
             await provider.start()
@@ -375,7 +388,12 @@ async def _wait_ready(provider: Provider, seconds: float) -> None:
 
 async def run_explain(args: argparse.Namespace) -> int:
     """``explain``: one request traced through the Prometheus provider, printed as text or JSON."""
-    if not args.external and not args.resource:
+    if args.resource_metrics:
+        if args.resource not in ("pods", "pod", "nodes", "node"):
+            raise UsageError("--resource-metrics needs --resource pods or --resource nodes")
+    elif not args.metric:
+        raise UsageError("--metric is required (or pass --resource-metrics for metrics.k8s.io)")
+    elif not args.external and not args.resource:
         raise UsageError("--resource is required for custom metrics (or pass --external)")
     async with AsyncExitStack() as stack:
         mapper, lister = await cluster_or_builtin(stack, args.kubeconfig)
@@ -383,6 +401,23 @@ async def run_explain(args: argparse.Namespace) -> int:
             provider = prometheus_provider(args, mapper, lister)
         except ConfigError as err:
             raise UsageError(str(err)) from None
+        if args.resource_metrics:
+            provider.keep_raw = True
+            on_exit(stack, provider.stop)
+            rp = PrometheusResourceProvider(
+                lambda: provider.config.resource_rules, provider.run_query, mapper, lister
+            )
+            doc = await explain_resource(
+                rp,
+                provider.status(),
+                resource=args.resource,
+                namespace=args.namespace,
+                name=args.name,
+                label_selector=args.selector,
+                field_selector=args.field_selector,
+            )
+            print(json.dumps(doc, indent=2, default=str) if args.json else format_explain(doc))
+            return 1 if "error" in doc else 0
         await provider.start()
         on_exit(stack, provider.stop)
         try:

@@ -314,12 +314,18 @@ def _add_explain(sub: _Commands) -> None:
     _add_prometheus(e, required=True)
     e.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG/~/.kube/config)")
     e.add_argument("--external", action="store_true", help="an external.metrics.k8s.io request")
+    e.add_argument(
+        "--resource-metrics",
+        action="store_true",
+        help="a metrics.k8s.io request (resourceRules): --resource pods or nodes, no --metric",
+    )
     e.add_argument("--namespace", "-n", default=None)
     e.add_argument("--resource", default=None, help="e.g. pods, services, deployments.apps")
     e.add_argument("--name", default="*", help="object name, or * for all matching --selector (default *)")
-    e.add_argument("--metric", required=True)
+    e.add_argument("--metric", default=None, help="the metric (custom and external requests)")
     e.add_argument("--selector", "-l", default=None, help="labelSelector")
     e.add_argument("--metric-selector", default=None, help="metricLabelSelector")
+    e.add_argument("--field-selector", default=None, help="fieldSelector (metrics.k8s.io requests)")
     e.add_argument(
         "--wait",
         type=_duration,

@@ -173,3 +173,104 @@ def parse_label_selector(text: str | None) -> LabelSelector:
                 "(use k=v, k!=v, k in (a,b), k notin (a,b), k, !k)"
             )
     return LabelSelector(tuple(sorted(reqs, key=lambda r: (r.key, r.op, r.values))))
+
+
+# --- field selectors (metrics.k8s.io's fieldSelector) ------------------------------------------
+
+#: The object fields a metrics.k8s.io fieldSelector may name (as metrics-server accepts).
+FIELDS = ("metadata.name", "metadata.namespace")
+
+
+@dataclass(frozen=True)
+class FieldRequirement:
+    """``field=value`` or ``field!=value`` (``==`` folded to ``=``)."""
+
+    field: str
+    op: str
+    value: str
+
+    def matches(self, namespace: str | None, name: str) -> bool:
+        have = name if self.field == "metadata.name" else (namespace or "")
+        return (have == self.value) == (self.op == "=")
+
+
+@dataclass(frozen=True)
+class FieldSelector:
+    """A parsed field selector over an object's name and namespace; empty matches everything."""
+
+    requirements: tuple[FieldRequirement, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+    def matches(self, namespace: str | None, name: str) -> bool:
+        return all(r.matches(namespace, name) for r in self.requirements)
+
+    def __str__(self) -> str:
+        return ",".join(f"{r.field}{r.op}{r.value}" for r in self.requirements)
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` not preceded by a backslash (field selector values escape ``\\ , =``)."""
+    parts, current, escaped = [], [], False
+    for ch in text:
+        if escaped:
+            current.append("\\" + ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if escaped:
+        current.append("\\")
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape_field_value(value: str, whole: str) -> str:
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            if i + 1 >= len(value) or value[i + 1] not in "\\,=":
+                raise BadRequest(f"invalid field selector {whole!r}: invalid escape in {value!r}")
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if ch in ",=":
+            raise BadRequest(f"invalid field selector {whole!r}: unescaped {ch!r} in {value!r}")
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_field_selector(text: str | None) -> FieldSelector:
+    """Parse ``metadata.name=x,metadata.namespace!=y`` (``=``, ``==``, ``!=``); blank is everything.
+
+    Only :data:`FIELDS` may be named: another field is a 400 that lists the supported ones, as a
+    Kubernetes server refuses a field label it does not index.
+    """
+    if text is None or not text.strip():
+        return FieldSelector()
+    reqs: list[FieldRequirement] = []
+    for raw in _split_unescaped(text, ","):
+        part = raw.strip()
+        if not part:
+            raise BadRequest(f"invalid field selector {text!r}: empty requirement (stray comma?)")
+        m = re.match(r"^([^=!\s]+)\s*(!=|==|=)\s*(.*)$", part)
+        if m is None:
+            raise BadRequest(
+                f"invalid field selector {text!r}: cannot parse {part!r} (use field=value or field!=value)"
+            )
+        key, op, value = m.group(1), m.group(2), m.group(3).strip()
+        if key not in FIELDS:
+            raise BadRequest(
+                f'invalid field selector {text!r}: field label "{key}" is not supported; '
+                f"use {' or '.join(FIELDS)}"
+            )
+        reqs.append(FieldRequirement(key, "!=" if op == "!=" else "=", _unescape_field_value(value, text)))
+    return FieldSelector(tuple(reqs))

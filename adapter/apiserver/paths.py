@@ -67,12 +67,28 @@ CUSTOM_NAMESPACED = "custom-namespaced"
 CUSTOM_ROOT = "custom-root"
 CUSTOM_NAMESPACE = "custom-namespace"
 EXTERNAL = "external"
+EXTERNAL_ROOT = "external-root"  # external.metrics.k8s.io/v1beta1/{metric}: `namespaced: false` rules
+#: metrics.k8s.io/v1beta1: nodes, nodes/{name}, pods, namespaces/{namespace}/pods[/{name}]
+RESOURCE_NODES = "resource-nodes"
+RESOURCE_NODE = "resource-node"
+RESOURCE_PODS = "resource-pods"
+RESOURCE_NAMESPACE_PODS = "resource-namespace-pods"
+RESOURCE_POD = "resource-pod"
+_RESOURCE_ROUTES = {
+    RESOURCE_NODES: "nodes",
+    RESOURCE_NODE: "nodes",
+    RESOURCE_PODS: "pods",
+    RESOURCE_NAMESPACE_PODS: "pods",
+    RESOURCE_POD: "pods",
+}
 
 _NAMESPACE_PARAMS = ("namespace",)
 _SEGMENT_PARAMS = ("resource", "name", "metric")
 
 
-def route_target(request: web.Request, custom_group: str, external_group: str) -> RouteTarget | None:
+def route_target(
+    request: web.Request, custom_group: str, external_group: str, resource_group: str = "metrics.k8s.io"
+) -> RouteTarget | None:
     """What the matched resource route addresses, from its (decoded) parameters; None otherwise."""
     route = request.match_info.route
     kind = getattr(route, "name", None)
@@ -86,6 +102,12 @@ def route_target(request: web.Request, custom_group: str, external_group: str) -
         return RouteTarget(custom_group, m["version"], "metrics", m["namespace"], m["metric"])
     if kind == EXTERNAL:
         return RouteTarget(external_group, "v1beta1", m["metric"], m["namespace"])
+    if kind == EXTERNAL_ROOT:
+        return RouteTarget(external_group, "v1beta1", m["metric"])
+    if kind in _RESOURCE_ROUTES:
+        return RouteTarget(
+            resource_group, "v1beta1", _RESOURCE_ROUTES[kind], m.get("namespace", ""), m.get("name", "")
+        )
     return None
 
 
@@ -121,6 +143,12 @@ __all__ = [
     "CUSTOM_NAMESPACED",
     "CUSTOM_ROOT",
     "EXTERNAL",
+    "EXTERNAL_ROOT",
+    "RESOURCE_NAMESPACE_PODS",
+    "RESOURCE_NODE",
+    "RESOURCE_NODES",
+    "RESOURCE_POD",
+    "RESOURCE_PODS",
     "RouteTarget",
     "namespace_problem",
     "path_middleware",

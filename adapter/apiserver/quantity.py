@@ -66,3 +66,29 @@ def format_quantity(value: Decimal | int | str) -> str:
     if suffix is None:
         suffix = f"e{exponent}"
     return f"{mantissa}{suffix}"
+
+
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def format_binary_quantity(value: Decimal | int | str) -> str:
+    """Canonical BinarySI quantity text for a byte count, as a Kubernetes server writes memory.
+
+    The value is first rounded up to a whole number of bytes (a BinarySI Quantity has no fraction
+    to show). Then, as ``resource.Quantity`` does: magnitudes below 1024 are written in DecimalSI
+    (``512``, ``1k``); larger ones as the integer mantissa times the largest power of 1024 that
+    divides them exactly (``1536Ki``, ``1Mi``), or in plain bytes when 1024 does not divide them
+    (``1000001``). metrics-server's memory usage reads the same way.
+    """
+    if not isinstance(value, Decimal):
+        value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"{value} cannot be represented as a Kubernetes quantity")
+    whole = int(value.to_integral_value(rounding="ROUND_CEILING" if value > 0 else "ROUND_FLOOR"))
+    if -1024 < whole < 1024:
+        return format_quantity(whole)
+    mantissa, power = whole, 0
+    while mantissa % 1024 == 0 and power < len(_BINARY_SUFFIXES) - 1:
+        mantissa //= 1024
+        power += 1
+    return f"{mantissa}{_BINARY_SUFFIXES[power]}"

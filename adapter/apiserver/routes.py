@@ -13,6 +13,12 @@ Path segments are matched the way the generic Kubernetes API server lays them ou
 * ``/apis/custom.metrics.k8s.io/{v}/{resource}/{name|*}/{metric}`` (cluster-scoped objects)
 * ``/apis/custom.metrics.k8s.io/{v}/namespaces/{ns}/metrics/{metric}`` (the namespace itself)
 * ``/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}``
+* ``/apis/external.metrics.k8s.io/v1beta1/{metric}`` for metrics of ``namespaced: false`` rules, which
+  discovery lists as ``namespaced: false`` (upstream lists every external metric as namespaced and
+  has no such path); their namespaced path is served too, since the HPA always asks with one
+* ``/apis/metrics.k8s.io/v1beta1/nodes[/{name}]``, ``.../pods``,
+  ``.../namespaces/{ns}/pods[/{name}]`` (resource metrics, served and advertised only while the
+  resource-metrics provider has rules: :meth:`ResourceMetricsProvider.serves_resource_metrics`)
 """
 
 from __future__ import annotations
@@ -29,29 +35,38 @@ from aiohttp import web
 
 from adapter import telemetry
 from adapter.apiserver import paths
-from adapter.apiserver.quantity import format_quantity
+from adapter.apiserver.quantity import format_binary_quantity, format_quantity
 from adapter.apiserver.status import error_response
 from adapter.errors import AdapterError, BadRequest, MetricNotFound, NotFound
 from adapter.provider.base import (
+    ContainerUsage,
     CustomMetricInfo,
     ExternalMetricInfo,
     ExternalMetricValue,
     GroupResource,
     MetricValue,
+    NodeUsage,
     ObjectName,
     ObjectReference,
+    PodUsage,
     Provider,
     ResourceMapper,
+    ResourceMetricsProvider,
+    ResourceUsage,
 )
-from adapter.selectors import LabelSelector, parse_label_selector
+from adapter.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 
 log = logging.getLogger(__name__)
 
 CUSTOM_GROUP = "custom.metrics.k8s.io"
 EXTERNAL_GROUP = "external.metrics.k8s.io"
+RESOURCE_GROUP = "metrics.k8s.io"
+RESOURCE_VERSIONS = ("v1beta1",)
 CUSTOM_VERSIONS = ("v1beta2", "v1beta1")  # preferred first, as upstream advertises them
 EXTERNAL_VERSIONS = ("v1beta1",)
 GROUPS: dict[str, tuple[str, ...]] = {CUSTOM_GROUP: CUSTOM_VERSIONS, EXTERNAL_GROUP: EXTERNAL_VERSIONS}
+#: metrics.k8s.io joins GROUPS in discovery only while resource rules are configured
+ALL_GROUPS: dict[str, tuple[str, ...]] = {**GROUPS, RESOURCE_GROUP: RESOURCE_VERSIONS}
 
 _CUSTOM_LIST_HINT = f"kubectl get --raw /apis/{CUSTOM_GROUP}/v1beta2"
 _EXTERNAL_LIST_HINT = f"kubectl get --raw /apis/{EXTERNAL_GROUP}/v1beta1"
@@ -158,7 +173,7 @@ def value_list_json(group: str, version: str, kind: str, items: list[dict[str, A
 
 
 def group_json(group: str) -> dict[str, Any]:
-    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUPS[group]]
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in ALL_GROUPS[group]]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
@@ -184,6 +199,88 @@ def external_resources_json(infos: Iterable[ExternalMetricInfo]) -> list[dict[st
              "kind": "ExternalMetricValueList", "verbs": ["get"]},
         )
     return [seen[k] for k in sorted(seen)]
+
+
+#: metrics.k8s.io/v1beta1's resources, as metrics-server lists them
+RESOURCE_METRICS_RESOURCES: list[dict[str, Any]] = [
+    {"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics",
+     "verbs": ["get", "list"]},
+    {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics",
+     "verbs": ["get", "list"]},
+]
+
+
+def go_duration(seconds: float) -> str:
+    """``metav1.Duration`` JSON (Go's ``time.Duration.String``): ``5m0s``, ``1h0m0s``, ``30s``, ``1.5s``."""
+    nanos = round(seconds * 1_000_000_000)
+    if nanos == 0:
+        return "0s"
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    if nanos < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if nanos >= size:
+                return sign + _go_fraction(nanos, size) + unit
+    hours, rest = divmod(nanos, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    text = _go_fraction(rest, 1_000_000_000) + "s"
+    if hours or minutes:
+        text = f"{minutes}m" + text
+    if hours:
+        text = f"{hours}h" + text
+    return sign + text
+
+
+def _go_fraction(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = str(frac).rjust(len(str(unit)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
+
+
+def usage_json(usage: ResourceUsage) -> dict[str, str]:
+    """``corev1.ResourceList`` as metrics-server fills it: CPU in cores (canonical DecimalSI, so
+    ``123456789n``), memory in bytes (canonical BinarySI, so ``1536Ki`` when 1024 divides it)."""
+    return {"cpu": format_quantity(usage.cpu), "memory": format_binary_quantity(usage.memory)}
+
+
+def _metrics_meta(name: str, namespace: str | None, labels: dict[str, str], now: datetime) -> dict[str, Any]:
+    # metrics objects are computed, not stored: creationTimestamp is when this answer was made, as
+    # metrics-server and prometheus-adapter set it
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["creationTimestamp"] = format_time(now)
+    if labels:
+        meta["labels"] = dict(labels)
+    return meta
+
+
+def pod_metrics_json(pod: PodUsage, now: datetime, *, kind: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if kind:
+        item.update({"kind": "PodMetrics", "apiVersion": f"{RESOURCE_GROUP}/v1beta1"})
+    item["metadata"] = _metrics_meta(pod.name, pod.namespace, pod.labels, now)
+    item["timestamp"] = format_time(pod.timestamp)
+    item["window"] = go_duration(pod.window_seconds)
+    item["containers"] = [container_json(c) for c in pod.containers]
+    return item
+
+
+def container_json(container: ContainerUsage) -> dict[str, Any]:
+    return {"name": container.name, "usage": usage_json(container.usage)}
+
+
+def node_metrics_json(node: NodeUsage, now: datetime, *, kind: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if kind:
+        item.update({"kind": "NodeMetrics", "apiVersion": f"{RESOURCE_GROUP}/v1beta1"})
+    item["metadata"] = _metrics_meta(node.name, None, node.labels, now)
+    item["timestamp"] = format_time(node.timestamp)
+    item["window"] = go_duration(node.window_seconds)
+    item["usage"] = usage_json(node.usage)
+    return item
 
 
 def resource_list_json(group: str, version: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,12 +389,15 @@ def resolve_external(infos: list[ExternalMetricInfo], metric: str) -> ExternalMe
 # --------------------------------------------------------------------------------------------
 
 
+def _first(request: web.Request, name: str) -> str | None:
+    """A query parameter's first value, as Kubernetes' parameter codec reads a repeated one (the
+    later values are ignored, never parsed: a request Kubernetes serves is served here too)."""
+    return request.query.getone(name, None)
+
+
 def _selector_param(request: web.Request, name: str) -> LabelSelector:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"query parameter {name!r} given {len(values)} times; give it once")
     try:
-        return parse_label_selector(values[0] if values else None)
+        return parse_label_selector(_first(request, name))
     except BadRequest as err:
         raise BadRequest(f"invalid {name}: {err.message}") from err
 
@@ -327,7 +427,7 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def resource_target(request: web.Request) -> paths.RouteTarget | None:
     """The resource a matched metrics route addresses (the authorizer's attributes come from here)."""
-    return paths.route_target(request, CUSTOM_GROUP, EXTERNAL_GROUP)
+    return paths.route_target(request, CUSTOM_GROUP, EXTERNAL_GROUP, RESOURCE_GROUP)
 
 
 def _finite(values: Iterable[Any], api: str) -> list[Any]:
@@ -346,12 +446,38 @@ def _json(body: dict[str, Any]) -> web.Response:
     return web.Response(text=json.dumps(body), content_type="application/json")
 
 
-class MetricsAPI:
-    """Request handlers over one provider (and, optionally, the cluster's resource mapper)."""
+def _field_param(request: web.Request) -> FieldSelector:
+    return parse_field_selector(_first(request, "fieldSelector"))
 
-    def __init__(self, provider: Provider, *, mapper: ResourceMapper | None = None) -> None:
+
+class MetricsAPI:
+    """Request handlers over one provider (and, optionally, the cluster's resource mapper and a
+    resource-metrics provider for metrics.k8s.io)."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        mapper: ResourceMapper | None = None,
+        resource_provider: ResourceMetricsProvider | None = None,
+    ) -> None:
         self.provider = provider
         self.mapper = mapper
+        self.resource_provider = resource_provider
+
+    def _serves_resource_metrics(self) -> bool:
+        return self.resource_provider is not None and self.resource_provider.serves_resource_metrics()
+
+    def _groups(self) -> list[str]:
+        return [*GROUPS, *([RESOURCE_GROUP] if self._serves_resource_metrics() else [])]
+
+    def _resource_provider(self) -> ResourceMetricsProvider:
+        if self.resource_provider is None or not self.resource_provider.serves_resource_metrics():
+            raise NotFound(
+                f"the server could not find the requested resource: {RESOURCE_GROUP} is not served "
+                "(add resourceRules to the adapter's config to serve it)"
+            )
+        return self.resource_provider
 
     def add_routes(self, app: web.Application) -> None:
         cv = "{version:v1beta1|v1beta2}"
@@ -375,6 +501,23 @@ class MetricsAPI:
                            name=paths.CUSTOM_ROOT)
         app.router.add_get(f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}", self.external_metric,
                            allow_head=False, name=paths.EXTERNAL)
+        app.router.add_get(f"{e}/v1beta1/{{metric}}", self.external_root_metric, allow_head=False,
+                           name=paths.EXTERNAL_ROOT)
+        r = f"/apis/{RESOURCE_GROUP}"
+        app.router.add_get(r, self.resource_group, allow_head=False)
+        app.router.add_get(r + "/", self.resource_group, allow_head=False)
+        app.router.add_get(f"{r}/v1beta1", self.resource_resources, allow_head=False)
+        app.router.add_get(f"{r}/v1beta1/", self.resource_resources, allow_head=False)
+        app.router.add_get(f"{r}/v1beta1/nodes", self.node_metrics_list, allow_head=False,
+                           name=paths.RESOURCE_NODES)
+        app.router.add_get(f"{r}/v1beta1/nodes/{{name}}", self.node_metrics, allow_head=False,
+                           name=paths.RESOURCE_NODE)
+        app.router.add_get(f"{r}/v1beta1/pods", self.pod_metrics_list, allow_head=False,
+                           name=paths.RESOURCE_PODS)
+        app.router.add_get(f"{r}/v1beta1/namespaces/{{namespace}}/pods", self.pod_metrics_list,
+                           allow_head=False, name=paths.RESOURCE_NAMESPACE_PODS)
+        app.router.add_get(f"{r}/v1beta1/namespaces/{{namespace}}/pods/{{name}}", self.pod_metrics,
+                           allow_head=False, name=paths.RESOURCE_POD)
         app.router.add_get("/openapi/v2", self.openapi_v2, allow_head=False)
         app.router.add_get("/openapi/v3", self.openapi_v3_index, allow_head=False)
         app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_v3_group, allow_head=False)
@@ -382,7 +525,8 @@ class MetricsAPI:
     # ---- discovery -------------------------------------------------------------------------
 
     async def group_list(self, request: web.Request) -> web.Response:
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json(g) for g in GROUPS]})
+        groups = [group_json(g) for g in self._groups()]
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
     async def custom_group(self, request: web.Request) -> web.Response:
         return _json({"kind": "APIGroup", "apiVersion": "v1", **group_json(CUSTOM_GROUP)})
@@ -393,6 +537,15 @@ class MetricsAPI:
     async def custom_resources(self, request: web.Request) -> web.Response:
         resources = custom_resources_json(self.provider.list_all_metrics())
         return _json(resource_list_json(CUSTOM_GROUP, request.match_info["version"], resources))
+
+    async def resource_group(self, request: web.Request) -> web.Response:
+        self._resource_provider()
+        return _json({"kind": "APIGroup", "apiVersion": "v1", **group_json(RESOURCE_GROUP)})
+
+    async def resource_resources(self, request: web.Request) -> web.Response:
+        self._resource_provider()
+        resources = [dict(r) for r in RESOURCE_METRICS_RESOURCES]
+        return _json(resource_list_json(RESOURCE_GROUP, "v1beta1", resources))
 
     async def external_resources(self, request: web.Request) -> web.Response:
         resources = external_resources_json(self.provider.list_all_external_metrics())
@@ -416,13 +569,14 @@ class MetricsAPI:
         digest = hashlib.sha256(json.dumps(self._v3_doc(), sort_keys=True).encode()).hexdigest()[:32].upper()
         paths = {
             f"apis/{g}/{v}": {"serverRelativeURL": f"/openapi/v3/apis/{g}/{v}?hash={digest}"}
-            for g, versions in GROUPS.items()
-            for v in versions
+            for g in self._groups()
+            for v in ALL_GROUPS[g]
         }
         return _json({"paths": paths})
 
     async def openapi_v3_group(self, request: web.Request) -> web.Response:
-        if request.match_info["version"] not in GROUPS.get(request.match_info["group"], ()):
+        group = request.match_info["group"]
+        if group not in self._groups() or request.match_info["version"] not in ALL_GROUPS[group]:
             raise NotFound("the server could not find the requested resource")
         return _json(self._v3_doc())
 
@@ -468,11 +622,53 @@ class MetricsAPI:
 
     async def external_metric(self, request: web.Request) -> web.Response:
         m = request.match_info
+        return await self._external(request, m["namespace"], m["metric"])
+
+    async def external_root_metric(self, request: web.Request) -> web.Response:
+        """A ``namespaced: false`` metric at the cluster scope its discovery entry promises."""
+        return await self._external(request, None, request.match_info["metric"])
+
+    async def _external(self, request: web.Request, namespace: str | None, metric: str) -> web.Response:
         selector = _selector_param(request, "labelSelector")
-        info = resolve_external(self.provider.list_all_external_metrics(), m["metric"])
-        values = await self.provider.get_external_metric(m["namespace"], selector, info)
+        info = resolve_external(self.provider.list_all_external_metrics(), metric)
+        if namespace is None and info.namespaced:
+            raise MetricNotFound(
+                f'the external metric "{metric}" is namespaced: request it as '
+                f"/apis/{EXTERNAL_GROUP}/v1beta1/namespaces/<namespace>/{metric}",
+                details={"name": metric, "group": EXTERNAL_GROUP, "kind": metric},
+            )
+        values = await self.provider.get_external_metric(namespace, selector, info)
         items = [external_value_json(v) for v in _finite(values, "external")]
         return _json(value_list_json(EXTERNAL_GROUP, "v1beta1", "ExternalMetricValueList", items))
+
+    # ---- resource metrics (metrics.k8s.io) --------------------------------------------------
+
+    async def node_metrics_list(self, request: web.Request) -> web.Response:
+        provider = self._resource_provider()
+        selector = _selector_param(request, "labelSelector")
+        fields = _field_param(request)
+        nodes = await provider.list_node_metrics(selector, fields)
+        now = datetime.now(UTC)
+        items = [node_metrics_json(n, now) for n in nodes]
+        return _json(value_list_json(RESOURCE_GROUP, "v1beta1", "NodeMetricsList", items))
+
+    async def node_metrics(self, request: web.Request) -> web.Response:
+        node = await self._resource_provider().get_node_metrics(request.match_info["name"])
+        return _json(node_metrics_json(node, datetime.now(UTC), kind=True))
+
+    async def pod_metrics_list(self, request: web.Request) -> web.Response:
+        provider = self._resource_provider()
+        selector = _selector_param(request, "labelSelector")
+        fields = _field_param(request)
+        pods = await provider.list_pod_metrics(request.match_info.get("namespace"), selector, fields)
+        now = datetime.now(UTC)
+        items = [pod_metrics_json(p, now) for p in pods]
+        return _json(value_list_json(RESOURCE_GROUP, "v1beta1", "PodMetricsList", items))
+
+    async def pod_metrics(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        pod = await self._resource_provider().get_pod_metrics(m["namespace"], m["name"])
+        return _json(pod_metrics_json(pod, datetime.now(UTC), kind=True))
 
 
 def build_api_app(
@@ -480,22 +676,27 @@ def build_api_app(
     *,
     mapper: ResourceMapper | None = None,
     middlewares: Iterable[Any] = (),
+    resource_provider: ResourceMetricsProvider | None = None,
 ) -> web.Application:
     """An application serving only the metrics API (the server adds health, metrics and auth)."""
     app = web.Application(middlewares=[status_middleware, paths.path_middleware, *middlewares])
-    MetricsAPI(provider, mapper=mapper).add_routes(app)
+    MetricsAPI(provider, mapper=mapper, resource_provider=resource_provider).add_routes(app)
     return app
 
 
 __all__ = [
     "CUSTOM_GROUP",
     "EXTERNAL_GROUP",
+    "RESOURCE_GROUP",
     "AdapterError",
     "MetricsAPI",
     "build_api_app",
     "custom_value_json",
     "external_value_json",
     "format_time",
+    "go_duration",
+    "node_metrics_json",
+    "pod_metrics_json",
     "resolve_custom",
     "resolve_external",
     "resource_target",

@@ -36,7 +36,7 @@ from adapter.apiserver.auth import (
 from adapter.apiserver.connections import ConnectionGate, ConnectionLimits
 from adapter.apiserver.paths import path_middleware
 from adapter.apiserver.routes import MetricsAPI, resource_target, status_middleware
-from adapter.provider.base import Provider, ResourceMapper
+from adapter.provider.base import Provider, ResourceMapper, ResourceMetricsProvider
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("adapter.access")
@@ -217,6 +217,7 @@ def build_app(
     authenticator: Authenticator | None = None,
     authorizer: Authorizer | None = None,
     mapper: ResourceMapper | None = None,
+    resource_provider: ResourceMetricsProvider | None = None,
     serve_metrics: bool = True,
     metrics_public: bool = False,
     peer_cert: Callable[[web.Request], bytes | None] = peer_certificate,
@@ -234,7 +235,7 @@ def build_app(
             )
         )
     app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]
-    MetricsAPI(provider, mapper=mapper).add_routes(app)
+    MetricsAPI(provider, mapper=mapper, resource_provider=resource_provider).add_routes(app)
 
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from adapter.selectors import LabelSelector
+from adapter.selectors import FieldSelector, LabelSelector
 
 
 @dataclass(frozen=True, order=True)
@@ -149,6 +149,70 @@ class Provider(CustomMetricsProvider, ExternalMetricsProvider, Protocol):
     def status(self) -> ProviderStatus:
         """Ready once the first discovery finished (readiness probe)."""
         ...
+
+
+# --- metrics.k8s.io (resource metrics: ``kubectl top``, HPA Resource metrics) -------------------
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """CPU in cores and memory in bytes, exact (the API layer renders them as quantities)."""
+
+    cpu: Decimal
+    memory: Decimal
+
+
+@dataclass(frozen=True)
+class ContainerUsage:
+    name: str
+    usage: ResourceUsage
+
+
+@dataclass(frozen=True)
+class PodUsage:
+    """One ``PodMetrics``: every container of the pod has both CPU and memory samples.
+
+    ``timestamp`` is the earliest sample's own time (conservative for the HPA's start-up checks);
+    ``window_seconds`` the rules' ``window``.
+    """
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    timestamp: datetime
+    window_seconds: float
+    containers: tuple[ContainerUsage, ...]
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """One ``NodeMetrics``."""
+
+    name: str
+    labels: dict[str, str]
+    timestamp: datetime
+    window_seconds: float
+    usage: ResourceUsage
+
+
+@runtime_checkable
+class ResourceMetricsProvider(Protocol):
+    """Serves metrics.k8s.io. Objects without complete data are left out of lists (and logged);
+    a by-name request for one raises ``MetricNotFound`` saying why."""
+
+    def serves_resource_metrics(self) -> bool:
+        """True while the configuration has resource rules (drives discovery)."""
+        ...
+
+    async def list_node_metrics(self, selector: LabelSelector, fields: FieldSelector) -> list[NodeUsage]: ...
+
+    async def get_node_metrics(self, name: str) -> NodeUsage: ...
+
+    async def list_pod_metrics(
+        self, namespace: str | None, selector: LabelSelector, fields: FieldSelector
+    ) -> list[PodUsage]: ...
+
+    async def get_pod_metrics(self, namespace: str, name: str) -> PodUsage: ...
 
 
 # --- What providers need from the cluster (implemented in adapter/kube/client.py and objects.py) ---

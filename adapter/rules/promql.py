@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from adapter.errors import BadRequest
 from adapter.rules.config import DiscoveryRule, parse_prom_duration
+from adapter.rules.templates import Template
 from adapter.selectors import LabelSelector, Requirement
 
 _RE2_META = set("\\.+*?()|[]{}^$")
@@ -193,6 +194,39 @@ def external_query_args(
         args.matchers.append(f"{namespace_label}={quote(_replace(rule, namespace))}")
         args.LabelValuesByName[namespace_label] = _values_text([_replace(rule, namespace)])
     return args
+
+
+def resource_query_args(
+    resource_label: str,
+    names: Sequence[str],
+    *,
+    namespace: str | None,
+    namespace_label: str | None,
+    group_by: Sequence[str],
+) -> QueryArgs:
+    """Arguments for a resourceRules containerQuery/nodeQuery over ``names`` (pods or nodes).
+
+    ``Series`` is empty (the queries name their series), the matchers select the objects (and the
+    namespace, for pods in one namespace) and ``GroupBy`` is ``group_by`` in the given order.
+    """
+    if not names:
+        raise ValueError("resource query needs at least one object name")
+    args = QueryArgs("")
+    if namespace and namespace_label:
+        args.matchers.append(f"{namespace_label}={quote(namespace)}")
+        args.LabelValuesByName[namespace_label] = _values_text([namespace])
+    args.matchers.append(names_matcher(resource_label, names))
+    args.LabelValuesByName[resource_label] = _values_text(names)
+    args.GroupBySlice = list(dict.fromkeys(group_by))
+    return args
+
+
+def render_template(template: Template, args: QueryArgs, what: str) -> str:
+    """Render any query template; ``what`` names it in the error for an empty result."""
+    query = template.render(args.as_template_data()).strip()
+    if not query:
+        raise ValueError(f"{what} rendered an empty query")
+    return query
 
 
 def render(rule: DiscoveryRule, args: QueryArgs) -> str:

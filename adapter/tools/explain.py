@@ -26,9 +26,10 @@ from adapter.provider.base import (
 from adapter.provider.prometheus.client import QueryResult
 from adapter.provider.prometheus.provider import CustomOutcome, ExternalOutcome
 from adapter.provider.prometheus.registry import CustomEntry, ExternalEntry, MetricIndex
+from adapter.provider.prometheus.resource import PrometheusResourceProvider, ResourceOutcome
 from adapter.rules.config import DiscoveryRule
 from adapter.rules.naming import close_names
-from adapter.selectors import LabelSelector, parse_label_selector
+from adapter.selectors import EVERYTHING, LabelSelector, parse_field_selector, parse_label_selector
 
 
 class IndexSource(Protocol):
@@ -262,9 +263,10 @@ async def _explain_custom(
             "metricsQuery keep it (by (<<.GroupBy>>))?"
         )
     if out.duplicate_samples:
+        doc["duplicate_samples"] = [s.labels for s in out.duplicate_samples[:10]]
         steps.append(
-            f"{len(out.duplicate_samples)} extra sample(s) for the same object were ignored: "
-            "aggregate with sum(...) by (<<.GroupBy>>)"
+            f"{len(out.duplicate_samples)} extra sample(s) for the same object were ignored (the sample "
+            "whose labels sort first is used): aggregate with sum(...) by (<<.GroupBy>>)"
         )
     if out.without_data:
         steps.append(
@@ -323,6 +325,134 @@ async def _explain_external(
     steps.append(f"{len(out.values)} value(s) returned; {len(out.nonfinite)} non-finite value(s) skipped")
 
 
+async def explain_resource(
+    provider: PrometheusResourceProvider,
+    status: ProviderStatus,
+    *,
+    resource: str,
+    namespace: str | None = None,
+    name: str = "*",
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+) -> dict[str, Any]:
+    """Trace one metrics.k8s.io request (``resource`` = pods or nodes) through ``provider.evaluate``:
+    the objects, both queries and Prometheus' answers, what is served and why anything is left out."""
+    kind = {"pod": "pods", "pods": "pods", "node": "nodes", "nodes": "nodes"}.get(resource.lower(), "")
+    doc: dict[str, Any] = {
+        "request": {
+            "api": "resource",
+            "namespace": namespace if kind == "pods" else None,
+            "resource": kind or resource,
+            "name": name,
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+        },
+        "status": {"ready": status.ready, "message": status.message, **status.details},
+        "rule": None,
+        "steps": [],
+    }
+    steps: list[str] = doc["steps"]
+    try:
+        if not kind:
+            raise ValueError(f"metrics.k8s.io serves pods and nodes, not {resource!r}")
+        rules = provider.rules()
+        which = "containerQuery" if kind == "pods" else "nodeQuery"
+        doc["rule"] = {
+            "id": "resourceRules",
+            "window": rules.window_seconds,
+            "cpu": {which: getattr(rules.cpu, "container_query" if kind == "pods" else "node_query").source},
+            "memory": {
+                which: getattr(rules.memory, "container_query" if kind == "pods" else "node_query").source
+            },
+        }
+        ns = namespace if kind == "pods" else None
+        if name == "*":
+            objects = await provider.objects(
+                kind, ns, parse_label_selector(label_selector), parse_field_selector(field_selector)
+            )
+            steps.append(
+                f"{len(objects)} {kind} in {ns or 'all namespaces'} match labelSelector "
+                f"{label_selector or '(everything)'} and fieldSelector {field_selector or '(everything)'}"
+            )
+        else:
+            every = parse_field_selector(None)
+            objects = [o for o in await provider.objects(kind, ns, EVERYTHING, every) if o.name == name]
+            steps.append(
+                f"{kind[:-1]} {ns + '/' if ns else ''}{name}: "
+                + ("found in the watch cache" if objects else "not in the cluster (404)")
+            )
+        doc["objects"] = _truncate([f"{o.namespace}/{o.name}" if o.namespace else o.name for o in objects])
+        doc["object_count"] = len(objects)
+        out = await provider.evaluate(kind, ns, objects)
+        _resource_outcome_doc(doc, steps, out)
+    except AdapterError as err:
+        doc["error"] = {"reason": err.reason, "code": err.code, "message": err.message}
+        steps.append(f"the request fails with {err.code} {err.reason}: {err.message}")
+    except ValueError as err:
+        doc["error"] = {"reason": "BadRequest", "code": 400, "message": str(err)}
+        steps.append(f"bad request: {err}")
+    return doc
+
+
+def _resource_outcome_doc(doc: dict[str, Any], steps: list[str], out: ResourceOutcome) -> None:
+    if not out.queries:
+        steps.append("zero objects: the answer is an empty list and Prometheus is not queried")
+    doc["queries"] = []
+    for q in out.queries:
+        entry: dict[str, Any] = {"resource": q.resource, "promql": q.promql, "cache": q.cache}
+        if q.result is not None:
+            raw = q.result.raw
+            entry["samples"] = len(q.result.samples)
+            entry["raw"] = raw if len(raw) <= RAW_LIMIT else raw[:RAW_LIMIT] + f"... ({len(raw)} bytes)"
+        doc["queries"].append(entry)
+        steps.append(f"{q.resource} PromQL (cache {q.cache}): {q.promql}")
+        steps.append(f"Prometheus answered {entry.get('samples', 0)} {q.resource} sample(s)")
+    doc["values"] = [
+        {
+            "object": f"{p.namespace}/{p.name}",
+            "containers": {
+                c.name: {"cpu": str(c.usage.cpu), "memory": str(c.usage.memory)} for c in p.containers
+            },
+            "timestamp": p.timestamp.isoformat(),
+            "windowSeconds": p.window_seconds,
+        }
+        for p in out.pods
+    ] + [
+        {
+            "object": n.name,
+            "usage": {"cpu": str(n.usage.cpu), "memory": str(n.usage.memory)},
+            "timestamp": n.timestamp.isoformat(),
+            "windowSeconds": n.window_seconds,
+        }
+        for n in out.nodes
+    ]
+    doc["without_data"] = [f"{_name(o)}: {why}" for o, why in out.without_data]
+    doc["nonfinite"] = [{"resource": w, "labels": s.labels, "value": str(s.value)} for w, s in out.nonfinite]
+    steps.append(
+        f"{len(doc['values'])} object(s) served; {len(out.without_data)} left out (listed with the reason)"
+    )
+    if out.unmatched_samples:
+        doc["unmatched_samples"] = [
+            {"resource": w, "labels": s.labels} for w, s in out.unmatched_samples[:10]
+        ]
+        steps.append(
+            f"{len(out.unmatched_samples)} sample(s) lack a label the answer is keyed by (namespace, "
+            "pod/node, container): does the query keep them (by (<<.GroupBy>>))?"
+        )
+    if out.duplicate_samples:
+        doc["duplicate_samples"] = [
+            {"resource": w, "labels": s.labels} for w, s in out.duplicate_samples[:10]
+        ]
+        steps.append(
+            f"{len(out.duplicate_samples)} extra sample(s) for the same object/container were ignored (the "
+            "sample whose labels sort first is used): aggregate with sum by (<<.GroupBy>>)"
+        )
+
+
+def _name(obj: ObjectMeta) -> str:
+    return f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
+
+
 def _query_doc(
     doc: dict[str, Any],
     steps: list[str],
@@ -354,6 +484,9 @@ def format_explain(doc: dict[str, Any]) -> str:
     lines: list[str] = []
     if r["api"] == "external":
         target = f"external metric {r['metric']} in namespace {r['namespace'] or '-'}"
+    elif r["api"] == "resource":
+        ns = f"namespaces/{r['namespace']}/" if r["namespace"] else ""
+        target = f"metrics.k8s.io/v1beta1/{ns}{r['resource']}" + (f"/{r['name']}" if r["name"] != "*" else "")
     else:
         ns = f"namespaces/{r['namespace']}/" if r["namespace"] else ""
         target = f"{ns}{r['resource']}/{r['name']}/{r['metric']}"
@@ -364,7 +497,13 @@ def format_explain(doc: dict[str, Any]) -> str:
         lines.append(f"  metricLabelSelector: {r['metricLabelSelector']}")
     status = doc.get("status", {})
     lines.append(f"Adapter: {'ready' if status.get('ready') else 'NOT READY'} — {status.get('message', '')}")
-    if doc.get("rule"):
+    if doc.get("rule") and r["api"] == "resource":
+        rule = doc["rule"]
+        lines.append(f"Rules: resourceRules (window {rule['window']:g}s)")
+        for which in ("cpu", "memory"):
+            for field_name, source in rule[which].items():
+                lines.append(f"  {which}.{field_name}: {source}")
+    elif doc.get("rule"):
         rule = doc["rule"]
         lines.append(f"Rule: {rule['id']} ({rule['location']})")
         lines.append(f"  seriesQuery:  {rule['seriesQuery']}")
@@ -380,11 +519,16 @@ def format_explain(doc: dict[str, Any]) -> str:
     if prom:
         lines.append(f"Prometheus answer ({prom['resultType']}, {prom['samples']} samples):")
         lines.append("  " + prom["raw"][:1500])
-    if doc.get("values") is not None and (doc.get("promql") or doc.get("values")):
+    for q in doc.get("queries") or []:
+        lines.append(f"{q['resource']} PromQL: {q['promql']}")
+        if "raw" in q:
+            lines.append(f"  Prometheus answer ({q['samples']} samples): {q['raw'][:1500]}")
+    if doc.get("values") is not None and (doc.get("promql") or doc.get("queries") or doc.get("values")):
         lines.append("Values returned:")
         for v in doc["values"] or []:
             who = v.get("object") or json.dumps(v.get("labels"), sort_keys=True)
-            lines.append(f"  {who} = {v['value']} at {v['timestamp']} (window {v['windowSeconds']}s)")
+            value = v.get("value") or json.dumps(v.get("containers") or v.get("usage"), sort_keys=True)
+            lines.append(f"  {who} = {value} at {v['timestamp']} (window {v['windowSeconds']}s)")
         if not doc["values"]:
             lines.append("  (none)")
     if doc.get("without_data"):

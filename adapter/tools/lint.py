@@ -4,7 +4,8 @@ Runs the real discovery pass (same code as the adapter) and adds the checks that
 "HPA shows <unknown>" mistakes before deploying: a metricsQuery that drops the label matchers
 (every object gets the same, cluster-wide value) or the ``by (<<.GroupBy>>)`` (values cannot be
 matched back to objects), rules that match nothing, two rules fighting over one metric, and a
-relist interval shorter than the scrape interval (discovery then churns on partial data).
+relist interval shorter than the scrape interval (discovery then churns on partial data), and a
+``by (<<.GroupBy>>, extra)`` that answers several samples per object (rules and resourceRules).
 
 With cluster access it also reads the ``kube-system/extension-apiserver-authentication`` ConfigMap
 and warns when ``requestheader-allowed-names`` is empty or missing (after the serve flag
@@ -67,6 +68,39 @@ class LintReport:
 
 
 _GROUPBY_RE = re.compile(r"<<-?\s*(?:\.GroupBy|\$\.GroupBy|\.GroupBySlice|\$\.GroupBySlice)\b")
+_BY_CLAUSE_RE = re.compile(r"\bby\s*\(([^()]*)\)")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def extra_group_labels(source: str) -> list[str]:
+    """Labels a ``by (<<.GroupBy>>, x)`` clause keeps beyond the group-by, in source order.
+
+    Such a query answers several samples per object; the adapter then uses the one whose label
+    set sorts first (deterministic, but rarely what the author meant).
+    """
+    extra: list[str] = []
+    for clause in _BY_CLAUSE_RE.finditer(source):
+        body = clause.group(1)
+        if not _GROUPBY_RE.search(body):
+            continue
+        for part in re.sub(r"<<.*?>>", "", body).split(","):
+            name = part.strip()
+            if _LABEL_NAME_RE.fullmatch(name) and name not in extra:
+                extra.append(name)
+    return extra
+
+
+def _beyond_group_by(rule: str, what: str, source: str) -> Finding | None:
+    extra = extra_group_labels(source)
+    if not extra:
+        return None
+    return Finding(
+        "warning",
+        rule,
+        f"{what}'s by (...) keeps {', '.join(extra)} beyond <<.GroupBy>>: Prometheus answers several "
+        "samples per object and the one whose labels sort first is used; aggregate them away "
+        "(sum(...) by (<<.GroupBy>>)) or filter with a label matcher",
+    )
 
 
 def static_checks(config: AdapterConfig) -> list[Finding]:
@@ -94,6 +128,17 @@ def static_checks(config: AdapterConfig) -> list[Finding]:
                     "objects unless the query keeps the resource label",
                 )
             )
+        # external metrics legitimately keep labels: every series is one value with its labels
+        if not rule.external and (found := _beyond_group_by(rule.id, "metricsQuery", src)):
+            findings.append(found)
+    rr = config.resource_rules
+    if rr is not None:
+        for which, rule_r in (("cpu", rr.cpu), ("memory", rr.memory)):
+            queries = (("containerQuery", rule_r.container_query), ("nodeQuery", rule_r.node_query))
+            for field_name, template in queries:
+                what = f"resourceRules.{which}.{field_name}"
+                if found := _beyond_group_by(what, field_name, template.source):
+                    findings.append(found)
     return findings
 
 

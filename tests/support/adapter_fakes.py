@@ -8,17 +8,21 @@ from decimal import Decimal
 
 from adapter.errors import BackendUnavailable, MetricNotFound
 from adapter.provider.base import (
+    ContainerUsage,
     CustomMetricInfo,
     ExternalMetricInfo,
     ExternalMetricValue,
     GroupResource,
     MetricValue,
+    NodeUsage,
     ObjectMeta,
     ObjectName,
     ObjectReference,
+    PodUsage,
     ProviderStatus,
+    ResourceUsage,
 )
-from adapter.selectors import LabelSelector
+from adapter.selectors import FieldSelector, LabelSelector
 
 TS = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -165,3 +169,75 @@ def sample_provider() -> FakeProvider:
 
 
 __all__ = ["TS", "BackendUnavailable", "FakeProvider", "sample_provider"]
+
+
+@dataclass
+class FakeResourceProvider:
+    """metrics.k8s.io over fixed pods and nodes (selectors applied); records every call."""
+
+    pods: list[PodUsage] = field(default_factory=list)
+    nodes: list[NodeUsage] = field(default_factory=list)
+    enabled: bool = True
+    calls: list[Call] = field(default_factory=list)
+
+    def serves_resource_metrics(self) -> bool:
+        return self.enabled
+
+    async def list_node_metrics(self, selector: LabelSelector, fields: FieldSelector) -> list[NodeUsage]:
+        self.calls.append(Call("nodes", (selector, fields)))
+        return [n for n in self.nodes if selector.matches(n.labels) and fields.matches(None, n.name)]
+
+    async def get_node_metrics(self, name: str) -> NodeUsage:
+        self.calls.append(Call("node", (name,)))
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise MetricNotFound(f'nodemetrics.metrics.k8s.io "{name}" not found')
+
+    async def list_pod_metrics(
+        self, namespace: str | None, selector: LabelSelector, fields: FieldSelector
+    ) -> list[PodUsage]:
+        self.calls.append(Call("pods", (namespace, selector, fields)))
+        return [
+            p
+            for p in self.pods
+            if (namespace is None or p.namespace == namespace)
+            and selector.matches(p.labels)
+            and fields.matches(p.namespace, p.name)
+        ]
+
+    async def get_pod_metrics(self, namespace: str, name: str) -> PodUsage:
+        self.calls.append(Call("pod", (namespace, name)))
+        for p in self.pods:
+            if (p.namespace, p.name) == (namespace, name):
+                return p
+        raise MetricNotFound(f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found')
+
+
+def sample_resource_provider() -> FakeResourceProvider:
+    def usage(cpu: str, memory: str) -> ResourceUsage:
+        return ResourceUsage(Decimal(cpu), Decimal(memory))
+
+    return FakeResourceProvider(
+        pods=[
+            PodUsage(
+                "default",
+                "web-1",
+                {"app": "web"},
+                TS,
+                300,
+                (
+                    ContainerUsage("app", usage("0.123456789", "1572864")),
+                    ContainerUsage("sidecar", usage("0.5", "1000001.5")),
+                ),
+            ),
+            PodUsage(
+                "default", "web-2", {"app": "web"}, TS, 300, (ContainerUsage("app", usage("2", "512")),)
+            ),
+            PodUsage("other", "db-0", {}, TS, 300, (ContainerUsage("db", usage("0", "1073741824")),)),
+        ],
+        nodes=[
+            NodeUsage("node-a", {"role": "worker"}, TS, 30.5, usage("1.5", "4294967296")),
+            NodeUsage("node-b", {"role": "control"}, TS, 30.5, usage("0.000000001", "1000")),
+        ],
+    )

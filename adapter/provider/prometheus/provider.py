@@ -83,6 +83,10 @@ class ExternalOutcome:
     window: int | None = None
 
 
+def _label_order(sample: Sample) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(sample.labels.items()))
+
+
 def _file_state(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -321,6 +325,10 @@ class PrometheusProvider:
     def list_all_external_metrics(self) -> list[ExternalMetricInfo]:
         return self.registry.current().external_infos()
 
+    async def run_query(self, promql: str) -> tuple[QueryResult, str]:
+        """One instant query through the coalescing, byte-bounded result cache (and its state)."""
+        return await self._run(promql)
+
     async def _run(self, promql: str) -> tuple[QueryResult, str]:
         keep_raw = self.keep_raw
         key = f"raw\0{promql}" if keep_raw else promql  # an answer without its body cannot serve explain
@@ -363,10 +371,25 @@ class PrometheusProvider:
                     out.unmatched_samples.append(sample)
                     continue
             key = (sample.labels.get(entry.namespace_label), name)
-            if key in by_key:
+            kept = by_key.get(key)
+            if kept is None:
+                by_key[key] = sample
+            elif _label_order(sample) < _label_order(kept):
+                # Several samples for one object (the query's `by` keeps more labels than the
+                # group-by): the one whose label set sorts first wins, whatever Prometheus' order.
+                out.duplicate_samples.append(kept)
+                by_key[key] = sample
+            else:
                 out.duplicate_samples.append(sample)
-                continue
-            by_key[key] = sample
+        if out.duplicate_samples:
+            log.warning(
+                "metric %s: %d extra sample(s) for the same object; using the one whose labels sort "
+                "first (aggregate with sum(...) by (<<.GroupBy>>) in %s): %s",
+                entry.info.metric,
+                len(out.duplicate_samples),
+                entry.rule.id,
+                out.promql,
+            )
         selector = metric_selector if metric_selector is not None and not metric_selector.empty else None
         for obj in objects:
             found: Sample | None = by_key.get((obj.namespace, obj.name)) or by_key.get((None, obj.name))

@@ -15,8 +15,12 @@ import pytest
 from adapter import app
 from adapter.apiserver.server import build_app
 from adapter.cli import build_parser, validate_serve
+from adapter.kube.mapper import StaticResourceMapper
+from adapter.provider.prometheus.provider import PrometheusProvider
 from adapter.provider.static import StaticProvider
+from adapter.rules.config import load_config
 from tests.support.adapter_pki import make_ca, make_leaf
+from tests.support.adapter_support import FIXTURES, FakeLister, FakePrometheus
 
 
 @pytest.fixture
@@ -108,3 +112,17 @@ async def test_a_kubeconfig_that_does_not_load_is_a_usage_error(
     async with AsyncExitStack() as stack:
         with pytest.raises(app.UsageError, match="kubeconfig"):
             await app.connect_cluster(stack, static_args, required=False)
+
+
+
+async def test_resource_provider_follows_the_prometheus_config(static_args: argparse.Namespace) -> None:
+    """metrics.k8s.io is served (and advertised) while the running config has resourceRules."""
+    static = app.make_provider(static_args, app.Cluster())
+    assert app.make_resource_provider(static) is None
+    seed = load_config(FIXTURES / "seed-rules.yaml")
+    prom = PrometheusProvider(seed, FakePrometheus().client(), StaticResourceMapper(), FakeLister())
+    rp = app.make_resource_provider(prom)
+    assert rp is not None and not rp.serves_resource_metrics()
+    prom.config = load_config(FIXTURES / "resource-rules.yaml")  # what a config reload does
+    assert rp.serves_resource_metrics()
+    await prom.prom.aclose()

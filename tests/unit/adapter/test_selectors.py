@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.errors import BadRequest
-from adapter.selectors import EVERYTHING, Requirement, parse_label_selector
+from adapter.selectors import EVERYTHING, Requirement, parse_field_selector, parse_label_selector
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,39 @@ def test_never_crashes(text: str) -> None:
         return
     if not sel.empty:
         assert parse_label_selector(str(sel)) == sel
+
+
+@pytest.mark.parametrize(
+    ("text", "namespace", "name", "expected"),
+    [
+        ("", "a", "b", True),
+        ("metadata.name=b", "a", "b", True),
+        ("metadata.name==b", "a", "c", False),
+        ("metadata.name!=b", "a", "b", False),
+        ("metadata.namespace=a,metadata.name=b", "a", "b", True),
+        ("metadata.namespace=a,metadata.name=b", "x", "b", False),
+        ("metadata.namespace!=kube-system", None, "node-a", True),
+        (r"metadata.name=a\,b", "n", "a,b", True),
+    ],
+)
+def test_field_selector(text: str, namespace: str | None, name: str, expected: bool) -> None:
+    assert parse_field_selector(text).matches(namespace, name) is expected
+
+
+def test_field_selector_text() -> None:
+    assert str(parse_field_selector("metadata.name==a")) == "metadata.name=a"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("spec.nodeName=x", 'field label "spec.nodeName" is not supported'),
+        ("metadata.name", "cannot parse"),
+        ("metadata.name=a,", "empty requirement"),
+        (r"metadata.name=a\x", "invalid escape"),
+        ("metadata.name=a=b", "unescaped '='"),
+    ],
+)
+def test_field_selector_errors(text: str, needle: str) -> None:
+    with pytest.raises(BadRequest, match=needle):
+        parse_field_selector(text)

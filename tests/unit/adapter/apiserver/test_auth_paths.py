@@ -51,6 +51,7 @@ async def client() -> AsyncIterator[tuple[TestClient, RBACKube]]:
     kube = RBACKube(
         {
             ("team-a", "allowed_metric", ""),  # external: get/list <metric> in team-a
+            ("", "global_rate", ""),  # external, namespaced: false: the cluster-scoped path
             ("default", "queue_messages", ""),
             ("team-a", "pods", "allowed_metric"),  # custom: get pods/<metric>
             ("default", "pods", "http_requests"),
@@ -148,6 +149,16 @@ async def test_allowed_requests_still_served_and_sar_matches_route(client) -> No
     assert resp.status == 200
     sar = kube.created[-1][1]["spec"]["resourceAttributes"]
     assert sar["resource"] == "pods" and sar["name"] == "*" and sar["subresource"] == "http_requests"
+
+
+async def test_cluster_scoped_external_sar(client) -> None:
+    c, kube = client
+    resp = await c.get(f"{E}/global_rate", headers=_auth())
+    assert resp.status == 200
+    sar = kube.created[-1][1]["spec"]["resourceAttributes"]
+    assert sar == {"verb": "list", "group": "external.metrics.k8s.io", "version": "v1beta1",
+                   "resource": "global_rate"}
+    assert (await c.get(f"{E}/queue_messages", headers=_auth())).status == 403  # not allowed cluster-wide
 
 
 async def test_other_metric_forbidden(client) -> None:

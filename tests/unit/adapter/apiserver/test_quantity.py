@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.apiserver.quantity import canonical_parts, format_quantity
+from adapter.apiserver.quantity import canonical_parts, format_binary_quantity, format_quantity
 
 CASES = [
     # documented examples
@@ -121,3 +121,41 @@ def test_round_trip_properties(value: Decimal) -> None:
     if mantissa:
         # No larger suffix could have been used without a fractional mantissa.
         assert not (mantissa % 1000 == 0 and exponent + 3 <= 18)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        # metrics-server's memory: bytes as a BinarySI quantity
+        ("0", "0"),
+        ("512", "512"),
+        ("1000", "1k"),  # below 1024 a BinarySI quantity is written in DecimalSI
+        ("1023", "1023"),
+        ("1024", "1Ki"),
+        ("1536", "1536"),  # 1.5Ki is not whole: plain bytes
+        ("1572864", "1536Ki"),
+        ("1048576", "1Mi"),
+        ("4294967296", "4Gi"),
+        ("1000001", "1000001"),
+        ("1000001.2", "1000002"),  # a fraction of a byte rounds up
+        ("1180591620717411303424", "1024Ei"),  # no suffix beyond Ei
+    ],
+)
+def test_binary_quantity(value: str, text: str) -> None:
+    assert format_binary_quantity(Decimal(value)) == text
+
+
+@given(st.integers(min_value=1024, max_value=2**62))
+def test_binary_quantity_round_trips(n: int) -> None:
+    text = format_binary_quantity(n)
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|Pi|Ei)?", text)
+    assert m is not None
+    power = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].index(m.group(2) or "")
+    assert int(m.group(1)) * 1024**power == n
+    assert power == 0 or int(m.group(1)) % 1024 != 0 or power == 6
+
+
+def test_cpu_nanocores_as_metrics_server() -> None:
+    assert format_quantity(Decimal("0.123456789")) == "123456789n"
+    assert format_quantity(Decimal("0.5")) == "500m"
+    assert format_quantity(Decimal("2.0000000004")) == "2000000001n"  # rounded up to 1n

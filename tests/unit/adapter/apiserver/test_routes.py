@@ -298,11 +298,21 @@ async def test_bad_selector_400(client: TestClient, param: str, bad: str) -> Non
     assert param in body["message"]
 
 
-async def test_repeated_selector_400(client: TestClient) -> None:
-    resp = await client.get(
-        f"{C}/v1beta2/namespaces/default/pods/*/http_requests?labelSelector=a&labelSelector=b"
+async def test_repeated_selector_takes_the_first(client: TestClient, provider: FakeProvider) -> None:
+    """Kubernetes' parameter codec reads a repeated query parameter's first value (no 400)."""
+    body = await get(
+        client,
+        f"{C}/v1beta2/namespaces/default/pods/*/http_requests"
+        "?labelSelector=app%3Dweb&labelSelector=app%3Dnothing&metricLabelSelector=a%3Db&metricLabelSelector=!c",
     )
-    assert resp.status == 400
+    assert [i["describedObject"]["name"] for i in body["items"]] == ["web-1", "web-2"]
+    _, selector, _, metric_selector = provider.calls[-1].args
+    assert str(selector) == "app=web" and str(metric_selector) == "a=b"
+    await get(client, f"{E}/namespaces/default/queue_messages?labelSelector=q%3Da&labelSelector=q%3Db")
+    assert str(provider.calls[-1].args[1]) == "q=a"
+    # a bad second value is never parsed, as upstream
+    path = f"{C}/v1beta2/namespaces/default/pods/*/http_requests"
+    await get(client, f"{path}?labelSelector=app&labelSelector=(")
 
 
 async def test_backend_unavailable_503(client: TestClient, provider: FakeProvider) -> None:
@@ -380,6 +390,20 @@ async def test_external_all_and_huge_value(client: TestClient) -> None:
     body = await get(client, f"{E}/namespaces/anything/global_rate")
     assert body["items"][0]["value"] == "1e21"
     assert body["items"][0]["metricLabels"] == {}
+
+
+async def test_external_cluster_scoped_path_matches_discovery(
+    client: TestClient, provider: FakeProvider
+) -> None:
+    """Discovery says ``namespaced: false`` for such a metric, so its cluster-scoped path serves it
+    (the namespaced path keeps working: the HPA always asks with the HPA's namespace)."""
+    body = await get(client, f"{E}/global_rate", labelSelector="a=b")
+    assert body["kind"] == "ExternalMetricValueList"
+    assert provider.calls[-1].args[0] is None and str(provider.calls[-1].args[1]) == "a=b"
+    body = await get(client, f"{E}/queue_messages", 404)
+    assert_status(body, 404, "NotFound")
+    assert f"{E}/namespaces/<namespace>/queue_messages" in body["message"]
+    assert_status(await get(client, f"{E}/nope", 404), 404, "NotFound")
 
 
 async def test_external_unknown_404(client: TestClient) -> None:

@@ -123,6 +123,25 @@ async def test_zero_objects_is_empty_without_query(
     assert values == [] and len(fake.queries) == n
 
 
+async def test_several_samples_for_one_object_deterministic(
+    provider: PrometheusProvider, fake: FakePrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A query whose ``by`` keeps an extra label: the sample whose label set sorts first is used,
+    whatever order Prometheus answers in, and the others are reported (logged, kept for explain)."""
+    rows = [
+        ({"pod": "web-1", "namespace": "demo", "path": "/b"}, "2"),
+        ({"pod": "web-1", "namespace": "demo", "path": "/a"}, "1"),
+    ]
+    for order in (rows, rows[::-1]):
+        fake.rows = list(order)
+        with caplog.at_level(logging.WARNING):
+            value = await provider.get_metric_by_name(
+                ObjectName("demo", "web-1"), info(PODS, "fpm_active_rate"), EVERYTHING
+            )
+        assert value.value == Decimal("1")
+    assert "1 extra sample(s) for the same object" in caplog.text
+
+
 async def test_object_metric_on_service(provider: PrometheusProvider, fake: FakePrometheus) -> None:
     fake.rows = [({"service": "mockmetrics", "namespace": "demo"}, "123.5")]
     v = await provider.get_metric_by_name(

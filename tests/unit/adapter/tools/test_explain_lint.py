@@ -165,3 +165,47 @@ async def test_lint_warns_about_empty_allowed_names() -> None:
         )
     assert any("requestheader-allowed-names is empty" in str(f) for f in report.warnings)
     assert "can assert any user" in format_lint(report)
+
+
+async def test_explain_reports_which_of_several_samples_was_used(setup) -> None:  # type: ignore[no-untyped-def]
+    p, fake = setup
+    fake.rows = [
+        ({"pod": "web-1", "namespace": "demo", "path": "/b"}, "2"),
+        ({"pod": "web-1", "namespace": "demo", "path": "/a"}, "1"),
+    ]
+    doc = await explain(
+        p, api="custom", namespace="demo", resource="pods", name_or_star="web-1", metric="fpm_active_rate"
+    )
+    assert doc["values"][0]["value"] == "1"
+    assert doc["duplicate_samples"] == [{"namespace": "demo", "path": "/b", "pod": "web-1"}]
+    assert any("the sample whose labels sort first is used" in s for s in doc["steps"])
+
+
+def test_lint_warns_when_by_keeps_labels_beyond_the_group_by() -> None:
+    cfg = parse_config(
+        "rules:\n"
+        "- seriesQuery: x\n  resources: {template: '<<.Resource>>'}\n"
+        "  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>, path)'\n"
+        "- seriesQuery: y\n  resources: {template: '<<.Resource>>'}\n"
+        "  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n"
+        "externalRules:\n- seriesQuery: z\n"
+        "  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>, queue)'\n"
+        "resourceRules:\n"
+        "  cpu:\n"
+        "    containerQuery: 'sum(rate(c{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>, cpu)'\n"
+        "    nodeQuery: 'sum(rate(n{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'\n"
+        "    resources: {overrides: {pod: {resource: pod}}}\n"
+        "    containerLabel: container\n"
+        "  memory:\n"
+        "    containerQuery: 'sum(m{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n"
+        "    nodeQuery: 'sum(n{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n"
+        "    resources: {overrides: {pod: {resource: pod}}}\n"
+        "    containerLabel: container\n"
+    )
+    found = [str(f) for f in static_checks(cfg) if "beyond" in f.message]
+    assert len(found) == 2, found
+    assert found[0].startswith("WARNING: rules[0]: metricsQuery's by (...) keeps path beyond <<.GroupBy>>")
+    assert "the one whose labels sort first is used" in found[0]
+    assert found[1].startswith(
+        "WARNING: resourceRules.cpu.containerQuery: "
+    )  # external rules may keep labels
