@@ -192,7 +192,7 @@ def test_kind_config_fits_debian_containerd_and_cgroup_v1() -> None:
     assert net["podSubnet"] == kindnode.POD_SUBNET != "10.244.0.0/16"
     assert net["serviceSubnet"] == kindnode.SERVICE_SUBNET != "10.96.0.0/16"
     cluster, kubelet = (yaml.safe_load(p) for p in cfg["kubeadmConfigPatches"])
-    assert kubelet == {"kind": "KubeletConfiguration", "failCgroupV1": False}
+    assert kubelet == {"kind": "KubeletConfiguration", "failCgroupV1": False, "serverTLSBootstrap": True}
     # the etcd and CoreDNS we build carry their own versions; kubeadm is told the tags
     assert cluster["etcd"]["local"]["imageTag"] == kindnode.etcd_image_tag()
     assert cluster["dns"]["imageTag"].startswith("v1.")

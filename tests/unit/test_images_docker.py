@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness import images as img
 from harness.cluster import kind
@@ -144,13 +143,6 @@ def test_dockerignore_keeps_every_copy_source_and_drops_virtualenvs() -> None:
             assert any(f.relative_to(layout.repo).as_posix().startswith(src.rstrip("/")) for f in files), \
                 f"{spec.dockerfile}: COPY {src} is hidden by .dockerignore"
     assert "**" in text.splitlines()  # deny by default, then re-include what the Dockerfiles copy
-
-
-def test_kind_kubelet_serves_a_cluster_ca_certificate() -> None:
-    cfg = kind.kind_config("k1", kind.HPASettings())
-    kubelet = next(yaml.safe_load(p) for p in cfg["kubeadmConfigPatches"]
-               if yaml.safe_load(p)["kind"] == "KubeletConfiguration")
-    assert kubelet["serverTLSBootstrap"] is True
 
 
 def test_kind_approves_only_its_nodes_serving_csrs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
