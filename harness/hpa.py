@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.kubectl import Kubectl
-from harness.oracle import DEFAULT_TOLERANCE, MetricReading, desired_replicas, target_of, within
-from harness.report import Recorder, _quantity
+from harness.oracle import (
+    DEFAULT_TOLERANCE,
+    RESOURCE_KINDS,
+    MetricReading,
+    desired_replicas,
+    target_of,
+    within,
+)
+from harness.report import Recorder, quantity
 from harness.stack import match_labels
 from harness.waits import wait_for
 
@@ -37,6 +44,7 @@ __all__ = [
     "oracle_check",
     "recorded",
     "replicas",
+    "resource_value",
     "served_value",
     "settle_at_min",
     "wait_condition",
@@ -186,10 +194,13 @@ def served_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> t
 
     Returns ``(value, items)``: Object -> the object's value; Pods -> the mean over the pods of the
     scale target that have one (``items`` of them); External -> the sum over the series, as the
-    controller computes them. Raises when the API answers with an error (no value is a failure).
+    controller computes them; Resource/ContainerResource -> :func:`resource_value`. Raises when the
+    API answers with an error (no value is a failure).
     """
     metric = (spec.get("metrics") or [{}])[0]
     kind = metric.get("type")
+    if kind in RESOURCE_KINDS:
+        return resource_value(kubectl, namespace, spec)
     body = metric.get(str(kind).lower()) or {}
     name = body["metric"]["name"]
     mls = match_labels((body["metric"].get("selector") or {}).get("matchLabels"))
@@ -213,12 +224,52 @@ def served_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> t
     if query:
         path += "?" + urllib.parse.urlencode(query)
     items = kubectl.raw(path)["items"]
-    values = [_quantity(i["value"]) or 0.0 for i in items]
+    values = [quantity(i["value"]) or 0.0 for i in items]
     if not values:
         raise AssertionError(f"{path} returned no items")
     if kind == "Pods":
         return statistics.fmean(values), len(values)
     return (sum(values) if kind == "External" else values[0]), len(values)
+
+
+def resource_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) -> tuple[float, int]:
+    """A Resource/ContainerResource metric as the controller computes it from metrics.k8s.io.
+
+    The scale target's pods' usage (every container, or the one ``container`` names) from
+    ``metrics.k8s.io`` through the aggregator, and their requests from the pods' specs: a
+    ``Utilization`` target gives ``100 x sum(usage) / sum(requests)`` over the pods that have metrics,
+    an ``AverageValue`` target the mean usage per pod. Returns ``(value, pods with metrics)``.
+    """
+    metric = (spec.get("metrics") or [{}])[0]
+    kind = metric["type"]
+    body = metric["resource" if kind == "Resource" else "containerResource"]
+    resource, container = body["name"], body.get("container")
+    selector = _selector(kubectl, namespace, spec["scaleTargetRef"]["name"])
+    query = urllib.parse.urlencode({"labelSelector": selector})
+    usage_items = kubectl.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?{query}")["items"]
+    listed = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+    pods = {p["metadata"]["name"]: p for p in listed}
+    usage = requests = 0.0
+    counted = 0
+    for item in usage_items:
+        pod = pods.get(item["metadata"]["name"])
+        if pod is None:
+            continue
+        wanted = [c for c in item["containers"] if container in (None, c["name"])]
+        if not wanted:
+            continue
+        specs = {c["name"]: c for c in pod["spec"]["containers"]}
+        usage += sum(quantity(c["usage"].get(resource)) or 0.0 for c in wanted)
+        requests += sum(quantity(((specs.get(c["name"]) or {}).get("resources") or {}).get("requests", {})
+                                  .get(resource)) or 0.0 for c in wanted)
+        counted += 1
+    if not counted:
+        raise AssertionError(f"metrics.k8s.io has no {resource} usage for pods {selector} in {namespace}")
+    if body["target"]["type"] == "Utilization":
+        if not requests:
+            raise AssertionError(f"pods {selector} request no {resource}: Utilization is undefined")
+        return 100.0 * usage / requests, counted
+    return usage / counted, counted
 
 
 @dataclass

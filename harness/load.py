@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-USER_CLASSES = ("HitUser", "WorkUser", "ProduceUser")
+USER_CLASSES = ("HitUser", "WorkUser", "BurnUser", "ProduceUser")
 
 
 class LoadError(HarnessError):

@@ -10,6 +10,8 @@ Environment knobs (set by :class:`harness.load.LocustRun`):
     second and stops after the last one. Absent: Locust's own ``--users``/``--run-time`` apply.
 ``HPA_KIT_WORK_MS``
     How long each ``/work`` request holds a mockmetrics worker (default 300).
+``HPA_KIT_BURN_MS``
+    CPU milliseconds each ``/burn`` request spends in mockmetrics (default 10).
 ``HPA_KIT_WAIT``
     Seconds between a user's requests, ``min,max`` (default ``0.05,0.15``).
 """
@@ -22,6 +24,7 @@ from locust import FastHttpUser, between, task
 
 _wait = [float(x) for x in os.environ.get("HPA_KIT_WAIT", "0.05,0.15").split(",")]
 _WORK_MS = int(os.environ.get("HPA_KIT_WORK_MS", "300"))
+_BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "10"))
 
 
 class HitUser(FastHttpUser):
@@ -52,6 +55,20 @@ class WorkUser(FastHttpUser):
         ) as resp:
             # A saturated pool answering 503 is the signal the HPA is meant to fix, not a test error.
             if resp.status_code == 503:
+                resp.success()
+
+
+class BurnUser(FastHttpUser):
+    """Spends real CPU in the pod it reaches: Resource / ContainerResource (CPU) scenarios."""
+
+    wait_time = between(_wait[0], _wait[-1])
+
+    @task
+    def burn(self) -> None:
+        with self.client.get(
+            f"/burn?ms={_BURN_MS}", name="/burn", headers=_NEW_CONNECTION, catch_response=True
+        ) as resp:
+            if resp.status_code == 503:  # every burn thread busy: the overload the HPA is meant to fix
                 resp.success()
 
 

@@ -69,7 +69,7 @@ MANIFESTS_DIR = paths.manifests_dir()
 OVERLAYS_DIR = MANIFESTS_DIR / "overlays"
 
 #: The overlays shipped in ``manifests/overlays`` (see manifests/README.md for the risk of each).
-OVERLAYS = ("default", "anonymous-fallback", "insecure", "test")
+OVERLAYS = ("default", "anonymous-fallback", "insecure", "resource-metrics", "test")
 
 ADAPTER_NAMESPACE = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"

@@ -11,6 +11,9 @@ the adapter), and the replica count comes from the controller's own rules applie
   and outside the tolerance the count is ``ceil(value / target)``;
 * ``Pods`` (always ``AverageValue``): ratio = mean over ready pods / target, count
   ``ceil(ratio x pods with a value)``;
+* ``Resource`` / ``ContainerResource`` with a ``Utilization`` target: the value is the utilization in
+  percent (usage summed over the pods, divided by their requests summed), ratio = value / target, count
+  ``ceil(ratio x pods with a value)``; with an ``AverageValue`` target, as ``Pods``;
 * several metrics: the largest count; the result clamped to [minReplicas, maxReplicas].
 
 What it leaves out, on purpose: the scale-up/scale-down rate limits and stabilization windows of
@@ -25,18 +28,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_TOLERANCE", "MetricReading", "desired_replicas", "replicas_for", "target_of", "within"]
+__all__ = ["DEFAULT_TOLERANCE", "RESOURCE_KINDS", "MetricReading", "desired_replicas", "replicas_for",
+           "target_of", "within"]
 
 DEFAULT_TOLERANCE = 0.1
+#: Metrics read from metrics.k8s.io, per pod, against the pods' requests.
+RESOURCE_KINDS = ("Resource", "ContainerResource")
 
 
 @dataclass(frozen=True)
 class MetricReading:
     """One metric of an HPA as the oracle sees it.
 
-    ``kind``: ``Object``, ``Pods`` or ``External``; ``target_type``: ``Value`` or ``AverageValue``;
-    ``value``: for Object/External the object's (or the summed external) value, for Pods the mean over
-    the pods that have one; ``pods_with_value``: Pods only, how many pods reported.
+    ``kind``: ``Object``, ``Pods``, ``External``, ``Resource`` or ``ContainerResource``;
+    ``target_type``: ``Value``, ``AverageValue`` or (resource kinds) ``Utilization``; ``value``: for
+    Object/External the object's (or the summed external) value, for Pods the mean over the pods that
+    have one, for a Utilization target the utilization in percent; ``pods_with_value``: per-pod
+    kinds only, how many pods reported.
     """
 
     kind: str
@@ -46,12 +54,17 @@ class MetricReading:
     pods_with_value: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("Object", "Pods", "External"):
-            raise ValueError(f"metric kind {self.kind!r}: the oracle knows Object, Pods and External")
-        if self.target_type not in ("Value", "AverageValue"):
-            raise ValueError(f"target type {self.target_type!r}: Value or AverageValue")
+        if self.kind not in ("Object", "Pods", "External", *RESOURCE_KINDS):
+            raise ValueError(f"metric kind {self.kind!r}: the oracle knows Object, Pods, External, "
+                             "Resource and ContainerResource")
+        if self.target_type not in ("Value", "AverageValue", "Utilization"):
+            raise ValueError(f"target type {self.target_type!r}: Value, AverageValue or Utilization")
         if self.kind == "Pods" and self.target_type != "AverageValue":
             raise ValueError("Pods metrics only take AverageValue targets")
+        if self.kind in RESOURCE_KINDS and self.target_type == "Value":
+            raise ValueError(f"{self.kind} metrics take Utilization or AverageValue targets")
+        if self.target_type == "Utilization" and self.kind not in RESOURCE_KINDS:
+            raise ValueError("only Resource and ContainerResource metrics take Utilization targets")
         if not self.target > 0:
             raise ValueError(f"target must be > 0, got {self.target}")
 
@@ -60,7 +73,7 @@ def replicas_for(m: MetricReading, current: int, ready: int, tolerance: float = 
     """The count the controller computes for one metric (before min/max and behavior)."""
     if current <= 0:
         raise ValueError("current replicas must be > 0: a scaled-to-zero target is not autoscaled")
-    if m.kind == "Pods":
+    if m.kind == "Pods" or m.kind in RESOURCE_KINDS:
         ratio = m.value / m.target
         if abs(ratio - 1.0) <= tolerance:
             return current
@@ -100,14 +113,16 @@ def within(value: float, reference: float, *, rel: float, abs_: float = 0.0) -> 
 
 def target_of(hpa_spec: Mapping[str, Any]) -> tuple[str, str, float]:
     """(kind, target type, target) of an HPA spec's first metric."""
-    from harness.report import _quantity
+    from harness.report import quantity
 
     metric = (hpa_spec.get("metrics") or [{}])[0]
     kind = str(metric.get("type"))
-    target = (metric.get(kind.lower()) or {}).get("target") or {}
+    key = kind[0].lower() + kind[1:]  # containerResource
+    target = (metric.get(key) or {}).get("target") or {}
     ttype = str(target.get("type"))
-    raw = target.get("averageValue") if ttype == "AverageValue" else target.get("value")
-    value = _quantity(str(raw)) if raw is not None else None
+    field = {"AverageValue": "averageValue", "Utilization": "averageUtilization"}.get(ttype, "value")
+    raw = target.get(field)
+    value = quantity(str(raw)) if raw is not None else None
     if value is None:
         raise ValueError(f"HPA metric {metric!r} has no {ttype} target the oracle can read")
     return kind, ttype, value

@@ -40,8 +40,8 @@ class Sample:
     direct_value: float | None = None
 
 
-def _quantity(text: str | None) -> float | None:
-    """Kubernetes quantity -> float, for plotting only (the adapter serves exact values)."""
+def quantity(text: str | None) -> float | None:
+    """Kubernetes quantity -> float (plots and test comparisons; the adapter serves exact values)."""
     if text is None:
         return None
     suffixes = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
@@ -57,15 +57,15 @@ def _metric_of(status: dict[str, Any], spec: dict[str, Any]) -> tuple[float | No
     current = (status.get("currentMetrics") or [{}])[0]
     target_spec = (spec.get("metrics") or [{}])[0]
     value = target = None
-    for kind in ("object", "pods", "external", "resource"):
+    for kind in ("object", "pods", "external", "resource", "containerResource"):
         if kind in current:
             cur = current[kind].get("current") or {}
-            value = _quantity(cur.get("averageValue") or cur.get("value"))
+            value = quantity(cur.get("averageValue") or cur.get("value"))
             if value is None and cur.get("averageUtilization") is not None:
                 value = float(cur["averageUtilization"])
         if kind in target_spec:
             tgt = target_spec[kind].get("target") or {}
-            target = _quantity(tgt.get("averageValue") or tgt.get("value"))
+            target = quantity(tgt.get("averageValue") or tgt.get("value"))
             if target is None and tgt.get("averageUtilization") is not None:
                 target = float(tgt["averageUtilization"])
     return value, target

@@ -39,6 +39,8 @@ APISERVICES = (
     "v1beta1.external.metrics.k8s.io",
 )
 SCRAPED_SERVICES = ("hits", "fpm", "requests", "queue")
+#: Added by overlays with resource metrics (v1beta1.metrics.k8s.io): the operator's kubelet Service.
+KUBELET_SERVICE = "kubelet"
 
 
 class StackError(HarnessError):
@@ -134,6 +136,7 @@ class Stack:
         self.certs_dir: Path = self.certs_override or default_certs_dir(self.kubectl)
         # An overlay may be a path: its build goes under its name, never back into the overlay itself.
         self.build_dir = (self.build_root or self.certs_dir.parent / "build") / Path(self.overlay).name
+        self._objects: list[dict[str, Any]] | None = None
 
     # --- install ------------------------------------------------------------------------------
 
@@ -150,7 +153,8 @@ class Stack:
             out_dir=self.build_dir,
             adapter_rules=self.adapter_rules,
         )
-        self.load_images(manifests.load_objects(manifests.kustomize(self.build_dir)))
+        self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
+        self.load_images(self._objects)
         self.install_crds()
         self.kubectl.run(
             "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
@@ -274,16 +278,41 @@ class Stack:
             raise StackError(f"{query} returned {len(res)} series; aggregate it to one (sum, avg, max)")
         return float(res[0]["value"][1]) if res else 0.0
 
+    def _built(self) -> list[dict[str, Any]]:
+        if self._objects is None:
+            self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
+        return self._objects
+
+    @property
+    def apiservices(self) -> tuple[str, ...]:
+        """The APIServices this install registers (metrics.k8s.io too where the overlay has it)."""
+        if not self.build_dir.exists():
+            return APISERVICES
+        names = [o["metadata"]["name"] for o in self._built() if o.get("kind") == "APIService"]
+        return tuple(names) or APISERVICES
+
+    @property
+    def scraped_services(self) -> tuple[str, ...]:
+        """Services Prometheus must scrape before the install is ready (the kubelets with resource
+        metrics: the adapter's resourceRules read them)."""
+        kubelet = any(o.get("kind") == "ServiceMonitor" and o["metadata"]["name"] == KUBELET_SERVICE
+                      for o in self._built()) if self.build_dir.exists() else False
+        return SCRAPED_SERVICES + ((KUBELET_SERVICE,) if kubelet else ())
+
     def _targets_up(self) -> tuple[bool, str]:
         targets = self.prometheus_api("/api/v1/targets?state=active")["data"]["activeTargets"]
         up = {t["labels"].get("service") for t in targets if t.get("health") == "up"}
-        missing = [s for s in SCRAPED_SERVICES if s not in up]
+        missing = [s for s in self.scraped_services if s not in up]
+        down = [f"{t['scrapeUrl']}: {t.get('lastError')}" for t in targets
+                if t["labels"].get("service") in missing and t.get("lastError")]
+        if down:
+            return False, f"missing {missing}; last errors: {'; '.join(down)[:600]}"
         return not missing, f"{len(up)} services up; missing {missing}" if missing else f"{sorted(up)} up"
 
     def _apiservices_available(self) -> tuple[bool, str]:
         states = []
         ok = True
-        for name in APISERVICES:
+        for name in self.apiservices:
             obj = self.kubectl.json("get", "apiservice", name)
             cond = _condition(obj, "Available") or {}
             ok &= cond.get("status") == "True"
@@ -291,10 +320,10 @@ class Stack:
         return ok, " ".join(states)
 
     def _apis_answer(self) -> tuple[bool, str]:
-        for name in APISERVICES:
+        for name in self.apiservices:
             version, _, group = name.partition(".")
             self.kubectl.raw(f"/apis/{group}/{version}")
-        return True, "discovery documents served for " + ", ".join(APISERVICES)
+        return True, "discovery documents served for " + ", ".join(self.apiservices)
 
     # --- teardown and diagnostics ---------------------------------------------------------------
 
@@ -303,7 +332,7 @@ class Stack:
         adapter, namespace deletion stalls on discovery (NamespaceDeletionDiscoveryFailure)."""
         if not self.build_dir.exists():
             return
-        self.kubectl.run("delete", "--ignore-not-found", "apiservice", *APISERVICES, check=False)
+        self.kubectl.run("delete", "--ignore-not-found", "apiservice", *self.apiservices, check=False)
         self.kubectl.run("delete", "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
                          "-k", str(self.build_dir), check=False, timeout=timeout + 30)  # fmt: skip
         self.progress("stack: uninstalled")

@@ -19,7 +19,7 @@ import pytest
 
 from harness import hpa
 from harness.kubectl import Kubectl
-from harness.stack import ADAPTER_NS, APISERVICES, DEMO_NS, MONITORING_NS, Stack
+from harness.stack import ADAPTER_NS, DEMO_NS, MONITORING_NS, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive, pytest.mark.timeout(1500)]
@@ -47,7 +47,7 @@ def test_install_and_uninstall_in_one_step_each(
     assert gone.returncode == 0, gone.stderr[-2000:]
     uninstall_s = time.monotonic() - t0
     left = kubectl.run("get", "apiservice", "-o", "name").split()
-    assert not [a for a in left if a.removeprefix("apiservice.apiregistration.k8s.io/") in APISERVICES]
+    assert not [a for a in left if a.removeprefix("apiservice.apiregistration.k8s.io/") in stack.apiservices]
     namespaces = kubectl.run("get", "namespace", "-o", "name").split()
     assert not {f"namespace/{ns}" for ns in (ADAPTER_NS, MONITORING_NS, DEMO_NS)} & set(namespaces)
 
@@ -59,7 +59,7 @@ def test_install_and_uninstall_in_one_step_each(
     install_s = time.monotonic() - t1
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stack installed and serving metrics" in done.stderr
-    for name in APISERVICES:
+    for name in stack.apiservices:
         cond = {c["type"]: c for c in kubectl.json("get", "apiservice", name)["status"]["conditions"]}
         assert cond["Available"]["status"] == "True", f"{name}: {cond['Available']}"
 

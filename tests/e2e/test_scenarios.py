@@ -30,6 +30,7 @@ from harness import hpa, manifests
 from harness.incluster_load import load_for
 from harness.kubectl import Kubectl, KubectlError
 from harness.load import Stage, served_rps
+from harness.report import quantity
 from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Stack
 from harness.waits import wait_for
 
@@ -39,6 +40,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 HIT_USERS = int(os.environ.get("HPA_KIT_HIT_USERS", "40"))
 WORK_USERS = int(os.environ.get("HPA_KIT_WORK_USERS", "12"))
 PRODUCE_USERS = int(os.environ.get("HPA_KIT_PRODUCE_USERS", "2"))
+#: BurnUsers and the CPU milliseconds each /burn spends: ~2 users x ~9 req/s x (10 ms + HTTP) ~ 200m.
+BURN_USERS = int(os.environ.get("HPA_KIT_BURN_USERS", "2"))
+BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "10"))
 CONSUME_RATE = 5.0  # jobs/s per replica: MOCKMETRICS_CONSUME_RATE in manifests/base/mockmetrics/queue.yaml
 
 
@@ -118,6 +122,19 @@ QUEUE_FLOOR = 25.0
 
 NS_SEL = f'namespace="{DEMO_NS}"'
 PM_STATUS_FPM = f'pm_status{{{NS_SEL},service="fpm"'
+
+
+def cpu_utilization(pod_regex: str, container: str, request_cores: float = 0.1) -> str:
+    """Mean CPU utilization (percent of the 100m request) of the pods, from the kubelet's own series.
+
+    Only pods alive now (their working-set gauge is present: a deleted pod's series is marked stale
+    at once), not those whose CPU counter still lingers in the [1m] range after deletion."""
+    sel = f'{NS_SEL},pod=~"{pod_regex}",container="{container}",metrics_path="/metrics/resource"'
+    usage = f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{sel}}}[1m]))"
+    alive = f"sum by (pod) (container_memory_working_set_bytes{{{sel}}})"
+    return f"100 * avg({usage} and on (pod) {alive}) / {request_cores}"
+
+
 SCALING = [
     # Object metric: total_hit_count rate of the `hits` Service, 100 hits/s per replica; 1 -> N -> 1.
     Scaling(
@@ -141,6 +158,16 @@ SCALING = [
         direct=f'avg(sum by (pod) (rate(http_requests_total{{{NS_SEL},service="requests",path="/"}}[1m])))',
         window_s=60, floor=1.0, from_load=lambda rps, pods: rps / pods,
     ),
+    # Resource metric: CPU utilization (usage / 100m request) through metrics.k8s.io, target 50 %.
+    Scaling(
+        "cpu", "Resource", "cpu", "BurnUser", BURN_USERS, min_peak=2,
+        direct=cpu_utilization("cpu-[a-z0-9]+-[a-z0-9]+", "mockmetrics"), window_s=60, floor=5.0,
+    ),
+    # ContainerResource: only the `app` container of two; the idle sidecar must not be averaged in.
+    Scaling(
+        "cpu-sidecar", "ContainerResource", "cpu", "BurnUser", BURN_USERS, min_peak=2,
+        direct=cpu_utilization("cpu-sidecar-[a-z0-9]+-[a-z0-9]+", "app"), window_s=60, floor=5.0,
+    ),
 ]  # fmt: skip
 OTHER_HPAS = ["hits", "fpm", "requests", "queue"]
 
@@ -158,7 +185,7 @@ def test_scaling_on_metric(
     before = other_values(kubectl, others)
     stages = [Stage(1200, case.users, max(1, case.users // 2))]
     run = load_for(cluster, kubectl, DEMO_NS, name, case.user_class, stages, scenario_dir / "load",
-                   work_ms=case.work_ms)  # fmt: skip
+                   work_ms=case.work_ms, env={"HPA_KIT_BURN_MS": str(BURN_MS)})  # fmt: skip
     direct = lambda: stack.promql(case.direct)  # noqa: E731
     with hpa.recorded(kube_api, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
         t0 = time.monotonic()
@@ -219,7 +246,13 @@ def test_scaling_on_metric(
         )
     current = hpa_status(kubectl, name)["currentMetrics"][0]
     assert current["type"] == case.metric_type
-    assert current[case.metric_type.lower()]["metric"]["name"] == case.metric
+    if case.metric_type == "Resource":
+        assert current["resource"]["name"] == case.metric
+    elif case.metric_type == "ContainerResource":
+        assert (current["containerResource"]["name"], current["containerResource"]["container"]) == (
+            case.metric, "app")
+    else:
+        assert current[case.metric_type.lower()]["metric"]["name"] == case.metric
 
 
 def test_external_metric_queue_depth_settles_near_produce_over_consume(
@@ -316,6 +349,57 @@ def test_discovery_through_the_aggregator(stack: Stack, kubectl: Kubectl) -> Non
         f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{DEMO_NS}/services/hits/total_hit_count"
     )
     assert got["kind"] == "MetricValueList" and got["items"][0]["metricName"] == "total_hit_count"
+
+
+def test_kubectl_top_and_metrics_k8s_io_through_the_aggregator(
+    stack: Stack, kubectl: Kubectl, scenario_dir: Path
+) -> None:
+    """metrics.k8s.io from the adapter's resourceRules: `kubectl top` lists the demo pods and the
+    node, and the served quantities are the kubelet's own as Prometheus has them (read just before
+    and just after the aggregator's answer)."""
+    assert "v1beta1.metrics.k8s.io" in stack.apiservices, "the test overlay registers metrics.k8s.io"
+    running = {p["metadata"]["name"] for p in kubectl.json("-n", DEMO_NS, "get", "pods", "-l",
+               "app.kubernetes.io/name=mockmetrics", "--field-selector=status.phase=Running")["items"]}
+    nodes = {n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]}
+    tops: dict[str, str] = {}
+
+    def listed() -> tuple[bool, str]:
+        tops["pods"] = kubectl.run("top", "pods", "-n", DEMO_NS)
+        tops["nodes"] = kubectl.run("top", "nodes")
+        pods = {line.split()[0] for line in tops["pods"].splitlines()[1:]}
+        shown = {line.split()[0] for line in tops["nodes"].splitlines()[1:]}
+        missing = (running - pods) | (nodes - shown)
+        return not missing, f"not in kubectl top yet: {sorted(missing)}"
+
+    wait_for("kubectl top lists every running demo pod and the node", listed, timeout=180, interval=5)
+    (scenario_dir / "kubectl-top.txt").write_text(tops["pods"] + "\n" + tops["nodes"])
+    print(tops["pods"] + "\n" + tops["nodes"])
+
+    pod = sorted(p for p in running if p.startswith("hits-"))[0]
+    sel = f'{NS_SEL},pod="{pod}",container="mockmetrics",metrics_path="/metrics/resource"'
+    queries = {
+        "memory": f"sum(container_memory_working_set_bytes{{{sel}}})",
+        "cpu": f"sum(rate(container_cpu_usage_seconds_total{{{sel}}}[1m]))",
+    }
+    before = {k: stack.promql(q) for k, q in queries.items()}
+    got = kubectl.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{DEMO_NS}/pods/{pod}")
+    after = {k: stack.promql(q) for k, q in queries.items()}
+    assert got["kind"] == "PodMetrics" and got["window"] == "1m0s"
+    usage = next(c for c in got["containers"] if c["name"] == "mockmetrics")["usage"]
+    for resource, rel, floor in (("memory", 0.05, 64 * 1024), ("cpu", 0.25, 0.003)):
+        served = quantity(usage[resource]) or 0.0
+        lo, hi = sorted((before[resource], after[resource]))
+        assert lo - max(rel * lo, floor) <= served <= hi + max(rel * hi, floor), (
+            f"{pod} {resource}: metrics.k8s.io serves {usage[resource]} ({served:g}) but the kubelet's "
+            f"series in Prometheus say {before[resource]:g}..{after[resource]:g}")
+
+    node = sorted(nodes)[0]
+    direct = f'sum(node_memory_working_set_bytes{{node="{node}",metrics_path="/metrics/resource"}})'
+    lo = stack.promql(direct)
+    served_node = quantity(kubectl.raw(f"/apis/metrics.k8s.io/v1beta1/nodes/{node}")["usage"]["memory"])
+    hi = stack.promql(direct)
+    assert served_node is not None and min(lo, hi) * 0.95 <= served_node <= max(lo, hi) * 1.05, (
+        f"node {node}: served memory {served_node} vs Prometheus {lo}..{hi}")
 
 
 # --- 6: security ---------------------------------------------------------------------------------

@@ -191,3 +191,45 @@ def test_every_name_the_scenarios_use_is_exported() -> None:
     missing = sorted(name for name in used if not hasattr(hpa, name))
     assert not missing, f"harness.hpa lacks {missing}"
     assert hpa.within(105.0, 100.0, rel=0.1, abs_=0.0) and not hpa.within(120.0, 100.0, rel=0.1, abs_=1.0)
+
+
+class ResourceKubectl(FakeKubectl):
+    """Pods a, b (app 100m + sidecar 100m requested) and c (not in metrics.k8s.io: just started)."""
+
+    def json(self, *args: str) -> Any:
+        if "pods" in args:
+            def pod(name: str) -> dict[str, Any]:
+                return {"metadata": {"name": name}, "spec": {"containers": [
+                    {"name": "app", "resources": {"requests": {"cpu": "100m"}}},
+                    {"name": "sidecar", "resources": {"requests": {"cpu": "100m"}}}]}}
+            return {"items": [pod("a"), pod("b"), pod("c")]}
+        return super().json(*args)
+
+
+POD_METRICS = {"items": [
+    {"metadata": {"name": "a"}, "containers": [{"name": "app", "usage": {"cpu": "90000000n"}},
+                                              {"name": "sidecar", "usage": {"cpu": "10m"}}]},
+    {"metadata": {"name": "b"}, "containers": [{"name": "app", "usage": {"cpu": "70m"}},
+                                              {"name": "sidecar", "usage": {"cpu": "10m"}}]},
+]}  # fmt: skip
+
+
+def _resource_spec(kind: str, **extra: str) -> dict[str, Any]:
+    body = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}, **extra}
+    key = "resource" if kind == "Resource" else "containerResource"
+    return {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cpu"},
+            "maxReplicas": 8, "metrics": [{"type": kind, key: body}]}
+
+
+def test_resource_utilization_is_usage_over_requests_of_the_pods_with_metrics() -> None:
+    """As the controller: sum of usage over sum of requests, pods without metrics left out."""
+    k = ResourceKubectl({"/apis/metrics.k8s.io/v1beta1/namespaces/demo/pods": POD_METRICS})
+    value, pods = hpa.served_value(k, "demo", _resource_spec("Resource"))  # type: ignore[arg-type]
+    assert (round(value, 6), pods) == (45.0, 2)  # (90+10+70+10)m / 400m
+    assert "labelSelector=app%3Drequests%2Ctier%3Dweb" in k.paths[0]
+
+
+def test_container_resource_counts_only_the_named_container() -> None:
+    k = ResourceKubectl({"/apis/metrics.k8s.io/v1beta1/namespaces/demo/pods": POD_METRICS})
+    value, pods = hpa.served_value(k, "demo", _resource_spec("ContainerResource", container="app"))  # type: ignore[arg-type]
+    assert (round(value, 6), pods) == (80.0, 2)  # (90+70)m / 200m: the idle sidecar is not averaged in

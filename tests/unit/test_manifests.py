@@ -286,6 +286,7 @@ def test_secure_overlays_verify_tls_and_grant_nothing_to_anonymous(
         "v1beta1.custom.metrics.k8s.io",
         "v1beta2.custom.metrics.k8s.io",
         "v1beta1.external.metrics.k8s.io",
+        *RESOURCE_APISERVICES.get(overlay, ()),
     }
     for api in apiservices:
         assert not api["spec"].get("insecureSkipTLSVerify")
@@ -364,7 +365,9 @@ def test_anonymous_fallback_grants_only_metrics_reads(built: dict[str, list[dict
     ]
     assert len(anonymous) == 1
     binding = anonymous[0]
-    assert binding["kind"] == "ClusterRoleBinding"
+    # Per namespace: a ClusterRoleBinding would let any anonymous client of the kube-apiserver read
+    # every namespace's metrics through the aggregator. Only the namespace with the HPAs is granted.
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "hpa-demo"
     assert binding["roleRef"]["kind"] == "ClusterRole"
     assert binding["roleRef"]["name"] != "cluster-admin"
     role = _one(objs, "ClusterRole", binding["roleRef"]["name"])
@@ -390,7 +393,7 @@ def test_default_installs_nothing_extra_compared_to_fallback(built: dict[str, li
     extra = names(built["anonymous-fallback"]) - names(built["default"])
     assert extra == {
         ("ClusterRole", "hpa-kit:anonymous-metrics-reader"),
-        ("ClusterRoleBinding", "hpa-kit:anonymous-metrics-reader"),
+        ("RoleBinding", "hpa-kit:anonymous-metrics-reader"),
     }
 
 
@@ -474,9 +477,20 @@ def test_adapter_deployment(built: dict[str, list[dict[str, Any]]], overlay: str
     assert priorities["v1beta2.custom.metrics.k8s.io"] > priorities["v1beta1.custom.metrics.k8s.io"]
 
 
+#: Overlays that register the adapter for metrics.k8s.io (one owner per cluster: never by default).
+RESOURCE_APISERVICES = {"resource-metrics": ("v1beta1.metrics.k8s.io",), "test": ("v1beta1.metrics.k8s.io",)}
+#: What the resource-metrics component adds: the APIService and the two CPU demo workloads.
+RESOURCE_COMPONENT = {("APIService", "v1beta1.metrics.k8s.io"), ("Deployment", "cpu"), ("Service", "cpu"),
+                      ("HorizontalPodAutoscaler", "cpu"), ("Deployment", "cpu-sidecar"),
+                      ("Service", "cpu-sidecar"), ("HorizontalPodAutoscaler", "cpu-sidecar")}
+
+
 def test_test_overlay_only_turns_knobs(built: dict[str, list[dict[str, Any]]]) -> None:
     default, test = built["default"], built["test"]
-    assert {(o["kind"], o["metadata"]["name"]) for o in default} == {
+    assert {(o["kind"], o["metadata"]["name"]) for o in default} | RESOURCE_COMPONENT == {
+        (o["kind"], o["metadata"]["name"]) for o in test
+    }
+    assert {(o["kind"], o["metadata"]["name"]) for o in built["resource-metrics"]} == {
         (o["kind"], o["metadata"]["name"]) for o in test
     }
     args = _one(test, "Deployment", manifests.ADAPTER_SERVICE)["spec"]["template"]["spec"]["containers"][0][
@@ -495,7 +509,8 @@ def test_mockmetrics_deployments_leave_replicas_to_the_hpa(
 ) -> None:
     objs = built[overlay]
     demos = [d for d in _all(objs, "Deployment") if d["metadata"].get("namespace") == "hpa-demo"]
-    assert {d["metadata"]["name"] for d in demos} == {"hits", "fpm", "requests", "queue"}
+    cpu_demos = {"cpu", "cpu-sidecar"} if overlay in RESOURCE_APISERVICES else set()
+    assert {d["metadata"]["name"] for d in demos} == {"hits", "fpm", "requests", "queue", *cpu_demos}
     for dep in demos:
         assert "replicas" not in dep["spec"], f"{dep['metadata']['name']}: spec.replicas fights the HPA"
         container = dep["spec"]["template"]["spec"]["containers"][0]
@@ -514,6 +529,23 @@ def test_mockmetrics_deployments_leave_replicas_to_the_hpa(
 
 
 # --------------------------------------------------------------------------------------- monitoring
+
+
+def _operator_made_services(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Service the operator writes for ``--kubelet-service=NS/NAME``, as v0.85 writes it (labels
+    ``app.kubernetes.io/name``/``k8s-app`` = kubelet; ports https-metrics 10250, http-metrics 10255,
+    cadvisor 4194): it is in no manifest, so a ServiceMonitor for it is checked against this."""
+    dep = _one(objs, "Deployment", "prometheus-operator", "monitoring")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    out = []
+    for a in args:
+        if a.startswith("--kubelet-service="):
+            ns, _, name = a.split("=", 1)[1].partition("/")
+            out.append({"metadata": {"name": name, "namespace": ns,
+                                     "labels": {"app.kubernetes.io/name": "kubelet", "k8s-app": "kubelet"}},
+                        "spec": {"ports": [{"name": "https-metrics"}, {"name": "http-metrics"},
+                                           {"name": "cadvisor"}]}})
+    return out
 
 
 @pytest.mark.parametrize("overlay", manifests.OVERLAYS)
@@ -538,13 +570,20 @@ def test_every_servicemonitor_is_selected_and_finds_a_service(
             for s in _all(objs, "Service")
             if s["metadata"]["namespace"] in wanted_ns
             and _selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))
-        ]
+        ] + [s for s in _operator_made_services(objs) if s["metadata"]["namespace"] in wanted_ns
+             and _selects(sm["spec"]["selector"], s["metadata"]["labels"])]
         assert services, f"ServiceMonitor {name} selects no Service"
         for endpoint in sm["spec"]["endpoints"]:
             for svc in services:
                 assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
         targets = {r.get("targetLabel") for e in sm["spec"]["endpoints"] for r in e.get("relabelings", [])}
-        assert {"namespace", "pod", "service"} <= targets
+        if all(e.get("honorLabels") for e in sm["spec"]["endpoints"]):
+            # The kubelet: its series carry the measured pod's own namespace/pod/container labels.
+            assert {"metrics_path", "node"} <= targets
+            assert all(e["scheme"] == "https" and e["tlsConfig"].get("caFile")
+                       and not e["tlsConfig"].get("insecureSkipVerify") for e in sm["spec"]["endpoints"])
+        else:
+            assert {"namespace", "pod", "service"} <= targets
 
 
 def test_prometheus_can_discover_targets(built: dict[str, list[dict[str, Any]]]) -> None:
@@ -608,9 +647,15 @@ def test_every_hpa_metric_is_served_by_an_adapter_rule(
             assert set(target) == {"resource"} and label in ("namespace", "pod", "service")
         if rule in config["rules"]:
             assert "<<.GroupBy>>" in rule["metricsQuery"], "per-object rules must group by the object label"
+    resource = config.get("resourceRules") or {}
     for hpa in _all(objs, "HorizontalPodAutoscaler"):
         for metric in hpa["spec"]["metrics"]:
             kind = metric["type"]
+            if kind in ("Resource", "ContainerResource"):
+                name = metric["resource" if kind == "Resource" else "containerResource"]["name"]
+                assert name in resource, f"HPA {hpa['metadata']['name']}: no resourceRules.{name}"
+                assert overlay in RESOURCE_APISERVICES, "a Resource HPA needs metrics.k8s.io served"
+                continue
             name = metric[kind.lower()]["metric"]["name"]
             served = external if kind == "External" else custom
             assert name in served, (
@@ -637,8 +682,11 @@ def test_fpm_rule_is_the_active_over_total_ratio(built: dict[str, list[dict[str,
 def test_hpas(built: dict[str, list[dict[str, Any]]], overlay: str) -> None:
     objs = built[overlay]
     hpas = _all(objs, "HorizontalPodAutoscaler")
-    assert {h["metadata"]["name"] for h in hpas} == {"hits", "fpm", "requests", "queue"}
-    assert {m["type"] for h in hpas for m in h["spec"]["metrics"]} == {"Object", "Pods", "External"}
+    resource = overlay in RESOURCE_APISERVICES
+    assert {h["metadata"]["name"] for h in hpas} == {
+        "hits", "fpm", "requests", "queue", *(("cpu", "cpu-sidecar") if resource else ())}
+    assert {m["type"] for h in hpas for m in h["spec"]["metrics"]} == {
+        "Object", "Pods", "External", *(("Resource", "ContainerResource") if resource else ())}
     targets = [h["spec"]["scaleTargetRef"]["name"] for h in hpas]
     assert len(targets) == len(set(targets)), "two HPAs on one Deployment fight each other"
     for hpa in hpas:
@@ -647,7 +695,7 @@ def test_hpas(built: dict[str, list[dict[str, Any]]], overlay: str) -> None:
         ref = spec["scaleTargetRef"]
         assert ref["apiVersion"] == "apps/v1" and ref["kind"] == "Deployment"
         _one(objs, "Deployment", ref["name"], hpa["metadata"]["namespace"])
-        assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 10)
+        assert spec["minReplicas"] == 1 and spec["maxReplicas"] in (8, 10)
         behavior = spec["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 30
         assert behavior["scaleDown"]["policies"] and behavior["scaleUp"]["policies"]
@@ -661,6 +709,14 @@ def test_hpas(built: dict[str, list[dict[str, Any]]], overlay: str) -> None:
                 _one(objs, "Service", described["name"], hpa["metadata"]["namespace"])
             if metric["type"] == "External":
                 assert metric["external"]["target"]["type"] == "AverageValue"
+            if metric["type"] in ("Resource", "ContainerResource"):
+                body = metric["resource" if metric["type"] == "Resource" else "containerResource"]
+                assert body["target"]["type"] == "Utilization" and body["target"]["averageUtilization"] > 0
+                dep = _one(objs, "Deployment", ref["name"], hpa["metadata"]["namespace"])
+                containers = dep["spec"]["template"]["spec"]["containers"]
+                # Utilization is usage / request: every counted container must request the resource.
+                counted = [c for c in containers if c["name"] == body.get("container", c["name"])]
+                assert counted and all(c["resources"]["requests"].get(body["name"]) for c in counted)
 
 
 def test_queue_target_matches_consume_rate(built: dict[str, list[dict[str, Any]]]) -> None:

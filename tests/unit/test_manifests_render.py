@@ -102,7 +102,8 @@ def test_render_injects_ca_bundle_into_all_apiservices(
     )
     objs = _objects(out)
     apiservices = {o["metadata"]["name"]: o for o in objs if o["kind"] == "APIService"}
-    assert set(apiservices) == APISERVICES
+    resource = {"v1beta1.metrics.k8s.io"} if overlay in ("resource-metrics", "test") else set()
+    assert set(apiservices) == APISERVICES | resource
     for api in apiservices.values():
         assert api["spec"]["caBundle"] == _b64(ca[0])
         assert not api["spec"].get("insecureSkipTLSVerify")
@@ -285,7 +286,7 @@ def test_render_refuses_to_write_into_manifests(ca: tuple[bytes, bytes]) -> None
 
 
 def test_unknown_overlay_names_the_choices() -> None:
-    with pytest.raises(manifests.ManifestError, match="default, anonymous-fallback, insecure, test"):
+    with pytest.raises(manifests.ManifestError, match="anonymous-fallback, insecure, resource-metrics, test"):
         manifests.overlay_dir("nope")
 
 

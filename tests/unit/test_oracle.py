@@ -52,7 +52,9 @@ def test_desired_takes_the_largest_and_clamps() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "Resource", "target_type": "Value", "target": 1, "value": 1}, "Object, Pods and External"),
+        ({"kind": "Memory", "target_type": "Value", "target": 1, "value": 1}, "Pods, External, Resource"),
+        ({"kind": "Resource", "target_type": "Value", "target": 1, "value": 1}, "Utilization or Average"),
+        ({"kind": "Object", "target_type": "Utilization", "target": 1, "value": 1}, "only Resource and"),
         ({"kind": "Pods", "target_type": "Value", "target": 1, "value": 1}, "only take AverageValue"),
         ({"kind": "Object", "target_type": "Value", "target": 0, "value": 1}, "target must be > 0"),
     ],
@@ -66,6 +68,18 @@ def test_target_of_reads_the_spec() -> None:
     target = {"type": "AverageValue", "averageValue": "500m"}
     spec = {"metrics": [{"type": "Pods", "pods": {"metric": {"name": "x"}, "target": target}}]}
     assert target_of(spec) == ("Pods", "AverageValue", 0.5)
+
+
+def test_resource_utilization_is_percent_of_requests_times_pods() -> None:
+    # 3 pods at 80 % of their CPU request against a 50 % target: ceil(80 / 50 x 3) = ceil(4.8) = 5
+    m = MetricReading("Resource", "Utilization", 50, 80, pods_with_value=3)
+    assert replicas_for(m, current=3, ready=3) == 5
+    inside = MetricReading("ContainerResource", "Utilization", 50, 54, pods_with_value=3)
+    assert replicas_for(inside, current=3, ready=3) == 3  # within the 10 % tolerance
+    target = {"type": "Utilization", "averageUtilization": 50}
+    spec = {"metrics": [{"type": "ContainerResource",
+                         "containerResource": {"name": "cpu", "container": "app", "target": target}}]}
+    assert target_of(spec) == ("ContainerResource", "Utilization", 50)
 
 
 def test_within() -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import Sample, _condition, _metric_of, _quantity, plot_samples
+from harness.report import Sample, _condition, _metric_of, plot_samples, quantity
 
 
 @pytest.mark.parametrize(("text", "value"), [("1500m", 1.5), ("100", 100.0), ("2k", 2000.0), ("5u", 5e-6)])
 def test_quantity(text: str, value: float) -> None:
-    assert _quantity(text) == pytest.approx(value)
+    assert quantity(text) == pytest.approx(value)
 
 
 def test_metric_and_conditions_from_hpa_status() -> None:
