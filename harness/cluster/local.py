@@ -325,9 +325,14 @@ class LocalCluster(Cluster):
             self._prepare_host(progress)
             self._start_if_needed("containerd", flags.containerd(self.paths), flags.containerd_env(s))
 
-        etcd = self._start_if_needed("etcd", flags.etcd(s, bin_dir=self._bins))
+        etcd_pki = self.pki().etcd
+        etcd = self._start_if_needed("etcd", flags.etcd(s, self.pki(), bin_dir=self._bins))
         self._wait(
-            "etcd", etcd, lambda: probes.etcd_healthy(s.etcd_client_port), self.timeouts.etcd, progress
+            "etcd",
+            etcd,
+            lambda: probes.etcd_healthy(s.etcd_client_port, etcd_pki),
+            self.timeouts.etcd,
+            progress,
         )
         api = self._start_if_needed("kube-apiserver", flags.kube_apiserver(s, self.pki(), bin_dir=self._bins))
 
