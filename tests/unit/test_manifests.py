@@ -749,10 +749,14 @@ def test_operator_writes_only_in_the_namespaces_it_manages(
         for group, resource in _SCOPED_WRITES:
             wide = [r for r in role["rules"] if _grants(r, group, resource, _WRITE_VERBS)]
             assert not wide, f"ClusterRole {role['metadata']['name']} writes {resource} cluster-wide: {wide}"
+        # Nor reads Secrets everywhere: listing them all is reading them all.
+        reads = [r for r in role["rules"] if _grants(r, "", "secrets", {"get", "list", "watch"})]
+        assert not reads, f"ClusterRole {role['metadata']['name']} reads secrets cluster-wide: {reads}"
     # The operator is told where it manages instances, so it never tries to write elsewhere ...
     managed = {"monitoring"}
-    for flag in ("prometheus", "alertmanager", "thanos-ruler"):
-        assert f"--{flag}-instance-namespaces={','.join(sorted(managed))}" in args, flag
+    kinds = ("prometheus-instance", "alertmanager-instance", "alertmanager-config", "thanos-ruler-instance")
+    for flag in kinds:
+        assert f"--{flag}-namespaces={','.join(sorted(managed))}" in args, flag
     for prom in _all(objs, "Prometheus"):
         assert prom["metadata"]["namespace"] in managed
     # ... and may write what it generates there (and only there).
