@@ -21,6 +21,11 @@ ALLOWED: list[tuple[str, str, str]] = [
         r"specific to the local provider",
         "host clean-up checks of the local provider, when the run uses another provider",
     ),
+    (
+        r"^tests/e2e/test_local_host_guard\.py",
+        r"specific to the local provider",
+        "the local node's host firewall checks, when the run uses another provider",
+    ),
 ]
 
 

@@ -37,17 +37,31 @@ REQUESTHEADER_GROUP_HEADERS = ("X-Remote-Group",)
 REQUESTHEADER_EXTRA_HEADERS_PREFIX = ("X-Remote-Extra-",)
 
 
-def etcd(s: LocalSettings, *, bin_dir: Path) -> list[str]:
-    c, p = f"http://127.0.0.1:{s.etcd_client_port}", f"http://127.0.0.1:{s.etcd_peer_port}"
+def etcd(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
+    """etcd on loopback, TLS on both ports and a certificate of the etcd CA required of every client.
+
+    Plain HTTP or a connection without such a certificate is refused: the datastore holds every
+    Secret and RBAC object, so write access to it is cluster-admin.
+    """
+    c, p = f"https://127.0.0.1:{s.etcd_client_port}", f"https://127.0.0.1:{s.etcd_peer_port}"
+    e = pki.etcd
     return [
         str(bin_dir / "etcd"),
         f"--name={s.name}",
         f"--data-dir={s.state_dir / 'etcd'}",
         f"--listen-client-urls={c}",
         f"--advertise-client-urls={c}",
+        f"--cert-file={e.server.cert}",
+        f"--key-file={e.server.key}",
+        "--client-cert-auth=true",
+        f"--trusted-ca-file={e.ca.cert}",
         f"--listen-peer-urls={p}",
         f"--initial-advertise-peer-urls={p}",
         f"--initial-cluster={s.name}={p}",
+        f"--peer-cert-file={e.peer.cert}",
+        f"--peer-key-file={e.peer.key}",
+        "--peer-client-cert-auth=true",
+        f"--peer-trusted-ca-file={e.ca.cert}",
         "--initial-cluster-state=new",
         "--listen-metrics-urls=",
         # A throwaway test cluster on a small VM: fsync dominates etcd latency and buys nothing.
@@ -62,7 +76,10 @@ def etcd(s: LocalSettings, *, bin_dir: Path) -> list[str]:
 def kube_apiserver(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
     argv = [
         str(bin_dir / "kube-apiserver"),
-        f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
+        f"--etcd-servers=https://127.0.0.1:{s.etcd_client_port}",
+        f"--etcd-cafile={pki.etcd.ca.cert}",
+        f"--etcd-certfile={pki.etcd.apiserver_client.cert}",
+        f"--etcd-keyfile={pki.etcd.apiserver_client.key}",
         f"--bind-address={s.apiserver_address}",
         f"--secure-port={s.apiserver_port}",
         f"--tls-cert-file={pki.apiserver.cert}",

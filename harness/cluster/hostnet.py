@@ -27,6 +27,8 @@ __all__ = [
     "delete_bridge",
     "ensure_bridge",
     "ensure_egress_guard",
+    "ensure_ingress_guard",
+    "ingress_guard_rules",
     "iptables_cleanup",
     "kill_cgroup_procs",
     "mounts_under",
@@ -54,6 +56,10 @@ SYSCTLS: dict[str, str | None] = {
 OWNED_CHAIN = re.compile(r"^(KUBE-|CNI-|HPAKIT-)")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 EGRESS_CHAIN = "HPAKIT-EGRESS"
+#: Forwarded traffic into the pod bridge (pods, ClusterIPs) from any other interface.
+INGRESS_CHAIN = "HPAKIT-INGRESS"
+#: Traffic to the node (bridge) address arriving on any other interface.
+INPUT_CHAIN = "HPAKIT-INPUT"
 
 
 def run(argv: list[str], *, check: bool = True, input: str | None = None, timeout: float = 30) -> str:
@@ -276,29 +282,84 @@ def _split_rule(rule: str) -> list[str]:
     return shlex.split(rule)
 
 
+def _load_chain(chain: str, rules: list[list[str]]) -> None:
+    """Create ``chain`` (filter table) if needed and make its rules exactly ``rules``."""
+    subprocess.run(["iptables", "-N", chain], capture_output=True, check=False)
+    run(["iptables", "-F", chain])
+    for rule in rules:
+        run(["iptables", "-A", chain, *rule])
+
+
+def _keep_on_top(builtin: str, chain: str) -> None:
+    """Make sure ``builtin`` jumps to ``chain`` before any rule that is not another guard's jump.
+
+    kube-proxy prepends its own jumps (KUBE-FORWARD ACCEPTs masquerade-marked and established
+    traffic), so a guard below them could be bypassed. The guards match disjoint traffic, so their
+    order among themselves does not matter and re-asserting one never moves another.
+    """
+    rules = [r for r in run(["iptables", "-S", builtin], check=False).splitlines() if r.startswith("-A ")]
+    ours = f"-A {builtin} -j {chain}"
+    for rule in rules:
+        if rule == ours:
+            return
+        parts = rule.split()  # another guard's jump is exactly "-A <builtin> -j HPAKIT-..."
+        if not (len(parts) == 4 and parts[2] == "-j" and parts[3].startswith("HPAKIT-")):
+            break
+    while subprocess.run(["iptables", "-D", builtin, "-j", chain], capture_output=True).returncode == 0:
+        pass
+    run(["iptables", "-I", builtin, "1", "-j", chain])
+
+
 def ensure_egress_guard(bridge: str, pod_cidr: str) -> None:
     """Reject traffic forwarded from the pod bridge to anything outside the pod network.
 
     Pods may talk to each other and to the host (INPUT, not FORWARD); nothing they send is routed
     off this machine.
     """
-    subprocess.run(["iptables", "-N", EGRESS_CHAIN], capture_output=True, check=False)
-    run(["iptables", "-F", EGRESS_CHAIN])
-    run(["iptables", "-A", EGRESS_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"])
-    run(["iptables", "-A", EGRESS_CHAIN, "-i", bridge, "-d", pod_cidr, "-j", "RETURN"])
-    run(
-        ["iptables", "-A", EGRESS_CHAIN, "-i", bridge, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"]
+    _load_chain(
+        EGRESS_CHAIN,
+        [
+            ["-i", bridge, "-o", bridge, "-j", "RETURN"],
+            ["-i", bridge, "-d", pod_cidr, "-j", "RETURN"],
+            ["-i", bridge, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"],
+        ],
     )
-    first = run(["iptables", "-S", "FORWARD", "1"], check=False).strip()
-    if first != f"-A FORWARD -j {EGRESS_CHAIN}":
-        # Keep the guard first: kube-proxy inserts KUBE-FORWARD (which ACCEPTs masquerade-marked
-        # traffic) at the top of FORWARD, so a guard below it could be bypassed.
-        while (
-            subprocess.run(["iptables", "-D", "FORWARD", "-j", EGRESS_CHAIN], capture_output=True).returncode
-            == 0
-        ):
-            pass
-        run(["iptables", "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
+    _keep_on_top("FORWARD", EGRESS_CHAIN)
+
+
+def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list[list[str]]]:
+    """(built-in chain, our chain) -> our chain's rules: nothing from another host reaches the node.
+
+    * FORWARD: a packet routed out of the bridge that did not come in on it is dropped. Every pod IP
+      and (through the service route :func:`ensure_bridge` adds, or kube-proxy's DNAT to a pod)
+      every ClusterIP and NodePort leaves through the bridge, so this covers the pod and service
+      CIDRs; traffic bridged on other bridges (Docker's, kind's) has another ``-o`` and is untouched.
+    * INPUT: the node address (where kube-apiserver and the kubelet answer pods) only from the
+      bridge and loopback; the host's own connections to it come in on ``lo``.
+
+    The host reaching pods is unaffected: its packets leave through OUTPUT and the replies arrive on
+    the bridge. DROP rather than REJECT: a scan from outside learns nothing.
+    """
+    return {
+        ("FORWARD", INGRESS_CHAIN): [
+            ["-i", bridge, "-j", "RETURN"],
+            ["-o", bridge, "-j", "DROP"],
+        ],
+        ("INPUT", INPUT_CHAIN): [
+            ["-i", bridge, "-j", "RETURN"],
+            ["-i", "lo", "-j", "RETURN"],
+            ["-d", f"{node_ip}/32", "-j", "DROP"],
+        ],
+    }
+
+
+def ensure_ingress_guard(bridge: str, node_ip: str) -> None:
+    """Drop traffic from other interfaces (other hosts that route to this one) to the pods, the
+    services and the node address; see :func:`ingress_guard_rules`. ``down`` removes the chains
+    (``HPAKIT-*``) with the rest."""
+    for (builtin, chain), rules in ingress_guard_rules(bridge, node_ip).items():
+        _load_chain(chain, rules)
+        _keep_on_top(builtin, chain)
 
 
 # ---------------------------------------------------------------------------------- mounts & cgroups

@@ -109,7 +109,7 @@ class LocalCluster(Cluster):
                 raise ClusterError(
                     f"cannot read {stored}: {exc}; run `hpa-kit delete --name {name}`"
                 ) from exc
-            for key in ("images", "verbosity", "build", "dns_upstreams", "egress_guard"):
+            for key in ("images", "verbosity", "build", "dns_upstreams", "egress_guard", "ingress_guard"):
                 if overrides.get(key) is not None:
                     setattr(settings, key, overrides[key])
         else:
@@ -325,9 +325,14 @@ class LocalCluster(Cluster):
             self._prepare_host(progress)
             self._start_if_needed("containerd", flags.containerd(self.paths), flags.containerd_env(s))
 
-        etcd = self._start_if_needed("etcd", flags.etcd(s, bin_dir=self._bins))
+        etcd_pki = self.pki().etcd
+        etcd = self._start_if_needed("etcd", flags.etcd(s, self.pki(), bin_dir=self._bins))
         self._wait(
-            "etcd", etcd, lambda: probes.etcd_healthy(s.etcd_client_port), self.timeouts.etcd, progress
+            "etcd",
+            etcd,
+            lambda: probes.etcd_healthy(s.etcd_client_port, etcd_pki),
+            self.timeouts.etcd,
+            progress,
         )
         api = self._start_if_needed("kube-apiserver", flags.kube_apiserver(s, self.pki(), bin_dir=self._bins))
 
@@ -379,8 +384,11 @@ class LocalCluster(Cluster):
             component="kubelet",
         )
         self._wait("kube-proxy", proxy, probes.kube_proxy_healthy, self.timeouts.kube_proxy, progress)
+        # back in front of the chains kube-proxy just prepended
         if s.egress_guard:
-            hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)  # back in front of kube-proxy's chains
+            hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
+        if s.ingress_guard:
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
         assert images_thread is not None
         images_thread.join(progress, "images")
         self._apply(coredns_manifests(s), progress, "CoreDNS")
@@ -533,6 +541,8 @@ class LocalCluster(Cluster):
         hostnet.ensure_bridge(s.bridge, s.node_ip, s.pod_cidr, s.service_cidr)
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
+        if s.ingress_guard:
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
         for d in (
             p.containerd_root,
             p.containerd_state,

@@ -1,5 +1,10 @@
-"""The local cluster's PKI: one cluster CA, a front-proxy CA, the service-account key pair, and a
-certificate + kubeconfig per component, all made idempotently through :mod:`harness.certs` (cfssl).
+"""The local cluster's PKI: one cluster CA, a front-proxy CA, an etcd CA, the service-account key
+pair, and a certificate + kubeconfig per component, all made idempotently through :mod:`harness.certs`
+(cfssl).
+
+etcd has a CA of its own (as kubeadm lays it out): etcd trusts only client certificates that CA
+signed, so no certificate of the cluster CA (an admin's, a kubelet's) opens the datastore, and
+nothing without one (any local process) can read or write ``/registry``.
 
 A warm ``up`` finds everything valid and reuses it, so kubeconfigs handed out earlier keep working.
 """
@@ -15,7 +20,23 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from harness.certs import CertPair, ensure_ca, issue_cert, write_kubeconfig
 
-__all__ = ["PKI", "ensure_pki"]
+__all__ = ["PKI", "EtcdPKI", "ensure_pki"]
+
+
+@dataclass
+class EtcdPKI:
+    """etcd's own CA and the certificates around it (file names as kubeadm's ``etcd/`` directory)."""
+
+    #: Signs everything below; etcd's ``--trusted-ca-file`` and ``--peer-trusted-ca-file``.
+    ca: CertPair
+    #: etcd's client-port serving certificate (127.0.0.1, localhost).
+    server: CertPair
+    #: The peer port's certificate, presented and checked in both directions (server + client).
+    peer: CertPair
+    #: kube-apiserver's client certificate (``--etcd-certfile``).
+    apiserver_client: CertPair
+    #: What the harness' health probe presents to ``/health``.
+    healthcheck_client: CertPair
 
 
 @dataclass
@@ -30,6 +51,7 @@ class PKI:
     sa_pub: Path
     admin: CertPair
     kubeconfigs: dict[str, Path]
+    etcd: EtcdPKI
     kubelet_serving: CertPair | None = None
 
 
@@ -56,6 +78,25 @@ def _sa_keypair(d: Path) -> tuple[Path, Path]:
     )
     tmp.replace(key)
     return key, pub
+
+
+def _etcd_pki(d: Path, cluster: str) -> EtcdPKI:
+    """etcd's CA and certificates; loopback only, since etcd never listens anywhere else."""
+    ca = ensure_ca(d, "etcd-ca", f"hpa-kit-{cluster}-etcd-ca")
+    loopback = ["127.0.0.1", "localhost"]
+    return EtcdPKI(
+        ca=ca,
+        # Server and client: with --client-cert-auth etcd's own HTTP gateway dials its gRPC port
+        # presenting this certificate (as kubeadm issues it), so a server-only one breaks /v3/*.
+        server=issue_cert(d, "etcd-server", ca, f"hpa-kit-{cluster}-etcd", hosts=loopback, usage="both"),
+        peer=issue_cert(d, "etcd-peer", ca, f"hpa-kit-{cluster}-etcd-peer", hosts=loopback, usage="both"),
+        apiserver_client=issue_cert(
+            d, "apiserver-etcd-client", ca, "kube-apiserver-etcd-client", usage="client"
+        ),
+        healthcheck_client=issue_cert(
+            d, "etcd-healthcheck-client", ca, "hpa-kit-etcd-healthcheck-client", usage="client"
+        ),
+    )
 
 
 def ensure_pki(
@@ -104,7 +145,19 @@ def ensure_pki(
             kc / "admin.kubeconfig", server=server, ca=ca, client=admin, cluster=cluster, user="admin"
         ),
     }
-    pki = PKI(d, ca, fp_ca, apiserver, kubelet_client, fp_client, sa_key, sa_pub, admin, kubeconfigs)
+    pki = PKI(
+        dir=d,
+        ca=ca,
+        front_proxy_ca=fp_ca,
+        apiserver=apiserver,
+        apiserver_kubelet_client=kubelet_client,
+        front_proxy_client=fp_client,
+        sa_key=sa_key,
+        sa_pub=sa_pub,
+        admin=admin,
+        kubeconfigs=kubeconfigs,
+        etcd=_etcd_pki(d, cluster),
+    )
     if node_name is None:
         return pki
     comp_server = local_server or server

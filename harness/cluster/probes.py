@@ -16,6 +16,7 @@ from pathlib import Path
 from harness import procs
 from harness.cluster.dnsprobe import query_a
 from harness.cluster.kubeapi import ApiClient
+from harness.cluster.pki import EtcdPKI
 from harness.cluster.settings import LocalSettings
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
 ]
 
 
-def etcd_healthy(port: int) -> bool | str:
-    client = ApiClient(f"http://127.0.0.1:{port}", ca=None, timeout=2)
+def etcd_healthy(port: int, pki: EtcdPKI) -> bool | str:
+    """etcd's ``/health`` over TLS, verified against the etcd CA, with the health-check client cert."""
+    c = pki.healthcheck_client
+    client = ApiClient(f"https://127.0.0.1:{port}", ca=pki.ca.cert, cert=c.cert, key=c.key, timeout=2)
     status, text = client.get_text("/health")
     return True if status == 200 and '"true"' in text else f"/health: {status} {text.strip()}"
 

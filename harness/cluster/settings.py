@@ -92,6 +92,8 @@ class LocalSettings:
     dns_upstreams: list[str] = field(default_factory=list)
     #: Reject forwarded traffic from the pod bridge to anything but the pod network.
     egress_guard: bool = True
+    #: Drop traffic from other interfaces (other hosts) to the pods, services and node address.
+    ingress_guard: bool = True
     #: Point containerd's registry traffic at a dead loopback proxy (images come from archives only).
     block_registry_pulls: bool = True
     #: Build missing binaries on ``up`` (``HPA_KIT_BUILD=0`` disables).

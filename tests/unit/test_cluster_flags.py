@@ -14,7 +14,7 @@ import pytest
 from harness.certs import CertPair
 from harness.cluster import flags
 from harness.cluster.local import LocalCluster
-from harness.cluster.pki import PKI
+from harness.cluster.pki import PKI, EtcdPKI
 from harness.cluster.settings import HPASettings, LocalSettings
 
 ST = "/st/clusters/pin"  # state dir of the settings below
@@ -57,6 +57,13 @@ def _pki(d: Path) -> PKI:
         sa_pub=d / "sa.pub",
         admin=pair("admin"),
         kubeconfigs={c: d.parent / "kubeconfigs" / f"{c}.kubeconfig" for c in comps},
+        etcd=EtcdPKI(
+            ca=pair("etcd-ca"),
+            server=pair("etcd-server"),
+            peer=pair("etcd-peer"),
+            apiserver_client=pair("apiserver-etcd-client"),
+            healthcheck_client=pair("etcd-healthcheck-client"),
+        ),
         kubelet_serving=pair("kubelet-serving"),
     )
 
@@ -66,7 +73,7 @@ def _argvs(s: LocalSettings) -> dict[str, object]:
     c = LocalCluster(s)  # what the cluster hands the builders: its bin dir and node paths
     pki, bins, p = _pki(s.state_dir / "pki"), c._bins, c.paths
     return {
-        "etcd": flags.etcd(s, bin_dir=bins),
+        "etcd": flags.etcd(s, pki, bin_dir=bins),
         "kube-apiserver": flags.kube_apiserver(s, pki, bin_dir=bins),
         "kube-controller-manager": flags.kube_controller_manager(s, pki, bin_dir=bins),
         "kube-scheduler": flags.kube_scheduler(s, pki, bin_dir=bins),
@@ -81,11 +88,20 @@ ETCD = [
     f"{BIN}/etcd",
     "--name=pin",
     f"--data-dir={ST}/etcd",
-    "--listen-client-urls=http://127.0.0.1:12379",
-    "--advertise-client-urls=http://127.0.0.1:12379",
-    "--listen-peer-urls=http://127.0.0.1:12380",
-    "--initial-advertise-peer-urls=http://127.0.0.1:12380",
-    "--initial-cluster=pin=http://127.0.0.1:12380",
+    # issue 12: TLS on both ports, and only clients with a certificate of etcd's own CA
+    "--listen-client-urls=https://127.0.0.1:12379",
+    "--advertise-client-urls=https://127.0.0.1:12379",
+    f"--cert-file={PK}/etcd-server.pem",
+    f"--key-file={PK}/etcd-server-key.pem",
+    "--client-cert-auth=true",
+    f"--trusted-ca-file={PK}/etcd-ca.pem",
+    "--listen-peer-urls=https://127.0.0.1:12380",
+    "--initial-advertise-peer-urls=https://127.0.0.1:12380",
+    "--initial-cluster=pin=https://127.0.0.1:12380",
+    f"--peer-cert-file={PK}/etcd-peer.pem",
+    f"--peer-key-file={PK}/etcd-peer-key.pem",
+    "--peer-client-cert-auth=true",
+    f"--peer-trusted-ca-file={PK}/etcd-ca.pem",
     "--initial-cluster-state=new",
     "--listen-metrics-urls=",
     "--unsafe-no-fsync=true",
@@ -99,7 +115,10 @@ ETCD = [
 def _apiserver(bind: str) -> list[str]:
     return [
         f"{BIN}/kube-apiserver",
-        "--etcd-servers=http://127.0.0.1:12379",
+        "--etcd-servers=https://127.0.0.1:12379",
+        f"--etcd-cafile={PK}/etcd-ca.pem",
+        f"--etcd-certfile={PK}/apiserver-etcd-client.pem",
+        f"--etcd-keyfile={PK}/apiserver-etcd-client-key.pem",
         f"--bind-address={bind}",
         "--secure-port=16443",
         f"--tls-cert-file={PK}/apiserver.pem",

@@ -62,6 +62,7 @@ def _recorded(with_node: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[st
         monkeypatch.setattr(c, name, fn)
     monkeypatch.setattr(local, "_Worker", Worker)
     monkeypatch.setattr(hostnet, "ensure_egress_guard", lambda *a: events.append("egress guard"))
+    monkeypatch.setattr(hostnet, "ensure_ingress_guard", lambda *a: events.append("ingress guard"))
     monkeypatch.setattr(procs, "wait_until", lambda *a, component, **kw: events.append(f"wait {component}"))
     assert c._create_locked(lambda msg: None) == "info"
     return events, argvs
@@ -88,6 +89,7 @@ def test_node_cluster_startup_order_and_command_lines(monkeypatch: pytest.Monkey
         "wait node/pin",
         "wait kube-proxy",
         "egress guard",
+        "ingress guard",
         "images: joined",
         "apply CoreDNS",
         "wait coredns",

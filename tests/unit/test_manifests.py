@@ -767,3 +767,76 @@ def test_load_jobs_are_suspended_and_consistent(built: dict[str, list[dict[str, 
     for job in (master, worker):
         volumes = job["spec"]["template"]["spec"]["volumes"]
         assert {"name": "locustfile", "configMap": {"name": "locustfile"}} in volumes
+
+
+# ------------------------------------------------------------------------------- operator RBAC scope
+
+#: What the operator generates and may only write where it manages Prometheus (issue 12): a
+#: cluster-wide write on these is read/write access to every Secret and workload in the cluster.
+_SCOPED_WRITES = {("", "secrets"), ("", "configmaps"), ("apps", "statefulsets")}
+_WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+
+
+def _operator(objs: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    dep = _one(objs, "Deployment", "prometheus-operator", "monitoring")
+    pod = dep["spec"]["template"]["spec"]
+    sa = {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "monitoring"}
+    return sa, pod["containers"][0]["args"]
+
+
+def _grants(rule: dict[str, Any], group: str, resource: str, verbs: set[str]) -> bool:
+    return (
+        bool({group, "*"} & set(rule.get("apiGroups", [])))
+        and bool({resource, "*"} & set(rule.get("resources", [])))
+        and bool(verbs & set(rule.get("verbs", [])))
+    )
+
+
+@pytest.mark.parametrize("overlay", manifests.OVERLAYS)
+def test_operator_writes_only_in_the_namespaces_it_manages(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    objs = built[overlay]
+    sa, args = _operator(objs)
+    for binding in _all(objs, "ClusterRoleBinding"):
+        if sa not in binding.get("subjects", []):
+            continue
+        role = _one(objs, "ClusterRole", binding["roleRef"]["name"])
+        for group, resource in _SCOPED_WRITES:
+            wide = [r for r in role["rules"] if _grants(r, group, resource, _WRITE_VERBS)]
+            assert not wide, f"ClusterRole {role['metadata']['name']} writes {resource} cluster-wide: {wide}"
+        # Nor reads Secrets everywhere: listing them all is reading them all.
+        reads = [r for r in role["rules"] if _grants(r, "", "secrets", {"get", "list", "watch"})]
+        assert not reads, f"ClusterRole {role['metadata']['name']} reads secrets cluster-wide: {reads}"
+    # The operator is told where it manages instances, so it never tries to write elsewhere ...
+    managed = {"monitoring"}
+    kinds = ("prometheus-instance", "alertmanager-instance", "alertmanager-config", "thanos-ruler-instance")
+    for flag in kinds:
+        assert f"--{flag}-namespaces={','.join(sorted(managed))}" in args, flag
+    for prom in _all(objs, "Prometheus"):
+        assert prom["metadata"]["namespace"] in managed
+    # ... and may write what it generates there (and only there).
+    bindings = [b for b in _all(objs, "RoleBinding") if sa in b.get("subjects", [])]
+    # kube-system: only the kubelet controller's Service and EndpointSlices (--kubelet-service).
+    kubelet_flag = next(a for a in args if a.startswith("--kubelet-service="))
+    kubelet_ns, _, kubelet_svc = kubelet_flag.split("=")[1].partition("/")
+    assert {b["metadata"]["namespace"] for b in bindings} == managed | {kubelet_ns}
+    kubelet_rules = [r for b in bindings if b["metadata"]["namespace"] == kubelet_ns
+                     for r in _one(objs, "Role", b["roleRef"]["name"], kubelet_ns)["rules"]]
+    assert {(g, res) for r in kubelet_rules for g in r["apiGroups"] for res in r["resources"]} == {
+        ("", "services"), ("discovery.k8s.io", "endpointslices")}, kubelet_svc
+    for ns in managed:
+        rules = [
+            rule
+            for b in bindings
+            if b["metadata"]["namespace"] == ns
+            for rule in _one(
+                objs,
+                b["roleRef"]["kind"],
+                b["roleRef"]["name"],
+                ns if b["roleRef"]["kind"] == "Role" else None,
+            )["rules"]
+        ]
+        for group, resource in _SCOPED_WRITES:
+            for verb in ("get", "list", "watch", "create", "update", "delete"):
+                assert any(_grants(r, group, resource, {verb}) for r in rules), f"{ns}: {verb} {resource}"
