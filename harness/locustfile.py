@@ -11,7 +11,7 @@ Environment knobs (set by :class:`harness.load.LocustRun`):
 ``HPA_KIT_WORK_MS``
     How long each ``/work`` request holds a mockmetrics worker (default 300).
 ``HPA_KIT_BURN_MS``
-    CPU milliseconds each ``/burn`` request spends in mockmetrics (default 10).
+    CPU milliseconds each ``/burn`` request spends in mockmetrics (default 5).
 ``HPA_KIT_WAIT``
     Seconds between a user's requests, ``min,max`` (default ``0.05,0.15``).
 """
@@ -24,7 +24,7 @@ from locust import FastHttpUser, between, task
 
 _wait = [float(x) for x in os.environ.get("HPA_KIT_WAIT", "0.05,0.15").split(",")]
 _WORK_MS = int(os.environ.get("HPA_KIT_WORK_MS", "300"))
-_BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "10"))
+_BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "5"))
 
 
 class HitUser(FastHttpUser):

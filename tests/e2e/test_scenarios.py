@@ -40,9 +40,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 HIT_USERS = int(os.environ.get("HPA_KIT_HIT_USERS", "40"))
 WORK_USERS = int(os.environ.get("HPA_KIT_WORK_USERS", "12"))
 PRODUCE_USERS = int(os.environ.get("HPA_KIT_PRODUCE_USERS", "2"))
-#: BurnUsers and the CPU milliseconds each /burn spends: ~2 users x ~9 req/s x (10 ms + HTTP) ~ 200m.
-BURN_USERS = int(os.environ.get("HPA_KIT_BURN_USERS", "2"))
-BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "10"))
+#: BurnUsers and the CPU milliseconds each /burn spends: 1 user x ~9 req/s x (5 ms + HTTP) ~ 80m,
+#: 3-4 pods at the 25m (50 % of 50m) target; the requests of 8 pods still fit a 2-core node.
+BURN_USERS = int(os.environ.get("HPA_KIT_BURN_USERS", "1"))
+BURN_MS = int(os.environ.get("HPA_KIT_BURN_MS", "5"))
 CONSUME_RATE = 5.0  # jobs/s per replica: MOCKMETRICS_CONSUME_RATE in manifests/base/mockmetrics/queue.yaml
 
 
@@ -124,8 +125,8 @@ NS_SEL = f'namespace="{DEMO_NS}"'
 PM_STATUS_FPM = f'pm_status{{{NS_SEL},service="fpm"'
 
 
-def cpu_utilization(pod_regex: str, container: str, request_cores: float = 0.1) -> str:
-    """Mean CPU utilization (percent of the 100m request) of the pods, from the kubelet's own series.
+def cpu_utilization(pod_regex: str, container: str, request_cores: float = 0.05) -> str:
+    """Mean CPU utilization (percent of the 50m request) of the pods, from the kubelet's own series.
 
     Only pods alive now (their working-set gauge is present: a deleted pod's series is marked stale
     at once), not those whose CPU counter still lingers in the [1m] range after deletion."""
