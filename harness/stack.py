@@ -156,6 +156,7 @@ class Stack:
         self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
         self.load_images(self._objects)
         self.install_crds()
+        self.remove_stale_load_jobs()
         self.kubectl.run(
             "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
         )
@@ -207,6 +208,19 @@ class Stack:
         if proc.returncode != 0:
             raise StackError(f"installing the Prometheus Operator CRDs failed: {proc.stderr.strip()[-800:]}")
         self.progress("stack: Prometheus Operator CRDs established")
+
+    def remove_stale_load_jobs(self) -> None:
+        """Delete the Locust Jobs an interrupted in-cluster run left (they carry its run label).
+
+        An in-cluster run replaces the install's suspended Locust Jobs with its own and removes them
+        when it stops; a killed run leaves them, and re-applying the install over them then fails
+        with "field is immutable" (a Job's pod template cannot change)."""
+        from harness.incluster_load import RUN_LABEL
+
+        out = self.kubectl.run("-n", DEMO_NS, "delete", "jobs", "-l", RUN_LABEL, "--ignore-not-found",
+                               "--wait=true", "--timeout=60s", check=False, timeout=90)
+        if out.strip():
+            self.progress(f"stack: removed Locust Jobs an interrupted load run left: {out.strip()}")
 
     def wait_ready(self, *, timeout: float = 600) -> None:
         self.wait_deployment(MONITORING_NS, "prometheus-operator", timeout=timeout)
