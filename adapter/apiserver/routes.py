@@ -121,7 +121,13 @@ def selector_json(selector: LabelSelector | None) -> dict[str, Any] | None:
 
 
 def object_reference_json(ref: ObjectReference) -> dict[str, Any]:
-    """``core/v1.ObjectReference`` with its omitempty fields left out."""
+    """``core/v1.ObjectReference`` with its omitempty fields left out.
+
+    ``apiVersion`` is the Kubernetes form: ``v1`` for the core group, ``group/version`` otherwise.
+    prometheus-adapter joins group and version with a slash even when the group is empty, so it
+    writes ``/v1`` for Pods, Services, Namespaces and Nodes; the HPA does not read this field, and
+    ``v1`` is what every other Kubernetes API writes, so hpa-kit keeps it (README, "The adapter").
+    """
     out: dict[str, Any] = {"kind": ref.kind}
     if ref.namespace:
         out["namespace"] = ref.namespace

@@ -1,1 +1,2 @@
-"""Cluster access: the Kubernetes API client, its discovery-backed resource mapper and the object cache."""
+"""Cluster access: the Kubernetes API client (with kubeconfig exec credentials), its discovery-backed
+resource mapper and the object cache."""

@@ -7,16 +7,22 @@ of the bad action), never at request time.
 
 Supported: text; ``<<.Field>>``; ``<<$>>``/``<<$.Field>>``; variables from ``<<range $i, $v := X>>``;
 ``<<range X>>...<<else>>...<<end>>``; ``<<if X>>...<<else>>...<<end>>``; the functions
-``index``, ``len``, ``print``, ``eq``, ``ne``, ``not``, ``and``, ``or`` (Go built-ins); string and
-integer literals; parenthesised sub-expressions; ``<<- `` / `` ->>`` whitespace trimming and
-``<</* comments */>>``. Values print the way Go prints them (a ``[]string`` as ``[a b]``).
+``index``, ``len``, ``print``, ``eq``, ``ne``, ``not``, ``and``, ``or`` (Go built-ins); string
+literals; decimal number literals (``42``, ``-7``, ``1.5``, ``.5``, ``1e3``: an int unless the text
+has ``.``, ``e`` or ``E``, then a float64, as Go decides); parenthesised sub-expressions;
+``<<- `` / `` ->>`` whitespace trimming and ``<</* comments */>>``. Values print the way Go prints
+them (a ``[]string`` as ``[a b]``, a float64 with ``%v``: ``1.5``, ``1000``, ``1e+06``). Number
+syntax Go accepts but this subset does not (hex, octal, binary, ``_`` separators, imaginary,
+character constants) and numbers Go rejects or overflows fail at load, naming the literal.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 LEFT, RIGHT = "<<", ">>"
@@ -83,7 +89,7 @@ _TOKEN_RE = re.compile(
     r"""\s*(?:
       (?P<str>"(?:[^"\\]|\\.)*")
     | (?P<raw>`[^`]*`)
-    | (?P<num>-?\d+)
+    | (?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
     | (?P<decl>:=)
     | (?P<punct>[(),|=])
     | (?P<var>\$[A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
@@ -133,6 +139,40 @@ def _unquote(lit: str, offset: int) -> str:
     return "".join(out)
 
 
+_NUMBER_WORD_RE = re.compile(r"[+-]?[\w.]+(?:(?<=[eEpP])[+-][\w.]*)*")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _number_error(literal: str, why: str, offset: int) -> TemplateError:
+    return TemplateError(
+        f"number literal {literal} {why}; supported: decimal integers (42, -7) and decimal floats "
+        "(1.5, .5, 1e3), which print as Go prints them",
+        offset,
+    )
+
+
+def _number(src: str, m: re.Match[str], offset: int) -> int | float:
+    """The value of the number token ``m``, or a load-time error for what the subset cannot render."""
+    start, end = m.span("num")
+    text = m.group("num")
+    if end < len(src) and (src[end].isalnum() or src[end] in "_."):
+        word = _NUMBER_WORD_RE.match(src, start)
+        literal = word.group(0) if word else text
+        raise _number_error(literal, "is not supported (hex, octal, binary, '_', imaginary)", offset + start)
+    if not any(c in text for c in ".eE"):
+        digits = text.lstrip("+-")
+        if len(digits) > 1 and digits.startswith("0"):
+            raise _number_error(text, "is octal in Go and not supported", offset + start)
+        value = int(text)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _number_error(text, "overflows Go's int", offset + start)
+        return value
+    number = float(text)
+    if math.isinf(number):
+        raise _number_error(text, "is out of float64 range", offset + start)
+    return number
+
+
 def _lex(src: str, offset: int) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     pos = 0
@@ -142,6 +182,8 @@ def _lex(src: str, offset: int) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise TemplateError(f"unexpected {src[pos:].strip()[:20]!r} in action", offset + pos)
         kind = m.lastgroup or ""
+        if kind == "num":
+            _number(src, m, offset)  # refuse here, where the literal's own offset is known
         tokens.append((kind, m.group(kind)))
         pos = m.end()
     return tokens
@@ -187,7 +229,7 @@ class _ExprParser:
         if kind == "raw":
             return Literal(text[1:-1])
         if kind == "num":
-            return Literal(int(text))
+            return Literal(float(text) if any(c in text for c in ".eE") else int(text))
         if kind == "field":
             return Field(None, tuple(p for p in text.split(".") if p))
         if kind == "var":
@@ -411,11 +453,41 @@ def go_string(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
+    if isinstance(value, float):
+        return go_float(value)
     if isinstance(value, (list, tuple)):
         return "[" + " ".join(go_string(v) for v in value) + "]"
     if isinstance(value, Mapping):
         return "map[" + " ".join(f"{go_string(k)}:{go_string(value[k])}" for k in sorted(value)) + "]"
     return str(value)
+
+
+def go_float(value: float) -> str:
+    """``value`` as Go's ``%v`` prints a float64: strconv's ``'g'`` with the shortest digits.
+
+    The digits are the shortest that round-trip (Python's ``repr`` finds the same ones); the %e form
+    is used when the decimal exponent is below -4 or at least 6, with a signed exponent of two or
+    more digits; otherwise the %f form without trailing zeros.
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    neg = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return neg + "0"
+    _, digit_tuple, exp = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exp)  # where the decimal point goes, counted from the first digit
+    exponent = point - 1
+    if exponent < -4 or exponent >= 6:
+        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{neg}{head}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    if point <= 0:
+        return f"{neg}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{neg}{digits}{'0' * (point - len(digits))}"
+    return f"{neg}{digits[:point]}.{digits[point:]}"
 
 
 def _truthy(value: Any) -> bool:

@@ -220,6 +220,17 @@ async def test_service_object_metric(client: TestClient) -> None:
     assert body["items"][0]["describedObject"]["kind"] == "Service"
 
 
+async def test_core_described_object_api_version_is_v1(client: TestClient) -> None:
+    # A deliberate difference: prometheus-adapter writes "/v1" here (group and version joined by a
+    # slash, with the core group empty); hpa-kit writes the Kubernetes form "v1". Named groups are
+    # "group/version" in both (test_group_qualified).
+    for path in ("namespaces/default/pods/web-1/http_requests", "nodes/node-a/node_load",
+                 "namespaces/default/metrics/queue_depth"):
+        for version in ("v1beta1", "v1beta2"):
+            body = await get(client, f"{C}/{version}/{path}")
+            assert body["items"][0]["describedObject"]["apiVersion"] == "v1"
+
+
 async def test_root_scoped(client: TestClient) -> None:
     body = await get(client, f"{C}/v1beta2/nodes/node-a/node_load")
     item = body["items"][0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from adapter.rules.config import QUERY_FIELDS
+from adapter.errors import ConfigError
+from adapter.rules.config import QUERY_FIELDS, load_config
 from adapter.rules.templates import TemplateError, go_string, parse_template
 
 ARGS = {
@@ -95,3 +98,68 @@ def test_references() -> None:
 def test_string_escapes() -> None:
     assert render('<<print "a\\"b" "\\n">>') == 'a"b\n'
     assert render("<<print `raw\\n`>>") == "raw\\n"
+
+
+# Number literals. Expected values are Go's: text/template makes a constant with '.', 'e' or 'E'
+# in its text a float64 and any other decimal constant an int (text/template's exec.go,
+# idealConstant), and print formats an operand with fmt's %v, which for float64 is
+# strconv.FormatFloat(v, 'g', -1, 64): the shortest representation that round-trips, in %e form
+# when the decimal exponent is < -4 or >= 6 (exponent with a sign and at least two digits), else
+# %f form with no trailing zeros (documented in the fmt and strconv packages). For example
+# 1.5 -> 1.5, 1e21 -> 1e+21, 100000.0 -> 100000, 1e6 -> 1e+06.
+@pytest.mark.parametrize(
+    ("src", "go_output"),
+    [
+        ("<<print 1.5>>", "1.5"),
+        ("<<print 1e3>>", "1000"),
+        ("<<print 1e21>>", "1e+21"),
+        ("<<print 100000.0>>", "100000"),
+        ("<<print 1e6>>", "1e+06"),
+        ("<<print 123456789.0>>", "1.23456789e+08"),
+        ("<<print 0.0001>>", "0.0001"),
+        ("<<print 0.00001>>", "1e-05"),
+        ("<<print 2.50>>", "2.5"),
+        ("<<print 0.1>>", "0.1"),
+        ("<<print 1.>>", "1"),
+        ("<<print .5>>", "0.5"),
+        ("<<print -0.0>>", "-0"),
+        ("<<print -2.5e-3>>", "-0.0025"),
+        ("<<print 1E3>>", "1000"),
+        ("<<1.5>>", "1.5"),  # an action prints with %v too
+        ("<<print 42>>", "42"),  # ints print as integers
+        ("<<print -7>>", "-7"),
+        ("<<print +7>>", "7"),
+        ("<<print 0>>", "0"),
+        ("<<print 9223372036854775807>>", "9223372036854775807"),
+        ("<<print 1 2.5>>", "1 2.5"),  # Sprint: a space between operands that are not strings
+        ('<<print "x" 1.5>>', "x1.5"),
+    ],
+)
+def test_number_literals_print_like_go(src: str, go_output: str) -> None:
+    assert render(src) == go_output
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["0x1F", "017", "1_000", "1i", "0b101", "0x1p-2", "1.5x", "1e400", "9223372036854775808", "1.2.3"],
+)
+def test_number_literals_outside_the_subset_fail_at_parse(literal: str) -> None:
+    src = f"sum(<<.Series>>) * <<print {literal}>>"
+    with pytest.raises(TemplateError) as exc:
+        parse_template(src, QUERY_FIELDS)
+    assert literal in exc.value.message and "supported" in exc.value.message
+    assert exc.value.offset == src.index(literal)
+
+
+def test_number_literal_error_names_config_position(tmp_path: Path) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(
+        "rules:\n"
+        "- seriesQuery: 'http_requests_total'\n"
+        "  resources: {template: '<<.Resource>>'}\n"
+        "  metricsQuery: 'sum(<<.Series>>) * <<print 0x10>>'\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    text = str(exc.value)
+    assert "rules.yaml:4" in text and "0x10" in text and "decimal" in text
