@@ -38,7 +38,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -52,6 +52,7 @@ from bench.adapters import AdapterProcess, CommonArgs, ours_argv, peer_argv, rul
 from bench.report import write_json
 
 __all__ = [
+    "RUNNING_ONLY",
     "Answer",
     "Difference",
     "Fixture",
@@ -74,6 +75,12 @@ ZERO_FILL = (
     "intended: a container has CPU but no memory sample (or the reverse); upstream fills the "
     "missing resource with 0, ours leaves the pod out (logged, counted) rather than report a "
     "usage nobody measured"
+)
+
+#: A difference both sides explain: upstream's pod informer sees Running pods only.
+RUNNING_ONLY = (
+    "known: the pod is not Running; upstream watches pods with status.phase=Running only, ours "
+    "serves any pod its series name (a real kubelet reports no usage for a pod that never ran)"
 )
 
 # ------------------------------------------------------------------------------ pure: parsing
@@ -155,6 +162,10 @@ class Difference:
     def intended(self) -> bool:
         return self.note.startswith("intended")
 
+    @property
+    def known(self) -> bool:
+        return self.note.startswith("known")
+
 
 def _key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
@@ -217,18 +228,28 @@ def compare_object(
     return out
 
 
-def compare(request: str, ours: Answer, peer: Answer, tol: Tolerance = Tolerance()) -> list[Difference]:
+def compare(
+    request: str,
+    ours: Answer,
+    peer: Answer,
+    tol: Tolerance = Tolerance(),
+    known: Mapping[str, str] | None = None,
+) -> list[Difference]:
     """Every difference between the two answers to ``request`` (empty: they agree).
 
     A list is compared object by object, matched by namespace/name; an object only one side lists
     is one difference (``listed``), marked intended when it is the peer's and carries a 0 usage
     (:data:`ZERO_FILL`). A single object that one side serves and the other answers 404 is
-    treated the same way.
+    treated the same way. ``known`` maps an object ("ns/name") that only ours serves to the
+    note that explains it (:data:`RUNNING_ONLY` for a pod that is not Running).
     """
+    known = known or {}
     if ours.status != peer.status:
         note = ""
         if ours.status == 404 and peer.status == 200 and peer.body and _zero_filled(peer.body):
             note = ZERO_FILL
+        elif ours.status == 200 and peer.status == 404 and ours.body and "items" not in ours.body:
+            note = known.get(_key(ours.body), "")
         return [Difference(request, "", "status", str(ours.status), str(peer.status), note)]
     if ours.status != 200 or ours.body is None or peer.body is None:
         return []  # the same refusal on both sides (a 404 for a pod without data, say)
@@ -239,7 +260,7 @@ def compare(request: str, ours: Answer, peer: Answer, tol: Tolerance = Tolerance
     out: list[Difference] = []
     for key in sorted(set(mine) | set(theirs)):
         if key not in theirs:
-            out.append(Difference(request, key, "listed", "yes", "no"))
+            out.append(Difference(request, key, "listed", "yes", "no", known.get(key, "")))
         elif key not in mine:
             note = ZERO_FILL if _zero_filled(theirs[key]) else ""
             out.append(Difference(request, key, "listed", "no", "yes", note))
@@ -256,11 +277,15 @@ def objects_in(answer: Answer) -> int:
 
 
 def summary_line(pairs: int, objects: int, diffs: Sequence[Difference]) -> str:
-    """``N request pairs, M objects, K differences: I intended (...), U unexplained``."""
-    intended = [d for d in diffs if d.intended]
-    other = len(diffs) - len(intended)
-    fields = sorted({d.field for d in diffs if not d.intended})
-    what = f"{len(intended)} intended (upstream's 0 for a missing sample), {other} unexplained"
+    """``N request pairs, M objects, K differences: I intended (...), J known (...), U unexplained``."""
+    intended = sum(1 for d in diffs if d.intended)
+    known = sum(1 for d in diffs if d.known)
+    other = len(diffs) - intended - known
+    fields = sorted({d.field for d in diffs if not (d.intended or d.known)})
+    what = (
+        f"{intended} intended (upstream's 0 for a missing sample), "
+        f"{known} known (upstream lists Running pods only), {other} unexplained"
+    )
     if fields:
         what += f" ({', '.join(fields)})"
     return f"{pairs} request pairs, {objects} objects, {len(diffs)} differences: {what}"
@@ -271,7 +296,7 @@ def format_differences(diffs: Sequence[Difference]) -> str:
     if not diffs:
         return "differences: (none)"
     head = ("request", "object", "field", "ours", "peer", "note")
-    rows = [(d.request, d.object or "-", d.field, d.ours, d.peer, "intended" if d.intended else d.note)
+    rows = [(d.request, d.object or "-", d.field, d.ours, d.peer, d.note.split(":")[0] or "UNEXPLAINED")
             for d in diffs]  # fmt: skip
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     lines = []
@@ -297,13 +322,15 @@ class Fixture:
     cpu_only_pod: str  # "ns/name": a sidecar with CPU and no memory series
     spec_only_pod: str  # "ns/name": a sidecar in the spec with no series at all
     nodata_pod: str  # "ns/name": no series at all
+    pending_pod: str  # "ns/name": series, but left Pending (every other pod is marked Running)
     served_by_ours: int = 0  # pods ours should list for /pods
 
 
 def fixture(n_pods: int, n_namespaces: int, n_nodes: int, *, nodata_node: bool = True) -> Fixture:
     """``diff-<i>`` in namespace ``diff-<i % k>`` on ``node-<i % nodes>``, label ``tier`` front
     (even i) or back. Container ``app`` in every Pod, ``sidecar`` in every fifth. Pod 5's sidecar
-    has CPU only, pod 10's sidecar has no series, the last pod has none at all."""
+    has CPU only, pod 7 stays Pending (the run marks the others Running), pod 10's sidecar has no
+    series, the last pod has none at all."""
     if n_pods < 12 or n_namespaces < 1 or n_nodes < 1:
         raise ValueError("the fixture needs --pods >= 12, --namespaces >= 1 and --nodes >= 1")
     namespaces = [f"diff-{k}" for k in range(n_namespaces)]
@@ -334,7 +361,7 @@ def fixture(n_pods: int, n_namespaces: int, n_nodes: int, *, nodata_node: bool =
     node_usage = {
         n: {"cpu": 0.5 + 0.25 * j, "memory": float(2 * 1024 * MIB + j * MIB)} for j, n in enumerate(nodes)
     }
-    where = {i: f"{namespaces[i % n_namespaces]}/diff-{i}" for i in (5, 10, last)}
+    where = {i: f"{namespaces[i % n_namespaces]}/diff-{i}" for i in (5, 7, 10, last)}
     return Fixture(
         namespaces=namespaces,
         nodes=nodes,
@@ -344,6 +371,7 @@ def fixture(n_pods: int, n_namespaces: int, n_nodes: int, *, nodata_node: bool =
         cpu_only_pod=where[5],
         spec_only_pod=where[10],
         nodata_pod=where[last],
+        pending_pod=where[7],
         served_by_ours=n_pods - 2,  # not pod 5 (CPU-only sidecar) and not the last
     )
 
@@ -356,7 +384,7 @@ def requests_for(fx: Fixture) -> list[str]:
         paths.append(f"/nodes/{fx.nodata_node}")
     paths += [f"/namespaces/{ns}/pods" for ns in fx.namespaces]
     paths.append(f"/namespaces/{ns0}/pods/diff-0")
-    for pod in (fx.cpu_only_pod, fx.spec_only_pod, fx.nodata_pod):
+    for pod in (fx.cpu_only_pod, fx.spec_only_pod, fx.pending_pod, fx.nodata_pod):
         ns, name = pod.split("/")
         paths.append(f"/namespaces/{ns}/pods/{name}")
     paths += [
@@ -440,11 +468,14 @@ def _create_objects(kubeconfig: Path, fx: Fixture) -> None:
                             raise
             for pod in fx.pods:
                 if pod["metadata"]["namespace"] == ns:
+                    name = pod["metadata"]["name"]
                     try:
                         factory.core.create_namespaced_pod(ns, pod)
                     except ApiException as exc:
                         if exc.status != 409:
                             raise
+                    if f"{ns}/{name}" != fx.pending_pod:  # no kubelet: we say they run
+                        factory.core.patch_namespaced_pod_status(name, ns, {"status": {"phase": "Running"}})
         finally:
             factory.close()
 
@@ -581,7 +612,9 @@ def run(args: argparse.Namespace) -> int:
         diffs: list[Difference] = []
         objects = 0
         for path in paths:
-            diffs += compare(path, ours.answers[path], peer.answers[path])
+            diffs += compare(
+                path, ours.answers[path], peer.answers[path], known={fx.pending_pod: RUNNING_ONLY}
+            )
             objects += max(objects_in(ours.answers[path]), objects_in(peer.answers[path]))
         _report(args, fx, started_at, paths, sides, diffs, objects, config_text, peer_status)
         progress("cleaning up")
@@ -622,7 +655,8 @@ def _report(
         "config": {"pods": args.pods, "namespaces": args.namespaces, "nodes": args.nodes,
                    "rules": config_text, "tolerance": "cpu 1m or 1%, memory 1KiB or 1%"},
         "fixture": {"cpu_only_pod": fx.cpu_only_pod, "spec_only_pod": fx.spec_only_pod,
-                    "nodata_pod": fx.nodata_pod, "nodata_node": fx.nodata_node},
+                    "nodata_pod": fx.nodata_pod, "nodata_node": fx.nodata_node,
+                    "pending_pod": fx.pending_pod},
         "summary": line,
         "differences": [{**asdict(d), "intended": d.intended} for d in diffs],
         "answers": {s.key: {p: asdict(a) for p, a in s.answers.items()} for s in sides},

@@ -390,9 +390,18 @@ def test_compare_nodes_and_the_summary_line() -> None:
     line = resource_diff.summary_line(3, 7, [*diffs, *intended])
     assert line == (
         "3 request pairs, 7 objects, 2 differences: "
-        "1 intended (upstream's 0 for a missing sample), 1 unexplained (cpu)"
+        "1 intended (upstream's 0 for a missing sample), 0 known (upstream lists Running pods only), "
+        "1 unexplained (cpu)"
     )
     assert "intended" in resource_diff.format_differences(intended)
+    assert "UNEXPLAINED" in resource_diff.format_differences(diffs)
+    # a pod only ours serves because the peer lists Running pods only: known, when told so
+    pending = {"ns/p": resource_diff.RUNNING_ONLY}
+    (d,) = resource_diff.compare("/pods", _list(_pod("ns", "p", app=("1m", "1Mi"))), _list(), known=pending)
+    assert d.known and not d.intended
+    one = resource_diff.Answer(200, _pod("ns", "p", app=("1m", "1Mi")))
+    (d,) = resource_diff.compare("/x", one, resource_diff.Answer(404, None), known=pending)
+    assert (d.field, d.known) == ("status", True)
     assert resource_diff.format_differences([]) == "differences: (none)"
 
 
