@@ -60,6 +60,7 @@ __all__ = [
     "compare",
     "fixture",
     "format_differences",
+    "largest_gaps",
     "parse_duration",
     "parse_quantity",
     "requests_for",
@@ -269,6 +270,32 @@ def compare(
     return out
 
 
+def _objects(answer: Answer) -> dict[str, dict[str, Any]]:
+    if answer.status != 200 or answer.body is None:
+        return {}
+    items = answer.body.get("items") if "items" in answer.body else [answer.body]
+    return {_key(o): o for o in items or []}
+
+
+def largest_gaps(pairs: Iterable[tuple[Answer, Answer]]) -> dict[str, float]:
+    """The largest |ours - peer| over every container (node) both sides serve: ``cpu_millicores``
+    and ``memory_bytes``, differences or not (how close "within tolerance" was)."""
+    gaps = {"cpu_millicores": Decimal(0), "memory_bytes": Decimal(0)}
+    for ours, peer in pairs:
+        theirs = _objects(peer)
+        for key, obj in _objects(ours).items():
+            if key not in theirs:
+                continue
+            ou, pu = _usages(obj), _usages(theirs[key])
+            for container in set(ou) & set(pu):
+                for resource, name, scale in (("cpu", "cpu_millicores", 1000), ("memory", "memory_bytes", 1)):
+                    a, b = ou[container].get(resource), pu[container].get(resource)
+                    if a is not None and b is not None:
+                        gap = abs(parse_quantity(a) - parse_quantity(b)) * scale
+                        gaps[name] = max(gaps[name], gap)
+    return {k: float(v) for k, v in gaps.items()}
+
+
 def objects_in(answer: Answer) -> int:
     """How many PodMetrics/NodeMetrics an answer carries."""
     if answer.status != 200 or answer.body is None:
@@ -328,9 +355,9 @@ class Fixture:
 
 def fixture(n_pods: int, n_namespaces: int, n_nodes: int, *, nodata_node: bool = True) -> Fixture:
     """``diff-<i>`` in namespace ``diff-<i % k>`` on ``node-<i % nodes>``, label ``tier`` front
-    (even i) or back. Container ``app`` in every Pod, ``sidecar`` in every fifth. Pod 5's sidecar
-    has CPU only, pod 7 stays Pending (the run marks the others Running), pod 10's sidecar has no
-    series, the last pod has none at all."""
+    (even i) or back, ``shard`` i % 3. Container ``app`` in every Pod, ``sidecar`` in every fifth.
+    Pod 5's sidecar has CPU only, pod 7 stays Pending (the run marks the others Running), pod 10's
+    sidecar has no series, the last pod has none at all."""
     if n_pods < 12 or n_namespaces < 1 or n_nodes < 1:
         raise ValueError("the fixture needs --pods >= 12, --namespaces >= 1 and --nodes >= 1")
     namespaces = [f"diff-{k}" for k in range(n_namespaces)]
@@ -341,10 +368,10 @@ def fixture(n_pods: int, n_namespaces: int, n_nodes: int, *, nodata_node: bool =
     for i in range(n_pods):
         ns, name = namespaces[i % n_namespaces], f"diff-{i}"
         containers = ["app", "sidecar"] if i % 5 == 0 else ["app"]
+        labels = {"app": "diff", "tier": "front" if i % 2 == 0 else "back", "shard": str(i % 3)}
         pods.append({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns,
-                         "labels": {"app": "diff", "tier": "front" if i % 2 == 0 else "back"}},
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
             "spec": {"nodeName": nodes[i % n_nodes], "automountServiceAccountToken": False,
                      "containers": [{"name": c, "image": "registry.invalid/diff:0"} for c in containers]},
         })  # fmt: skip
@@ -391,6 +418,7 @@ def requests_for(fx: Fixture) -> list[str]:
         "/pods",
         "/pods?labelSelector=tier%3Dfront",
         f"/namespaces/{ns0}/pods?labelSelector=tier%3Dback",
+        f"/namespaces/{ns0}/pods?labelSelector=shard%20in%20%280%2C1%29",
         "/pods?labelSelector=app%3Ddiff%2Ctier%21%3Dfront",
     ]
     return paths
@@ -583,6 +611,7 @@ def run(args: argparse.Namespace) -> int:
             prom.wait_for_targets_up(60)
             n_cpu = sum(len(p["containers"]) for p in fx.spec["pods"])
             prom.wait_for_count("container_cpu_usage_seconds_total", n_cpu, 60, progress)
+        scraping_since = time.monotonic()
         rules = resource_rules((REPO / "manifests/base/adapter/config.yaml").read_text())
         config_text = rule_config() + yaml.safe_dump({"resourceRules": rules}, sort_keys=False)
         config = tmp / "rules.yaml"
@@ -605,7 +634,12 @@ def run(args: argparse.Namespace) -> int:
         headers = ab._headers()
         with progress.step("both adapters serving metrics.k8s.io with rates"):
             asyncio.run(_wait_all(sides, fx.served_by_ours, tls, args.ready_timeout, headers))
-        time.sleep(args.settle)
+        # rate() over the rules' window divides by the whole window: until the series are that
+        # old, both sides serve a fraction of the true usage (the same fraction, but still).
+        window_s = parse_duration(str(rules.get("window", "1m")))
+        wait_s = max(args.settle, window_s + 5 - (time.monotonic() - scraping_since))
+        with progress.step(f"{wait_s:.0f}s for the series to fill the {window_s:.0f}s rate window"):
+            time.sleep(wait_s)
         paths = requests_for(fx)
         asyncio.run(_ask_all(sides, paths, tls, headers))
         ours, peer = sides
@@ -616,7 +650,8 @@ def run(args: argparse.Namespace) -> int:
                 path, ours.answers[path], peer.answers[path], known={fx.pending_pod: RUNNING_ONLY}
             )
             objects += max(objects_in(ours.answers[path]), objects_in(peer.answers[path]))
-        _report(args, fx, started_at, paths, sides, diffs, objects, config_text, peer_status)
+        gaps = largest_gaps((ours.answers[p], peer.answers[p]) for p in paths)
+        _report(args, fx, started_at, paths, sides, diffs, objects, gaps, config_text, peer_status)
         progress("cleaning up")
     return 0
 
@@ -633,6 +668,7 @@ def _report(
     sides: list[Side],
     diffs: list[Difference],
     objects: int,
+    gaps: dict[str, float],
     config_text: str,
     peer_status: str,
 ) -> None:
@@ -647,6 +683,10 @@ def _report(
     print(format_differences(diffs))
     print()
     line = summary_line(len(paths), objects, diffs)
+    print(
+        f"largest gap on objects both serve: CPU {gaps['cpu_millicores']:.3f} millicores, "
+        f"memory {gaps['memory_bytes']:.0f} bytes (tolerance 1m or 1%, 1KiB or 1%)"
+    )
     print(line)
     doc = {
         "benchmark": "resource-diff",
@@ -658,6 +698,7 @@ def _report(
                     "nodata_pod": fx.nodata_pod, "nodata_node": fx.nodata_node,
                     "pending_pod": fx.pending_pod},
         "summary": line,
+        "largest_gaps": gaps,
         "differences": [{**asdict(d), "intended": d.intended} for d in diffs],
         "answers": {s.key: {p: asdict(a) for p, a in s.answers.items()} for s in sides},
     }  # fmt: skip

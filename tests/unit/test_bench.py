@@ -405,6 +405,17 @@ def test_compare_nodes_and_the_summary_line() -> None:
     assert resource_diff.format_differences([]) == "differences: (none)"
 
 
+def test_largest_gaps_over_objects_both_serve() -> None:
+    ours = _list(_pod("a", "p", app=("10300043n", "16777339")), _pod("a", "q", app=("99", "1Gi")))
+    peer = _list(_pod("a", "p", app=("10m", "16777339")))
+    node = {"metadata": {"name": "n0"}, "usage": {"cpu": "146595181n", "memory": "2Gi"}}
+    peer_node = {**node, "usage": {"cpu": "146m", "memory": "2Gi"}}
+    gaps = resource_diff.largest_gaps(
+        [(ours, peer), (resource_diff.Answer(200, node), resource_diff.Answer(200, peer_node))]
+    )
+    assert gaps == {"cpu_millicores": pytest.approx(0.595181), "memory_bytes": 0.0}  # q: peer has none
+
+
 def test_fixture_has_its_edge_cases_and_kubelet_series() -> None:
     fx = resource_diff.fixture(20, 2, 1)
     assert len(fx.pods) == 20 and fx.nodata_pod == "diff-1/diff-19"
