@@ -674,11 +674,12 @@ def _report(
 ) -> None:
     ours, peer = sides
     print()
-    print(f"{'request':<55} {'ours':>10} {'peer':>10}  diffs")
+    w = max(len(p) for p in paths)
+    print(f"{'request':<{w}}  {'ours':<12} {'peer':<12} diffs")
     for path in paths:
         a, b = ours.answers[path], peer.answers[path]
         n = sum(1 for d in diffs if d.request == path)
-        print(f"{path:<55} {a.status:>4} {objects_in(a):>3} obj {b.status:>4} {objects_in(b):>3} obj  {n}")
+        print(f"{path:<{w}}  {a.status:>3} {objects_in(a):>3} obj  {b.status:>3} {objects_in(b):>3} obj  {n}")
     print()
     print(format_differences(diffs))
     print()
