@@ -7,6 +7,9 @@ Two listeners, because they need different scrape intervals:
 * ``filler``: ``bench_filler_<j>_total{namespace="bench",pod=...,idx=...}`` constant counters that
   only exist so the adapters' series discovery has ``--series`` series to index (the memory
   figure). Rendered once; scraped slowly, since the values never change.
+* ``kubelet`` (only with ``--kubelet SPEC.json``): what a kubelet's ``/metrics/resource`` says for
+  the pods and nodes the spec lists (see :func:`kubelet_text`), for the metrics.k8s.io differential
+  (``bench.resource_diff``).
 
 Run as ``python -m bench.exporter --pods 1000 --filler 99000``; it prints one line
 ``bench-exporter pods=http://127.0.0.1:P filler=http://127.0.0.1:Q`` once both listen.
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-__all__ = ["filler_text", "pod_name", "pods_text", "sample_line"]
+__all__ = ["filler_text", "kubelet_text", "pod_name", "pods_text", "sample_line"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "bench"
@@ -42,7 +48,12 @@ def _escape(value: str) -> str:
 def sample_line(metric: str, labels: Iterable[tuple[str, str]], value: float) -> str:
     """One exposition-format sample line (labels in the given order, values escaped)."""
     body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-    return f"{metric}{{{body}}} {value:g}" if body else f"{metric} {value:g}"
+    # Every digit: ``:g`` keeps 6, too few for a counter or a byte count.
+    if not math.isfinite(value):
+        text = f"{value:g}"
+    else:
+        text = str(int(value)) if value == int(value) else repr(value)
+    return f"{metric}{{{body}}} {text}" if body else f"{metric} {text}"
 
 
 def pods_text(n_pods: int, elapsed_s: float, namespace: str = NAMESPACE) -> str:
@@ -77,6 +88,55 @@ def filler_text(total: int, n_pods: int, n_metrics: int = 50, namespace: str = N
     return ("\n".join(out) + "\n") if out else ""
 
 
+KUBELET_CPU = "container_cpu_usage_seconds_total"
+KUBELET_MEMORY = "container_memory_working_set_bytes"
+NODE_CPU = "node_cpu_usage_seconds_total"
+NODE_MEMORY = "node_memory_working_set_bytes"
+
+
+def kubelet_text(spec: dict[str, Any], elapsed_s: float) -> str:
+    """Kubelet-like resource series at ``elapsed_s`` seconds after start.
+
+    ``spec`` is ``{"pods": [{"namespace", "pod", "containers": {name: {"cpu": cores,
+    "memory": bytes}}}], "nodes": {name: {"cpu": cores, "memory": bytes}}}``. CPU is a counter
+    growing at ``cpu`` cores (so ``rate()`` gives ``cpu`` back), memory a constant gauge. A key left
+    out of a container's or node's entry means that series is absent: how the differential makes
+    a container with CPU but no memory, or a node without data.
+    """
+    families: dict[str, tuple[str, list[str]]] = {
+        KUBELET_CPU: ("counter", []),
+        KUBELET_MEMORY: ("gauge", []),
+        NODE_CPU: ("counter", []),
+        NODE_MEMORY: ("gauge", []),
+    }
+    for pod in spec.get("pods", []):
+        for container, usage in sorted(pod.get("containers", {}).items()):
+            labels = (("namespace", pod["namespace"]), ("pod", pod["pod"]), ("container", container))
+            if "cpu" in usage:
+                families[KUBELET_CPU][1].append(
+                    sample_line(KUBELET_CPU, labels, float(usage["cpu"]) * elapsed_s)
+                )
+            if "memory" in usage:
+                families[KUBELET_MEMORY][1].append(
+                    sample_line(KUBELET_MEMORY, labels, float(usage["memory"]))
+                )
+    for node, usage in sorted(spec.get("nodes", {}).items()):
+        if "cpu" in usage:
+            families[NODE_CPU][1].append(
+                sample_line(NODE_CPU, (("node", node),), float(usage["cpu"]) * elapsed_s)
+            )
+        if "memory" in usage:
+            families[NODE_MEMORY][1].append(
+                sample_line(NODE_MEMORY, (("node", node),), float(usage["memory"]))
+            )
+    out: list[str] = []
+    for metric, (kind, samples) in families.items():
+        if samples:
+            out.append(f"# TYPE {metric} {kind}")
+            out.extend(samples)
+    return ("\n".join(out) + "\n") if out else ""
+
+
 def _handler(render: Callable[[], bytes]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -100,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, required=True, help="number of pods with http_requests_total")
     parser.add_argument("--filler", type=int, default=0, help="number of static filler series")
     parser.add_argument("--filler-metrics", type=int, default=50, help="distinct filler metric names")
+    parser.add_argument(
+        "--kubelet", default=None, help="JSON spec of kubelet-like resource series (kubelet_text)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     if args.pods < 1:
@@ -111,13 +174,23 @@ def main(argv: list[str] | None = None) -> int:
         (args.host, 0), _handler(lambda: pods_text(args.pods, time.monotonic() - start).encode())
     )
     filler_server = ThreadingHTTPServer((args.host, 0), _handler(lambda: filler))
-    for server in (pods_server, filler_server):
+    servers = [pods_server, filler_server]
+    kubelet_note = ""
+    if args.kubelet:
+        with open(args.kubelet) as f:
+            spec = json.load(f)
+        kubelet_server = ThreadingHTTPServer(
+            (args.host, 0), _handler(lambda: kubelet_text(spec, time.monotonic() - start).encode())
+        )
+        servers.append(kubelet_server)
+        kubelet_note = f" kubelet=http://{args.host}:{kubelet_server.server_address[1]}"
+    for server in servers:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print(
         f"bench-exporter pods=http://{args.host}:{pods_server.server_address[1]} "
         f"filler=http://{args.host}:{filler_server.server_address[1]} "
-        f"filler_bytes={len(filler)}",
+        f"filler_bytes={len(filler)}{kubelet_note}",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import adapter_bench
+from bench import adapter_bench, resource_diff
 from bench.adapters import (
     AdapterProcess,
     CommonArgs,
@@ -24,7 +25,7 @@ from bench.adapters import (
     peer_argv,
     rule_config,
 )
-from bench.exporter import filler_text, pods_text, sample_line
+from bench.exporter import filler_text, kubelet_text, pods_text, sample_line
 from bench.load import check_body
 from bench.report import Row, format_table, ratio, verdict, write_json
 from bench.stats import bursts, percentile, pool, summarize
@@ -308,3 +309,135 @@ def test_final_peer_status_says_why_a_built_peer_is_missing() -> None:
     assert adapter_bench._final_peer_status(targets, Path("/bin/peer"), "built") == "failed: timed out"
     off = "disabled (--no-peer)"
     assert adapter_bench._final_peer_status([_target("ours")], None, off) == off
+
+
+# ------------------------------------------------------------------ metrics.k8s.io differential
+
+
+def _pod(ns: str, name: str, window: str = "1m0s", **containers: tuple[str, str]) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "window": window,
+        "containers": [
+            {"name": c, "usage": {"cpu": cpu, "memory": mem}} for c, (cpu, mem) in containers.items()
+        ],
+    }
+
+
+def _list(*items: dict[str, object]) -> resource_diff.Answer:
+    return resource_diff.Answer(200, {"kind": "PodMetricsList", "items": list(items)})
+
+
+def test_quantities_and_durations_parse_exactly() -> None:
+    q = resource_diff.parse_quantity
+    assert q("250m") == Decimal("0.25") and q("1Mi") == 2**20 and q("1e3") == 1000
+    assert q("12345678") == 12345678 and q("2Gi") == 2 * 2**30 and q("5000000n") == Decimal("0.005")
+    with pytest.raises(ValueError, match="quantity"):
+        q("lots")
+    assert resource_diff.parse_duration("1m0s") == 60 and resource_diff.parse_duration("1.5s") == 1.5
+    with pytest.raises(ValueError, match="duration"):
+        resource_diff.parse_duration("1 minute")
+
+
+def test_compare_accepts_rounding_within_tolerance() -> None:
+    # upstream truncates to whole millicores and serves memory in milli-units; ours is exact
+    ours = _list(_pod("a", "p", app=("10300u", "16777339")))
+    peer = _list(_pod("a", "p", app=("10m", "16777339")))
+    assert resource_diff.compare("/pods", ours, peer) == []
+    far = _list(_pod("a", "p", app=("12m", "16777339")))
+    (d,) = resource_diff.compare("/pods", ours, far)
+    assert (d.object, d.field, d.intended) == ("a/p", "cpu[app]", False)
+    big = _list(_pod("a", "p", app=("10300u", "20Mi")))
+    (d,) = resource_diff.compare("/pods", ours, big)
+    assert d.field == "memory[app]"
+
+
+def test_compare_reports_listing_window_and_container_differences() -> None:
+    ours = _list(_pod("a", "p", app=("10m", "1Mi")), _pod("a", "only-ours", app=("1m", "1Mi")))
+    peer = _list(_pod("a", "p", window="30s", app=("10m", "1Mi"), side=("5m", "1Mi")))
+    diffs = resource_diff.compare("/namespaces/a/pods", ours, peer)
+    assert {(d.object, d.field, d.ours, d.peer) for d in diffs} == {
+        ("a/only-ours", "listed", "yes", "no"),
+        ("a/p", "window", "1m0s", "30s"),
+        ("a/p", "containers", "app", "app,side"),
+    }
+    assert not any(d.intended for d in diffs)
+
+
+def test_upstreams_zero_fill_is_the_intended_difference() -> None:
+    peer_pod = _pod("a", "p5", app=("10m", "1Mi"), sidecar=("5m", "0"))
+    (d,) = resource_diff.compare("/pods", _list(), _list(peer_pod))
+    assert (d.field, d.ours, d.peer, d.intended) == ("listed", "no", "yes", True)
+    missing = resource_diff.Answer(404, {"kind": "Status", "code": 404})
+    (d,) = resource_diff.compare("/namespaces/a/pods/p5", missing, resource_diff.Answer(200, peer_pod))
+    assert (d.field, d.intended) == ("status", True)
+    # a pod only the peer lists with real values is not explained away
+    (d,) = resource_diff.compare("/pods", _list(), _list(_pod("a", "q", app=("10m", "1Mi"))))
+    assert not d.intended
+    # the same refusal on both sides is no difference
+    assert resource_diff.compare("/x", missing, missing) == []
+
+
+def test_compare_nodes_and_the_summary_line() -> None:
+    node = {"metadata": {"name": "n0"}, "window": "1m0s", "usage": {"cpu": "500m", "memory": "2Gi"}}
+    other = {**node, "usage": {"cpu": "600m", "memory": "2Gi"}}
+    ok = resource_diff.Answer(200, node)
+    assert resource_diff.compare("/nodes/n0", ok, ok) == []
+    diffs = resource_diff.compare("/nodes/n0", ok, resource_diff.Answer(200, other))
+    assert [(d.object, d.field) for d in diffs] == [("n0", "cpu")]
+    assert resource_diff.objects_in(_list(node, node)) == 2 and resource_diff.objects_in(ok) == 1
+    intended = resource_diff.compare("/pods", _list(), _list(_pod("a", "p", app=("1m", "0"))))
+    line = resource_diff.summary_line(3, 7, [*diffs, *intended])
+    assert line == (
+        "3 request pairs, 7 objects, 2 differences: "
+        "1 intended (upstream's 0 for a missing sample), 0 known (upstream lists Running pods only), "
+        "1 unexplained (cpu)"
+    )
+    assert "intended" in resource_diff.format_differences(intended)
+    assert "UNEXPLAINED" in resource_diff.format_differences(diffs)
+    # a pod only ours serves because the peer lists Running pods only: known, when told so
+    pending = {"ns/p": resource_diff.RUNNING_ONLY}
+    (d,) = resource_diff.compare("/pods", _list(_pod("ns", "p", app=("1m", "1Mi"))), _list(), known=pending)
+    assert d.known and not d.intended
+    one = resource_diff.Answer(200, _pod("ns", "p", app=("1m", "1Mi")))
+    (d,) = resource_diff.compare("/x", one, resource_diff.Answer(404, None), known=pending)
+    assert (d.field, d.known) == ("status", True)
+    assert resource_diff.format_differences([]) == "differences: (none)"
+
+
+def test_largest_gaps_over_objects_both_serve() -> None:
+    ours = _list(_pod("a", "p", app=("10300043n", "16777339")), _pod("a", "q", app=("99", "1Gi")))
+    peer = _list(_pod("a", "p", app=("10m", "16777339")))
+    node = {"metadata": {"name": "n0"}, "usage": {"cpu": "146595181n", "memory": "2Gi"}}
+    peer_node = {**node, "usage": {"cpu": "146m", "memory": "2Gi"}}
+    gaps = resource_diff.largest_gaps(
+        [(ours, peer), (resource_diff.Answer(200, node), resource_diff.Answer(200, peer_node))]
+    )
+    assert gaps == {"cpu_millicores": pytest.approx(0.595181), "memory_bytes": 0.0}  # q: peer has none
+
+
+def test_fixture_has_its_edge_cases_and_kubelet_series() -> None:
+    fx = resource_diff.fixture(20, 2, 1)
+    assert len(fx.pods) == 20 and fx.nodata_pod == "diff-1/diff-19"
+    by_pod = {f"{p['namespace']}/{p['pod']}": p["containers"] for p in fx.spec["pods"]}
+    assert fx.nodata_pod not in by_pod
+    assert by_pod[fx.cpu_only_pod]["sidecar"] == {"cpu": 0.005}
+    assert "sidecar" not in by_pod[fx.spec_only_pod]
+    families = {f.name: f for f in text_string_to_metric_families(kubelet_text(fx.spec, 60.0))}
+    assert set(families) == {"container_cpu_usage_seconds", "container_memory_working_set_bytes",
+                             "node_cpu_usage_seconds", "node_memory_working_set_bytes"}  # fmt: skip
+    mem = {s.labels["pod"]: s.value for s in families["container_memory_working_set_bytes"].samples
+           if s.labels["container"] == "app"}  # fmt: skip
+    assert mem["diff-0"] == 16 * 2**20 + 123  # every digit survives the exposition
+    with pytest.raises(ValueError, match="pods >= 12"):
+        resource_diff.fixture(5, 1, 1)
+    assert "/pods?labelSelector=tier%3Dfront" in resource_diff.requests_for(fx)
+
+
+def test_resource_rules_drop_the_kubelet_scrape_matcher() -> None:
+    rules = resource_diff.resource_rules(
+        (Path(__file__).parents[2] / "manifests/base/adapter/config.yaml").read_text()
+    )
+    assert rules["window"] == "1m" and rules["cpu"]["containerLabel"] == "container"
+    for which in ("cpu", "memory"):
+        assert "metrics_path" not in rules[which]["containerQuery"] + rules[which]["nodeQuery"]
