@@ -321,8 +321,9 @@ def hold_until_steady(
 
     Steady: the metric's window (``window_s``, e.g. the rule's ``[1m]``) has filled since the load
     started at ``since`` (a ``time.monotonic()``), and for the last ``hold_s`` seconds the replicas
-    held (current = desired = ready) and the ``direct`` value stayed within 10 % (plus ``floor``) of
-    itself. Raises AssertionError with the last observations when it is not steady in ``timeout``.
+    held (current = desired = ready), the ``direct`` value stayed within 10 % (plus ``floor``) of
+    itself, and (Resource/ContainerResource) every pod had a served value. Raises AssertionError with
+    the last observations when it is not steady in ``timeout``.
     """
     history: list[Observation] = []
     deadline = time.monotonic() + timeout
@@ -331,11 +332,16 @@ def hold_until_steady(
         history.append(obs)
         recent = [o for o in history if obs.t - o.t <= hold_s]
         values = [o.direct for o in recent]
+        # Resource metrics: a new pod is measured only once the kubelet has two samples of it (15-30 s
+        # after it starts), which moves the average inside a "steady" window: every pod must be.
+        measured = target_of(obs.spec)[0] not in RESOURCE_KINDS or all(
+            o.served_items == o.current for o in recent)
         steady = (
             obs.t >= window_s + hold_s
             and recent[0].t <= obs.t - (hold_s - interval)
             and all(o.current == o.desired == o.ready == obs.current for o in recent)
             and max(values) - min(values) <= 0.1 * max(values) + floor
+            and measured
         )
         if steady:
             return history

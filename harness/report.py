@@ -57,10 +57,16 @@ def _metric_of(status: dict[str, Any], spec: dict[str, Any]) -> tuple[float | No
     current = (status.get("currentMetrics") or [{}])[0]
     target_spec = (spec.get("metrics") or [{}])[0]
     value = target = None
+    utilization = any("averageUtilization" in ((target_spec.get(k) or {}).get("target") or {})
+                      for k in ("resource", "containerResource"))
     for kind in ("object", "pods", "external", "resource", "containerResource"):
         if kind in current:
             cur = current[kind].get("current") or {}
-            value = quantity(cur.get("averageValue") or cur.get("value"))
+            # A Utilization target is compared in percent: plot that, not the raw averageValue.
+            if utilization and cur.get("averageUtilization") is not None:
+                value = float(cur["averageUtilization"])
+            else:
+                value = quantity(cur.get("averageValue") or cur.get("value"))
             if value is None and cur.get("averageUtilization") is not None:
                 value = float(cur["averageUtilization"])
         if kind in target_spec:

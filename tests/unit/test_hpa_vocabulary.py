@@ -233,3 +233,22 @@ def test_container_resource_counts_only_the_named_container() -> None:
     k = ResourceKubectl({"/apis/metrics.k8s.io/v1beta1/namespaces/demo/pods": POD_METRICS})
     value, pods = hpa.served_value(k, "demo", _resource_spec("ContainerResource", container="app"))  # type: ignore[arg-type]
     assert (round(value, 6), pods) == (80.0, 2)  # (90+70)m / 200m: the idle sidecar is not averaged in
+
+
+def test_resource_hpa_is_steady_only_once_every_pod_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen on the local cluster: a 3rd pod became measurable inside the 30 s window and the served
+    average (2 pods, from the adapter's 5 s cache) was 62 % against 40 % directly. Steady must wait."""
+    clock = [1000.0]
+    monkeypatch.setattr(hpa.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(hpa.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    spec = _resource_spec("Resource")
+
+    def observe(_k: Any, _ns: str, _name: str, _direct: Any, t: float = 0.0) -> Observation:
+        items = 2 if t < 100 else 3  # the third pod is measured from t=100 on
+        return Observation(t=t, current=3, desired=3, ready=3, served=40.0, served_items=items,
+                           direct=40.0, spec=spec)
+
+    monkeypatch.setattr(hpa, "observe", observe)
+    history = hpa.hold_until_steady(None, "demo", "cpu", lambda: 0.0, since=1000.0,  # type: ignore[arg-type]
+                                    window_s=60, floor=5.0)
+    assert history[-1].t >= 130  # 30 s after every pod was measured, not at t=90

@@ -74,3 +74,13 @@ def test_direct_reading_is_shown_in_the_statuss_unit(metric: dict, per_replica: 
     from harness.report import _per_replica
 
     assert _per_replica({"metrics": [metric]}) is per_replica
+
+
+def test_metric_of_a_utilization_target_is_in_percent() -> None:
+    """The HPA's currentMetrics carry both averageValue (21m) and averageUtilization (42): with a
+    Utilization target the plot compares percent with percent."""
+    spec = {"metrics": [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}
+    status = {"currentMetrics": [{"type": "Resource", "resource": {
+        "name": "cpu", "current": {"averageValue": "21m", "averageUtilization": 42}}}]}
+    assert _metric_of(status, spec) == (42.0, 50.0)
