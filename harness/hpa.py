@@ -295,27 +295,40 @@ class Observation:
         return lo - max(rel * abs(lo), floor) <= self.served <= hi + max(rel * abs(hi), floor)
 
 
+#: How old an answer of the adapter may be: its result cache (``--cache-ttl``, default 5 s).
+SERVED_AGE_S = 5.0
+
+
 def observe(
-    kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], t: float = 0.0
-) -> Observation:
+    kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], t: float = 0.0,
+    direct_at: Callable[[float], float] | None = None,
+) -> Observation:  # fmt: skip
     """Read the HPA and the adapter's value through the aggregator, with the direct value read just
-    before and just after the adapter's (``direct`` is their mean, ``direct_span`` the pair)."""
+    before and just after the adapter's (``direct`` is their mean, ``direct_span`` their range).
+
+    ``direct_at(unix_time)``, when given, is the same query evaluated at a past time: the reading as
+    of :data:`SERVED_AGE_S` ago joins the span, because the adapter may answer from its result cache
+    (a metric like ``max_over_time`` can step within those seconds; seen on kind: served 0.62 while
+    both fresh readings said 0.69)."""
     spec, status = hpa_spec_status(kubectl, namespace, hpa)
+    readings = [direct_at(time.time() - SERVED_AGE_S)] if direct_at is not None else []
     before = direct()
     served, items = served_value(kubectl, namespace, spec)
     after = direct()
+    readings += [before, after]
     dep = kubectl.json("-n", namespace, "get", "deployment", spec["scaleTargetRef"]["name"])
     ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
     return Observation(
         t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),
         ready=ready, served=served, served_items=items, direct=(before + after) / 2, spec=spec,
-        direct_span=(before, after),
+        direct_span=(min(readings), max(readings)),
     )  # fmt: skip
 
 
 def hold_until_steady(
     kubectl: Kubectl, namespace: str, hpa: str, direct: Callable[[], float], *, since: float,
     window_s: float, floor: float, hold_s: float = 30, timeout: float = 480, interval: float = 5,
+    direct_at: Callable[[float], float] | None = None,
 ) -> list[Observation]:  # fmt: skip
     """Observe every ``interval`` s until the HPA is steady; returns every observation, steady ones last.
 
@@ -328,7 +341,7 @@ def hold_until_steady(
     history: list[Observation] = []
     deadline = time.monotonic() + timeout
     while True:
-        obs = observe(kubectl, namespace, hpa, direct, t=time.monotonic() - since)
+        obs = observe(kubectl, namespace, hpa, direct, t=time.monotonic() - since, direct_at=direct_at)
         history.append(obs)
         recent = [o for o in history if obs.t - o.t <= hold_s]
         values = [o.direct for o in recent]

@@ -284,10 +284,11 @@ class Stack:
         """Prometheus' HTTP API through the apiserver's service proxy (no port-forward)."""
         return self.kubectl.raw(f"/api/v1/namespaces/{MONITORING_NS}/services/prometheus:web/proxy{path}")
 
-    def promql(self, query: str) -> float:
-        """One instant query straight to Prometheus (not through the adapter); 0.0 when no series
-        match. The query must aggregate to one series."""
-        res = self.prometheus_api("/api/v1/query?query=" + urllib.parse.quote(query))["data"]["result"]
+    def promql(self, query: str, at: float | None = None) -> float:
+        """One instant query straight to Prometheus (not through the adapter), evaluated now or at the
+        unix time ``at``; 0.0 when no series match. The query must aggregate to one series."""
+        params = {"query": query, **({"time": f"{at:.3f}"} if at is not None else {})}
+        res = self.prometheus_api("/api/v1/query?" + urllib.parse.urlencode(params))["data"]["result"]
         if len(res) > 1:
             raise StackError(f"{query} returned {len(res)} series; aggregate it to one (sum, avg, max)")
         return float(res[0]["value"][1]) if res else 0.0

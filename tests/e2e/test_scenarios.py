@@ -194,7 +194,8 @@ def test_scaling_on_metric(
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
         history = hpa.hold_until_steady(kubectl, DEMO_NS, name, direct, since=t0, window_s=case.window_s,
-                                        floor=case.floor)  # fmt: skip
+                                        floor=case.floor,
+                                        direct_at=lambda ts: stack.promql(case.direct, at=ts))  # fmt: skip
         steady_s = time.monotonic() - t0
         rec.mark("steady")
         rps = served_rps(run.history(), 60)

@@ -243,7 +243,7 @@ def test_resource_hpa_is_steady_only_once_every_pod_is_measured(monkeypatch: pyt
     monkeypatch.setattr(hpa.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     spec = _resource_spec("Resource")
 
-    def observe(_k: Any, _ns: str, _name: str, _direct: Any, t: float = 0.0) -> Observation:
+    def observe(_k: Any, _ns: str, _name: str, _d: Any, t: float = 0.0, direct_at: Any = None) -> Observation:
         items = 2 if t < 100 else 3  # the third pod is measured from t=100 on
         return Observation(t=t, current=3, desired=3, ready=3, served=40.0, served_items=items,
                            direct=40.0, spec=spec)
@@ -252,3 +252,30 @@ def test_resource_hpa_is_steady_only_once_every_pod_is_measured(monkeypatch: pyt
     history = hpa.hold_until_steady(None, "demo", "cpu", lambda: 0.0, since=1000.0,  # type: ignore[arg-type]
                                     window_s=60, floor=5.0)
     assert history[-1].t >= 130  # 30 s after every pod was measured, not at t=90
+
+
+class ObserveKubectl(FakeKubectl):
+    """An HPA on HITS_SPEC at 3 replicas; the Deployment has 3 ready."""
+
+    def json(self, *args: str) -> Any:
+        if "hpa" in args or "horizontalpodautoscaler" in args:
+            return {"spec": HITS_SPEC, "status": {"currentReplicas": 3, "desiredReplicas": 3}}
+        return {"spec": {"selector": {"matchLabels": {"app": "hits"}}}, "status": {"readyReplicas": 3}}
+
+
+def test_a_cached_answer_matches_the_reading_from_the_cache_age_ago() -> None:
+    """The adapter may answer from its 5 s result cache: a served 0.62 is right if Prometheus said
+    0.61 five seconds ago, though both fresh readings say 0.69 (seen for fpm on kind)."""
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/hits/total_hit_count"
+    k = ObserveKubectl({path: {"items": [{"value": "620m"}]}})
+    asked: list[float] = []
+
+    def direct_at(ts: float) -> float:
+        asked.append(ts)
+        return 0.61
+
+    fresh = hpa.observe(k, "demo", "hits", lambda: 0.69)  # type: ignore[arg-type]
+    assert not fresh.served_matches(rel=0.1, floor=0.05)
+    cached = hpa.observe(k, "demo", "hits", lambda: 0.69, direct_at=direct_at)  # type: ignore[arg-type]
+    assert cached.served_matches(rel=0.1, floor=0.05) and cached.direct == 0.69
+    assert abs(asked[0] - (hpa.time.time() - hpa.SERVED_AGE_S)) < 2
