@@ -112,11 +112,21 @@ class Scaling:
     from_load: Callable[[float, int], float] | None = None
     scale_in: bool = True
     work_ms: int = 300
+    #: How far the served value may be from the direct one (relative); see RESOURCE_VALUE_ERROR.
+    value_error: float = 0.10
 
 
 #: How far the adapter's value may be from the direct query's, and the load generator's count from
 #: Prometheus' (different clocks and windows: Locust averages ~10 s, rate() one minute).
 VALUE_ERROR = 0.10
+#: The kubelet stamps its /metrics/resource samples with its own stats time, refreshed every 10-15 s
+#: per container and scraped up to 5 s later: a sample lands in Prometheus *backdated*, so the answer
+#: for a given instant changes after the fact, and rate()[1m] over those few samples jumps by 10-30 %
+#: between two readings seconds apart (seen on kind: 37 -> 43 -> 45 -> 39 % within 15 s, the HPA's
+#: own readings likewise). The adapter's answer and the direct one, taken moments apart, then differ
+#: by up to ~20 % with neither being wrong. The differential against prometheus-adapter and the
+#: integration test (static data) hold the adapter to exact agreement; here 25 % is allowed.
+RESOURCE_VALUE_ERROR = 0.25
 LOAD_ERROR = 0.20
 #: Jobs (the queue moves ~20 jobs/s between two reads a moment apart).
 QUEUE_FLOOR = 25.0
@@ -163,12 +173,14 @@ SCALING = [
     Scaling(
         "cpu", "Resource", "cpu", "BurnUser", BURN_USERS, min_peak=2,
         direct=cpu_utilization("cpu-[a-z0-9]+-[a-z0-9]+", "mockmetrics"), window_s=60, floor=5.0,
+        value_error=RESOURCE_VALUE_ERROR,
     ),
     # ContainerResource: only the `app` container of two; the idle sidecar must not be averaged in.
     # Scale-in is the `cpu` scenario's to prove (same controller path); this one saves those minutes.
     Scaling(
         "cpu-sidecar", "ContainerResource", "cpu", "BurnUser", BURN_USERS, min_peak=2, scale_in=False,
         direct=cpu_utilization("cpu-sidecar-[a-z0-9]+-[a-z0-9]+", "app"), window_s=60, floor=5.0,
+        value_error=RESOURCE_VALUE_ERROR,
     ),
 ]  # fmt: skip
 OTHER_HPAS = ["hits", "fpm", "requests", "queue"]
@@ -210,7 +222,7 @@ def test_scaling_on_metric(
     final = history[-1]
     steady = [i for i, o in enumerate(history) if final.t - o.t <= 30]
     problems = [
-        p for i in steady for p in hpa.oracle_check(history[: i + 1], rel=VALUE_ERROR, floor=case.floor)
+        p for i in steady for p in hpa.oracle_check(history[: i + 1], rel=case.value_error, floor=case.floor)
     ]
     errors = [abs(history[i].served - history[i].direct) / max(history[i].direct, case.floor)
               for i in steady]  # fmt: skip
