@@ -166,13 +166,19 @@ async def explain(
                 label_selector,
                 metric_selector,
             )
-    except AdapterError as err:
+    except (AdapterError, ValueError) as err:
+        _record_failure(doc, steps, err)
+    return doc
+
+
+def _record_failure(doc: dict[str, Any], steps: list[str], err: AdapterError | ValueError) -> None:
+    """The request's failure as the server would answer it: an AdapterError's own status, else 400."""
+    if isinstance(err, AdapterError):
         doc["error"] = {"reason": err.reason, "code": err.code, "message": err.message}
         steps.append(f"the request fails with {err.code} {err.reason}: {err.message}")
-    except ValueError as err:
+    else:
         doc["error"] = {"reason": "BadRequest", "code": 400, "message": str(err)}
         steps.append(f"bad request: {err}")
-    return doc
 
 
 async def _explain_custom(
@@ -385,12 +391,8 @@ async def explain_resource(
         doc["object_count"] = len(objects)
         out = await provider.evaluate(kind, ns, objects)
         _resource_outcome_doc(doc, steps, out)
-    except AdapterError as err:
-        doc["error"] = {"reason": err.reason, "code": err.code, "message": err.message}
-        steps.append(f"the request fails with {err.code} {err.reason}: {err.message}")
-    except ValueError as err:
-        doc["error"] = {"reason": "BadRequest", "code": 400, "message": str(err)}
-        steps.append(f"bad request: {err}")
+    except (AdapterError, ValueError) as err:
+        _record_failure(doc, steps, err)
     return doc
 
 

@@ -390,7 +390,8 @@ class KindCluster(Cluster):
                 names.append(str(item))
         try:
             layout, use_docker = img.Layout(), dockerimg.builder() == "docker"
-            specs = {n: img.select_specs(img.default_specs(layout), [n]) for n in names}
+            known = img.default_specs(layout)
+            specs = {n: img.select_specs(known, [n]) for n in names}
             by_docker = [n for n in names if use_docker and all(s.build == "dockerfile" for s in specs[n])]
             names = [n for n in names if n not in by_docker]
             refs = list(dockerimg.ensure_docker_images(by_docker, layout=layout, progress=progress).values())

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from harness.certs import CertPair
-from harness.cluster.pki import ensure_pki
+from harness.cluster.pki import PKI, ensure_pki
 
 pytestmark = pytest.mark.skipif(
     not (
@@ -43,14 +43,17 @@ def _signed_by(pair: CertPair, ca: CertPair) -> bool:
 
 
 def test_etcd_has_its_own_ca_and_loopback_certificates(tmp_path: Path) -> None:
-    pki = ensure_pki(
-        tmp_path / "pki",
-        cluster="t",
-        server="https://127.0.0.1:6443",
-        apiserver_ips=[],
-        node_name=None,
-        node_ip=None,
-    )
+    def make() -> PKI:
+        return ensure_pki(
+            tmp_path / "pki",
+            cluster="t",
+            server="https://127.0.0.1:6443",
+            apiserver_ips=[],
+            node_name=None,
+            node_ip=None,
+        )
+
+    pki = make()
     e = pki.etcd
     assert _cert(e.ca).subject != _cert(pki.ca).subject
     for pair in (e.server, e.peer, e.apiserver_client, e.healthcheck_client):
@@ -67,13 +70,6 @@ def test_etcd_has_its_own_ca_and_loopback_certificates(tmp_path: Path) -> None:
     assert _ekus(e.apiserver_client) == {CLIENT} and _ekus(e.healthcheck_client) == {CLIENT}
     # A second call keeps every file (kube-apiserver and etcd keep running with them).
     before = {p: p.read_bytes() for p in (tmp_path / "pki").glob("etcd*.pem")}
-    again = ensure_pki(
-        tmp_path / "pki",
-        cluster="t",
-        server="https://127.0.0.1:6443",
-        apiserver_ips=[],
-        node_name=None,
-        node_ip=None,
-    )
+    again = make()
     assert again.etcd == e
     assert {p: p.read_bytes() for p in before} == before
