@@ -234,7 +234,7 @@ def stop(record: ProcessRecord | None, timeout: float = 15.0, sig: int = signal.
 
 
 def wait_until(
-    check: Callable[[], bool | str],
+    check: Callable[[], tuple[bool, str]],
     *,
     component: str,
     timeout: float,
@@ -243,28 +243,33 @@ def wait_until(
     log: Path | None = None,
     interval: float = 0.2,
 ) -> None:
-    """Poll ``check`` until it returns True; fail fast if ``record``'s process exits.
+    """:func:`harness.waits.wait_for` for a component: fails fast if ``record``'s process exits.
 
-    ``check`` may return a string to describe why it is not ready yet; the last one is put into the
-    timeout error. Exceptions from ``check`` count as "not yet" (their text is kept the same way).
+    ``check`` is a probe (``(done, detail)``); the last detail goes into the error, which is a
+    :class:`ComponentError` with the component's log tail.
     """
+    from harness.waits import Unresolvable, wait_for
+
     log = log or (record.log_path if record else None)
-    deadline = time.monotonic() + timeout
-    last = "not checked yet"
-    while True:
+    last = ["not checked yet"]
+
+    def probe() -> tuple[bool, str]:
         try:
-            result = check()
+            done, detail = check()
         except Exception as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        if result is True:
-            return
-        if isinstance(result, str):
-            last = result
-        if record is not None and not alive(record):
-            raise ComponentError(component, f"exited before it was {what} (last check: {last})", log)
-        if time.monotonic() > deadline:
-            raise ComponentError(component, f"not {what} after {timeout:.0f}s (last check: {last})", log)
-        time.sleep(interval)
+            done, detail = False, f"{type(exc).__name__}: {exc}"
+        if not done:
+            last[0] = detail
+            if record is not None and not alive(record):
+                raise Unresolvable("exited")
+        return done, detail
+
+    def error(kind: str, _message: str) -> ComponentError:
+        if kind == "unresolvable":
+            return ComponentError(component, f"exited before it was {what} (last check: {last[0]})", log)
+        return ComponentError(component, f"not {what} after {timeout:.0f}s (last check: {last[0]})", log)
+
+    wait_for(f"{component} {what}", probe, timeout=timeout, interval=interval, progress=None, error=error)
 
 
 def port_free(host: str, port: int) -> bool:
