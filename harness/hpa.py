@@ -54,7 +54,7 @@ __all__ = [
 
 
 def hpa_spec_status(kubectl: Kubectl, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    obj = kubectl.json("-n", namespace, "get", "hpa", name)
+    obj = kubectl.get("hpa", name, namespace=namespace)
     return obj.get("spec") or {}, obj.get("status") or {}
 
 
@@ -83,7 +83,7 @@ def wait_condition(
 
 
 def replicas(kubectl: Kubectl, namespace: str, deployment: str) -> int:
-    return int(kubectl.json("-n", namespace, "get", "deployment", deployment)["spec"].get("replicas", 1))
+    return int(kubectl.get("deployment", deployment, namespace=namespace)["spec"].get("replicas", 1))
 
 
 def wait_replicas(
@@ -93,7 +93,7 @@ def wait_replicas(
     """Wait until the Deployment's ``spec.replicas`` (what the HPA set) satisfies ``ok``; returns it."""
 
     def probe() -> tuple[bool, str]:
-        dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+        dep = kubectl.get("deployment", deployment, namespace=namespace)
         n = dep["spec"].get("replicas", 1)
         ready = (dep.get("status") or {}).get("readyReplicas", 0)
         return ok(n), f"spec.replicas={n} ready={ready}"
@@ -185,7 +185,7 @@ def recorded(
 
 
 def _selector(kubectl: Kubectl, namespace: str, deployment: str) -> str:
-    dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+    dep = kubectl.get("deployment", deployment, namespace=namespace)
     return match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
 
 
@@ -247,7 +247,7 @@ def resource_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) ->
     selector = _selector(kubectl, namespace, spec["scaleTargetRef"]["name"])
     query = urllib.parse.urlencode({"labelSelector": selector})
     usage_items = kubectl.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?{query}")["items"]
-    listed = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+    listed = kubectl.get("pods", namespace=namespace, selector=selector)["items"]
     pods = {p["metadata"]["name"]: p for p in listed}
     usage = requests = 0.0
     counted = 0
@@ -316,7 +316,7 @@ def observe(
     served, items = served_value(kubectl, namespace, spec)
     after = direct()
     readings += [before, after]
-    dep = kubectl.json("-n", namespace, "get", "deployment", spec["scaleTargetRef"]["name"])
+    dep = kubectl.get("deployment", spec["scaleTargetRef"]["name"], namespace=namespace)
     ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
     return Observation(
         t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),

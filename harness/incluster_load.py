@@ -577,7 +577,7 @@ def _reusable(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _service_port(kubectl: Kubectl, namespace: str, name: str, port: str) -> int:
     try:
-        svc = kubectl.json("-n", namespace, "get", "service", name)
+        svc = kubectl.get("service", name, namespace=namespace)
     except KubectlError as exc:
         raise LoadError(f"no Service {namespace}/{name} to load: {exc}") from None
     ports = {p.get("name"): int(p["port"]) for p in svc["spec"]["ports"]}
@@ -596,7 +596,7 @@ def host_service_url(cluster: object, kubectl: Kubectl, namespace: str, name: st
     so kube-proxy's ClusterIP rules apply; kind: a NodePort mapped to localhost). No port-forward."""
     if hasattr(cluster, "service_url"):
         return str(cluster.service_url(namespace, name, port))
-    svc = kubectl.json("-n", namespace, "get", "service", name)
+    svc = kubectl.get("service", name, namespace=namespace)
     ports = {p.get("name"): p["port"] for p in svc["spec"]["ports"]}
     return f"http://{svc['spec']['clusterIP']}:{ports.get(port, next(iter(ports.values())))}"
 

@@ -302,11 +302,10 @@ def kubectl(cluster: Cluster) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def kube_api(cluster: Cluster) -> Any:
-    """A ``kubernetes.client.ApiClient`` for the same kubeconfig and context as ``kubectl``."""
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(cluster.kubeconfig), context=cluster.context)
+def kube_api(kubectl: Any) -> Any:
+    """A ``kubernetes.client.ApiClient`` for the same kubeconfig and context as ``kubectl``: the very
+    client ``kubectl.get`` and ``kubectl.raw`` read through."""
+    return kubectl.api
 
 
 # ------------------------------------------------------------------------------------------ stack

@@ -79,7 +79,7 @@ def wait_rollout(
     """
 
     def probe() -> tuple[bool, str]:
-        dep = kubectl.json("-n", namespace, "get", "deployment", name)
+        dep = kubectl.get("deployment", name, namespace=namespace)
         want = dep["spec"].get("replicas", 1)
         st = dep.get("status") or {}
         current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
@@ -90,7 +90,7 @@ def wait_rollout(
         if not done:
             selector = match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
             if selector:
-                pods = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+                pods = kubectl.get("pods", namespace=namespace, selector=selector)["items"]
                 podstate.raise_if_stuck(pods, f"deployment {namespace}/{name}")
         return done, f"{updated}/{want} updated, {available} available, {total} total"
 
@@ -264,9 +264,7 @@ class Stack:
         wait_rollout(self.kubectl, namespace, name, timeout=timeout, progress=self.progress)
 
     def _prometheus_ready(self) -> tuple[bool, str]:
-        pods = self.kubectl.json(
-            "-n", MONITORING_NS, "get", "pods", "-l", "app.kubernetes.io/name=prometheus"
-        )
+        pods = self.kubectl.get("pods", namespace=MONITORING_NS, selector="app.kubernetes.io/name=prometheus")
         if not pods["items"]:
             return False, "no Prometheus pod yet (operator reconciling the Prometheus CR)"
         podstate.raise_if_stuck(pods["items"], "Prometheus")
@@ -328,7 +326,7 @@ class Stack:
         states = []
         ok = True
         for name in self.apiservices:
-            obj = self.kubectl.json("get", "apiservice", name)
+            obj = self.kubectl.get("apiservice", name)
             cond = _condition(obj, "Available") or {}
             ok &= cond.get("status") == "True"
             states.append(f"{name}={cond.get('status')}({cond.get('reason')})")
@@ -373,7 +371,7 @@ class Stack:
             dump(f"{ns}-events.txt", "-n", ns, "get", "events", "--sort-by=.lastTimestamp")
             dump(f"{ns}-hpa.yaml", "-n", ns, "get", "hpa", "-o", "yaml")
             try:
-                pods = self.kubectl.json("-n", ns, "get", "pods")["items"]
+                pods = self.kubectl.get("pods", namespace=ns)["items"]
             except Exception:
                 pods = []
             for pod in pods:

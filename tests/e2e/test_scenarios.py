@@ -351,7 +351,7 @@ def test_discovery_through_the_aggregator(stack: Stack, kubectl: Kubectl) -> Non
     external = {r["name"] for r in kubectl.raw("/apis/external.metrics.k8s.io/v1beta1")["resources"]}
     assert "queue_depth" in external
 
-    pods = kubectl.json("-n", DEMO_NS, "get", "pods", "-l", "hpa-kit/scenario=requests")["items"]
+    pods = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=requests")["items"]
     names = {p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"}
 
     def probe() -> tuple[bool, str]:
@@ -376,9 +376,10 @@ def test_kubectl_top_and_metrics_k8s_io_through_the_aggregator(
     node, and the served quantities are the kubelet's own as Prometheus has them (read just before
     and just after the aggregator's answer)."""
     assert "v1beta1.metrics.k8s.io" in stack.apiservices, "the test overlay registers metrics.k8s.io"
-    running = {p["metadata"]["name"] for p in kubectl.json("-n", DEMO_NS, "get", "pods", "-l",
-               "app.kubernetes.io/name=mockmetrics", "--field-selector=status.phase=Running")["items"]}
-    nodes = {n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]}
+    running = {p["metadata"]["name"] for p in kubectl.get(
+        "pods", namespace=DEMO_NS, selector="app.kubernetes.io/name=mockmetrics",
+        fields="status.phase=Running")["items"]}  # fmt: skip
+    nodes = {n["metadata"]["name"] for n in kubectl.get("nodes")["items"]}
     tops: dict[str, str] = {}
 
     def listed() -> tuple[bool, str]:
@@ -424,7 +425,7 @@ def test_kubectl_top_and_metrics_k8s_io_through_the_aggregator(
 
 
 def _adapter_pod(kubectl: Kubectl) -> str:
-    pods = kubectl.json("-n", ADAPTER_NS, "get", "pods", "-l", "app.kubernetes.io/name=hpa-kit-adapter")[
+    pods = kubectl.get("pods", namespace=ADAPTER_NS, selector="app.kubernetes.io/name=hpa-kit-adapter")[
         "items"
     ]
     return "pod/" + next(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
@@ -449,11 +450,11 @@ def test_security_default_install_is_verified_and_refuses_strangers(
         "v1beta2.custom.metrics.k8s.io",
         "v1beta1.external.metrics.k8s.io",
     ):
-        spec = kubectl.json("get", "apiservice", name)["spec"]
+        spec = kubectl.get("apiservice", name)["spec"]
         assert spec.get("caBundle") and not spec.get("insecureSkipTLSVerify"), name
     findings = manifests.detect_insecure(kubeconfig=stack.kubeconfig)
     assert not findings, findings
-    assert not kubectl.json("get", "clusterrolebindings", "-l", "hpa-kit/insecure")["items"]
+    assert not kubectl.get("clusterrolebindings", selector="hpa-kit/insecure")["items"]
 
     path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
     ca = stack.certs_dir / "ca.pem"
@@ -502,7 +503,7 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         while time.monotonic() - t_down < 60:
             assert replicas(kubectl, "hits") >= held, "HPA scaled down without a metric"
             time.sleep(5)
-        adapter = kubectl.json("-n", ADAPTER_NS, "get", "deployment", ADAPTER_SERVICE)["status"]
+        adapter = kubectl.get("deployment", ADAPTER_SERVICE, namespace=ADAPTER_NS)["status"]
         assert adapter.get("readyReplicas", 0) >= 1, "adapter went unready while Prometheus was down"
 
         set_prometheus_replicas(kubectl, 1)

@@ -162,7 +162,8 @@ def test_kind_approves_only_its_nodes_serving_csrs(monkeypatch: pytest.MonkeyPat
         def __init__(self, *_a: Any, **_k: Any) -> None:
             pass
 
-        def json(self, *args: str) -> dict:
+        def get(self, kind: str, *args: Any, **_k: Any) -> dict:
+            assert kind == "csr"
             return state
 
         def run(self, *args: str, **_k: Any) -> str:
