@@ -159,17 +159,29 @@ def current_metrics(kubectl: Kubectl, namespace: str, hpa: str) -> list[dict[str
 
 @contextmanager
 def recorded(
-    kube_api: Any, namespace: str, hpa: str, out: Path, load: Any = None, *,
+    kube: Any, namespace: str, hpa: str, out: Path, load: Any = None, *,
     direct: Callable[[], float] | None = None, target: str | None = None, interval: float = 3,
 ) -> Iterator[Recorder]:  # fmt: skip
     """Record the HPA (and its target ``target``, default: the HPA's name) while the block runs.
 
-    ``load`` (a ``LocustRun`` or ``InClusterLocust``, not started) is started on entry and stopped on
-    exit, both marked on the plot. On exit ``timeseries.csv``, ``plot.png`` and ``events.txt`` are
-    written into ``out``.
+    ``kube`` is a :class:`~harness.kubectl.Kubectl` (or, as before, a bare ``kubernetes`` ApiClient).
+    With a Kubectl, every sample also holds what the adapter serves for the HPA's metric at that
+    moment, and ``budget.json`` splits load start -> first new Ready replica into its stages
+    (:func:`harness.report.scale_up_budget`). ``load`` (a ``LocustRun`` or ``InClusterLocust``, not
+    started) is started on entry and stopped on exit, both marked on the plot. On exit
+    ``timeseries.csv``, ``plot.png``, ``budget.json`` and ``events.txt`` are written into ``out``.
     """
-    rec = Recorder(kube_api, namespace, hpa, target or hpa, out, interval=interval,
-                   load=load.history if load is not None else None, direct=direct)  # fmt: skip
+    served = None
+    if isinstance(kube, Kubectl):
+        kubectl, api = kube, kube.api
+        spec = hpa_spec_status(kubectl, namespace, hpa)[0]
+
+        def served() -> float:
+            return served_value(kubectl, namespace, spec)[0]
+    else:
+        api = kube
+    rec = Recorder(api, namespace, hpa, target or hpa, out, interval=interval,
+                   load=load.history if load is not None else None, direct=direct, served=served)  # fmt: skip
     rec.start()
     try:
         if load is not None:

@@ -385,18 +385,19 @@ def load(cluster: Cluster, kubectl: Kubectl, scenario_dir: Path) -> Iterator[Cal
 
 
 @pytest.fixture
-def hpa_recorder(kube_api: Any, scenario_dir: Path) -> Callable[..., Any]:
+def hpa_recorder(kubectl: Kubectl, scenario_dir: Path) -> Callable[..., Any]:
     """``with hpa_recorder(namespace, hpa, load=run) as rec:`` records the HPA every 3 s (replicas,
-    metric, target, conditions) and writes ``timeseries.csv``, ``plot.png`` and ``events.txt`` into
-    ``scenario_dir``. A ``load`` run is started on entry and stopped on exit, both marked on the plot;
-    ``direct=`` adds a reference value (e.g. a PromQL query) to every sample."""
+    metric, target, conditions, the adapter's answer) and writes ``timeseries.csv``, ``plot.png``,
+    ``budget.json`` (the scale-up latency budget) and ``events.txt`` into ``scenario_dir``. A ``load``
+    run is started on entry and stopped on exit, both marked on the plot; ``direct=`` adds a reference
+    value (e.g. a PromQL query) to every sample."""
 
     @contextmanager
     def record(namespace: str, name: str, *, load: Any = None, target: str | None = None,
                direct: Callable[[], float] | None = None) -> Iterator[Recorder]:  # fmt: skip
         from harness.hpa import recorded
 
-        with recorded(kube_api, namespace, name, scenario_dir, load, direct=direct, target=target) as rec:
+        with recorded(kubectl, namespace, name, scenario_dir, load, direct=direct, target=target) as rec:
             yield rec
 
     return record

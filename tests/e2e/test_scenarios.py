@@ -188,7 +188,7 @@ OTHER_HPAS = ["hits", "fpm", "requests", "queue"]
 
 @pytest.mark.parametrize("case", SCALING, ids=[c.hpa for c in SCALING])
 def test_scaling_on_metric(
-    case: Scaling, stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    case: Scaling, stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     """Load -> scale out -> hold until steady, then the quantities: the adapter's value against a
     direct PromQL query of the same object, the controller's decision against the oracle, the load
@@ -201,7 +201,7 @@ def test_scaling_on_metric(
     run = load_for(cluster, kubectl, DEMO_NS, name, case.user_class, stages, scenario_dir / "load",
                    work_ms=case.work_ms, env={"HPA_KIT_BURN_MS": str(BURN_MS)})  # fmt: skip
     direct = lambda: stack.promql(case.direct)  # noqa: E731
-    with hpa.recorded(kube_api, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
+    with hpa.recorded(kubectl, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
         t0 = time.monotonic()
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
@@ -242,6 +242,7 @@ def test_scaling_on_metric(
             hpa.expected_replicas(final.spec, expected_direct, current=final.current, rel=LOAD_ERROR)),
         others_before=before, others_during=during,
         load_stop_to_one_replica_s=None if to_one is None else round(to_one, 1),
+        scale_up_budget=json.loads((scenario_dir / "budget.json").read_text()),
     )  # fmt: skip
     assert not problems, "\n".join(problems)
     assert final.current >= case.min_peak, f"steady at {final.current} replicas, expected >= {case.min_peak}"
@@ -271,7 +272,7 @@ def test_scaling_on_metric(
 
 
 def test_external_metric_queue_depth_settles_near_produce_over_consume(
-    stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     """External metric queue_depth: replicas settle within one of produced rate / per-replica rate."""
     hpa.settle_at_min(kubectl, DEMO_NS, "queue")
@@ -291,7 +292,7 @@ def test_external_metric_queue_depth_settles_near_produce_over_consume(
     history: list[hpa.Observation] = []
     depth = f'sum(queue_depth{{{NS_SEL},service="queue"}})'
     produced_q = f'sum(rate(queue_jobs_produced_total{{{NS_SEL},service="queue"}}[1m]))'
-    with hpa.recorded(kube_api, DEMO_NS, "queue", scenario_dir, run, direct=lambda: stack.promql(depth)):
+    with hpa.recorded(kubectl, DEMO_NS, "queue", scenario_dir, run, direct=lambda: stack.promql(depth)):
         t0 = time.monotonic()
         wait_replicas(kubectl, "queue", lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
@@ -481,14 +482,14 @@ def test_security_default_install_is_verified_and_refuses_strangers(
 
 
 def test_faults_prometheus_down_then_adapter_pod_deleted(
-    stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     hpa.settle_at_min(kubectl, DEMO_NS, "hits")
     run = load_for(
         cluster, kubectl, DEMO_NS, "hits", "HitUser", [Stage(900, HIT_USERS, 10)], scenario_dir / "load"
     )
     metric_path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
-    with hpa.recorded(kube_api, DEMO_NS, "hits", scenario_dir, run) as rec:
+    with hpa.recorded(kubectl, DEMO_NS, "hits", scenario_dir, run) as rec:
         wait_replicas(kubectl, "hits", lambda n: n > 1, "scaled out under load", timeout=300)
         held = replicas(kubectl, "hits")
 
