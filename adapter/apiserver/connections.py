@@ -10,8 +10,9 @@ Every TCP connection the listener accepts goes through a :class:`ConnectionGate`
 * at ``max_connections`` open connections a newcomer is still let in when some connection can be
   evicted for it: the oldest one of the source holding the most connections that is still in
   its TLS handshake, has not sent a complete request yet, or is idle between keep-alive requests
-  (:class:`SourceSlots`). A connection with a request in flight is never evicted; when every
-  one is busy the newcomer is closed at once. So a flood from few sources cannot lock out the
+  (:class:`SourceSlots`). Only a source holding more connections than the newcomer's gives one
+  up, and a connection with a request in flight is never evicted; otherwise the newcomer is
+  closed at once. So a flood from few sources cannot lock out the
   aggregator's new connections (the HPA's requests); a keep-alive client whose idle connection
   is evicted opens a new one, as it does after ``idle_timeout``. Refusals and evictions are
   counted by reason on /metrics and logged at most once per :data:`PRESSURE_LOG_INTERVAL`;
@@ -155,18 +156,23 @@ class SourceSlots:
             return Admission("refuse", "per_source_limit")
         if not self.max_total or self.total < self.max_total:
             return Admission("accept")
-        victim = self._victim()
+        victim = self._victim(self.count(source))
         if victim is None:
             return Admission("refuse", "over_limit")
         return Admission("evict", victim.state, victim)
 
-    def _victim(self) -> Slot | None:
+    def _victim(self, newcomer_holds: int) -> Slot | None:
         """The oldest evictable connection among the sources holding the most; if none of those
-        has one, the same among the sources holding the next most, and so on."""
+        has one, the same among the sources holding the next most, and so on, down to sources
+        holding more than the newcomer's: an eviction only moves a slot from a bigger holder to a
+        smaller one (a source's newcomer replacing its own or an equal holder's connection would
+        be churn for nothing, each one a new TLS handshake)."""
         by_size: dict[int, list[dict[Slot, None]]] = {}
         for conns in self._by_source.values():
             by_size.setdefault(len(conns), []).append(conns)
         for size in sorted(by_size, reverse=True):
+            if size <= newcomer_holds:
+                break
             oldest: Slot | None = None
             for conns in by_size[size]:
                 for conn in conns:  # oldest first

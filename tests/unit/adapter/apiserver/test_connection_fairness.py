@@ -79,8 +79,23 @@ def test_ties_between_sources_evict_the_oldest() -> None:
 def test_heaviest_source_all_busy_falls_back_to_the_next() -> None:
     slots = SourceSlots(max_total=5, max_per_source=0)
     c = _fill(slots, [("a", "busy"), ("a", "busy"), ("a", "busy"), ("b", "busy"), ("b", "handshake")])
-    got = slots.admit("a")
+    got = slots.admit("c")
     assert got.victim is c[4] and got.action == "evict"
+
+
+def test_only_a_bigger_holder_gives_a_slot_up() -> None:
+    """A newcomer of the biggest holder does not evict its own (churn); one of a source holding as
+    many as every evictable one does not either; a smaller holder's does."""
+    slots = SourceSlots(max_total=5, max_per_source=0)
+    c = _fill(
+        slots, [("atk", "handshake"), ("atk", "handshake"), ("atk", "idle"), ("b", "idle"), ("c", "busy")]
+    )
+    assert slots.admit("atk") == ("refuse", "over_limit", None)
+    assert slots.admit("b").victim is c[0]  # atk holds 3 > 1
+    slots = SourceSlots(max_total=4, max_per_source=0)
+    _fill(slots, [("a", "idle"), ("a", "idle"), ("b", "handshake"), ("b", "handshake")])
+    assert slots.admit("a").action == "refuse" and slots.admit("b").action == "refuse"
+    assert slots.admit("new").action == "evict"
 
 
 def test_everything_busy_refuses() -> None:
