@@ -96,6 +96,13 @@ def context_files(spec: ImageSpec, layout: Layout) -> list[Path]:
         for m in matches:
             if not m.exists():
                 raise ImageError(f"{spec.dockerfile}: COPY source {src!r} does not exist in {context}")
+            rel = m.relative_to(context).as_posix()
+            if m.is_file() and _excluded(rel, patterns):
+                raise ImageError(
+                    f"{spec.dockerfile}: COPY source {src!r} is excluded from the build context by "
+                    f"{context}/.dockerignore, so the build would fail with 'no such file': add a line "
+                    f"'!{rel}' (or its folder) there"
+                )
             for p in _walk(m, context, patterns):
                 files[p] = None
     return list(files)
