@@ -949,7 +949,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.discovery is not None:
             from bench import discovery_bench
 
-            return discovery_bench.run(args)
+            try:
+                return discovery_bench.run(args)
+            except discovery_bench.ab.BenchError as exc:  # ab is bench.adapter_bench, not __main__
+                raise BenchError(str(exc)) from None
         return run(args)
     except KeyboardInterrupt:
         print("bench: interrupted; everything started was stopped and the temp dir removed", file=sys.stderr)

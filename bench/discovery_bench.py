@@ -190,8 +190,10 @@ def _one_size(
         prom.wait_for_count('http_requests_total{namespace="bench"}', PODS, 120, progress)
         prom.wait_for_count('{__name__=~"container_.+"}', filler, 1800, progress)
     res.load_s = time.monotonic() - t0
-    res.prometheus_series = prom.scalar("prometheus_tsdb_head_series")
-    progress(f"{_label(n)}: loaded in {res.load_s:.1f}s (head series {res.prometheus_series:.0f})")
+    res.prometheus_series = prom.scalar('count({__name__=~"container_.+|http_requests_total"})')
+    progress(
+        f"{_label(n)}: loaded in {res.load_s:.1f}s ({res.prometheus_series or 0:.0f} series in Prometheus)"
+    )
     time.sleep(2.5)  # rate() needs two samples of the pod counters
 
     common = CommonArgs(config, prom.url, cp.kubeconfig, serving.cert, serving.key, args.relist)
@@ -223,7 +225,8 @@ def _one_size(
         if not t.failed:
             t.memory["first_answer"] = memory_kib(t.proc.pid)
     live = [t for t in targets if not t.failed]
-    relists = _settle(live, settle_s, progress)
+    relists, cpu_totals = _settle(live, settle_s, progress)
+    relist_s = ab._seconds(args.relist)
     for t in targets:
         res.targets[t.key] = {
             "label": t.label,
@@ -232,14 +235,20 @@ def _one_size(
             "memory_kib": t.memory,
             "relist_cpu_s": t.relist_cpu_s,
             "relists_seen": relists.get(t.key, 0),
+            # All CPU while settling, per relist interval: idle work included, nothing split off.
+            "cpu_per_interval_s": (
+                cpu_totals[t.key] * relist_s / settle_s if cpu_totals.get(t.key) is not None else None
+            ),
             "log_tail": t.proc.log_tail(5) if t.failed else None,
         }
     return res
 
 
-def _settle(live: list[ab.Target], settle_s: float, progress: Progress) -> dict[str, int]:
+def _settle(
+    live: list[ab.Target], settle_s: float, progress: Progress
+) -> tuple[dict[str, int], dict[str, float]]:
     """Per-second CPU of each adapter while it only relists; memory at the end. Returns how many
-    complete relists each showed."""
+    complete relists (bursts) each showed, and each one's total CPU seconds while settling."""
     last = {t.key: cpu_seconds(t.proc.pid) for t in live}
     deltas: dict[str, list[float]] = {t.key: [] for t in live}
     t0 = time.monotonic()
@@ -255,6 +264,7 @@ def _settle(live: list[ab.Target], settle_s: float, progress: Progress) -> dict[
             progress(f"  settling {time.monotonic() - t0:.0f}/{settle_s:.0f}s")
             next_note += 15
     seen: dict[str, int] = {}
+    totals = {k: sum(v) for k, v in deltas.items()}
     for t in live:
         runs = bursts(deltas[t.key], ab.RELIST_BURST_S)
         t.relist_cpu_s = sum(runs) / len(runs) if runs else None
@@ -266,7 +276,7 @@ def _settle(live: list[ab.Target], settle_s: float, progress: Progress) -> dict[
         progress(
             f"  {t.label}: VmRSS {rss:.1f} MiB, VmHWM {hwm:.1f} MiB, relist CPU {cpu} ({len(runs)} relists)"
         )
-    return seen
+    return seen, totals
 
 
 def _mib(res: SizeResult, key: str, when: str, what: str) -> float | None:
@@ -278,9 +288,9 @@ def _mib(res: SizeResult, key: str, when: str, what: str) -> float | None:
 
 
 def _rows(res: SizeResult) -> list[Row]:
-    def cpu(key: str) -> float | None:
+    def cpu(key: str, what: str = "relist_cpu_s") -> float | None:
         t = res.targets.get(key)
-        return None if not t or t["failed"] else t["relist_cpu_s"]
+        return None if not t or t["failed"] else t[what]
 
     def ready(key: str) -> float | None:
         t = res.targets.get(key)
@@ -293,7 +303,14 @@ def _rows(res: SizeResult) -> list[Row]:
         mem("RSS right after discovery (MiB)", "first_answer", "rss"),
         mem("steady RSS, relisting (MiB)", "settled", "rss"),
         mem("peak RSS VmHWM (MiB)", "settled", "hwm"),
-        Row("CPU per relist (s)", cpu("ours"), cpu("peer"), "lower", "{:.2f}"),
+        Row("CPU per relist, burst (s)", cpu("ours"), cpu("peer"), "lower", "{:.2f}"),
+        Row(
+            "CPU per relist interval, all (s)",
+            cpu("ours", "cpu_per_interval_s"),
+            cpu("peer", "cpu_per_interval_s"),
+            "lower",
+            "{:.2f}",
+        ),
         Row("start to first answer (s)", ready("ours"), ready("peer"), "lower"),
     ]
 
@@ -350,7 +367,7 @@ def _report(
             {
                 "series": r.series,
                 "load_s": r.load_s,
-                "prometheus_head_series": r.prometheus_series,
+                "prometheus_series": r.prometheus_series,
                 "targets": r.targets,
                 "ratios": {row.metric: ratio(row.ours, row.peer) for row in _rows(r)},
             }
