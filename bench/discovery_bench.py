@@ -188,9 +188,9 @@ def _one_size(
         prom.start(timeout=120)
         prom.wait_for_targets_up(600)
         prom.wait_for_count('http_requests_total{namespace="bench"}', PODS, 120, progress)
-        prom.wait_for_count('{__name__=~"container_.+"}', filler, 1800, progress)
+        prom.wait_for_head_series(n, 1800, progress)
     res.load_s = time.monotonic() - t0
-    res.prometheus_series = prom.scalar('count({__name__=~"container_.+|http_requests_total"})')
+    res.prometheus_series = prom.head_series()
     progress(
         f"{_label(n)}: loaded in {res.load_s:.1f}s ({res.prometheus_series or 0:.0f} series in Prometheus)"
     )

@@ -58,3 +58,29 @@ class BenchPrometheus(LocalPrometheus):
             f"count({selector}) reached {last} of {want} within {timeout:.0f}s: is the exporter up and "
             f"scraped? see {self.log_path}\n{self.log_tail(10)}"
         )
+
+    def head_series(self) -> int | None:
+        """Series in Prometheus' head block (``/api/v1/status/tsdb``): cheap at any size, unlike
+        a ``count()`` over a million series."""
+        try:
+            return int(self._get("/api/v1/status/tsdb")["data"]["headStats"]["numSeries"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def wait_for_head_series(self, want: int, timeout: float, progress: Any = None) -> float:
+        """Wait until the head holds at least ``want`` series; returns the seconds it took."""
+        t0 = time.monotonic()
+        next_note = t0 + 10
+        last: int | None = None
+        while time.monotonic() - t0 < timeout:
+            last = self.head_series()
+            if last is not None and last >= want:
+                return time.monotonic() - t0
+            if progress and time.monotonic() > next_note:
+                progress(f"  prometheus: {last or 0} of {want} series in the head ...")
+                next_note = time.monotonic() + 10
+            time.sleep(1.0)
+        raise LocalPrometheusError(
+            f"prometheus' head reached {last} of {want} series within {timeout:.0f}s: is the exporter "
+            f"up and scraped? see {self.log_path}\n{self.log_tail(10)}"
+        )
