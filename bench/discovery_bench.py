@@ -16,7 +16,14 @@ For each size, on one control plane (both adapters need one for their resource m
 
 Prints one table per size (ratio = ours/peer) and writes ``reports/bench/discovery-<ts>.json``
 (+ ``.png`` with matplotlib). 1M series needs ~2 GB of Prometheus head and minutes to scrape:
-it runs only when asked for (``--discovery 1M``).
+it runs only when asked for (``--discovery 1M``). Ours runs with ``--prometheus-timeout 120s``
+(the peer has no client timeout): at 1M Prometheus itself takes over a minute to start answering
+``/api/v1/series`` on 2 cores, longer than our 10 s default.
+
+"CPU per relist, burst" is the mean of complete bursts of per-second CPU while idle (as in the
+load run); "CPU per relist interval, all" is all CPU while settling spread over the relist
+intervals that fit in it (nothing split off, idle work included; it understates when a relist
+takes longer than the interval, as at 1M).
 """
 
 from __future__ import annotations
