@@ -160,6 +160,25 @@ def test_discovery_sizes_and_rules() -> None:
     assert adapter_bench.parse_args(["--discovery", "10k,100k"]).discovery == [10_000, 100_000]
 
 
+def test_wait_for_head_series_reads_the_tsdb_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.prom import BenchPrometheus
+    from harness.localprom import LocalPrometheusError
+
+    prom = BenchPrometheus([], data_dir=tmp_path)
+    seen = iter([10, 500, 1000])
+    paths: list[str] = []
+
+    def fake_get(path: str, params: object = None, timeout: float = 5.0) -> dict:
+        paths.append(path)
+        return {"data": {"headStats": {"numSeries": next(seen, 1000)}}}
+
+    monkeypatch.setattr(prom, "_get", fake_get)
+    prom.wait_for_head_series(1000, timeout=10, progress=None)
+    assert paths == ["/api/v1/status/tsdb"] * 3
+    with pytest.raises(LocalPrometheusError, match="1000 of 2000 series in the head"):
+        prom.wait_for_head_series(2000, timeout=1.5, progress=None)
+
+
 # ------------------------------------------------------------------------------ response checks
 
 
