@@ -108,7 +108,8 @@ def _add_prometheus(p: argparse.ArgumentParser, *, required: bool) -> None:
         type=int,
         default=16 * 1024 * 1024,
         metavar="BYTES",
-        help="refuse (503) Prometheus answers larger than this (default 16 MiB)",
+        help="refuse (503) Prometheus query answers larger than this (default 16 MiB); series answers "
+        "(discovery) are streamed and reduced as they arrive, so they are not capped",
     )
     p.add_argument("--prometheus-ca-file", help="CA bundle to verify an HTTPS Prometheus")
     p.add_argument("--prometheus-token-file", help="bearer token file for Prometheus (re-read on change)")

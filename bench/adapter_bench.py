@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.adapter_bench [--pods 100,1000] [--duration 10] [--concurrency 16]
                                             [--series 100000] [--peer/--no-peer]
+    .venv/bin/python -m bench.adapter_bench --discovery 10k,100k[,1M]   # discovery memory only
 
 One run brings up everything on loopback, measures, prints a table and writes
 ``reports/bench/adapter-<timestamp>.json``, then tears everything down (also on Ctrl-C):
@@ -141,12 +142,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds of idle (memory, relist CPU) after discovery (default: two relists)",
     )
+    p.add_argument(
+        "--discovery",
+        default=None,
+        metavar="SIZES",
+        help="instead of the load run: discovery memory and relist CPU of both adapters over each "
+        "series count, e.g. 10k,100k (1M on demand: minutes of loading); see bench.discovery_bench",
+    )
     p.add_argument("--ready-timeout", type=float, default=300.0, help="max seconds for an adapter to serve")
     p.add_argument("--out", type=Path, default=REPO / "reports" / "bench", help="where the JSON goes")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs) for debugging")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.rounds < 1:
         p.error("--duration must be > 0, --concurrency and --rounds >= 1")
+    if args.discovery is not None:
+        from bench.discovery_bench import parse_sizes
+
+        try:
+            args.discovery = parse_sizes(args.discovery)
+        except ValueError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -931,6 +946,13 @@ def _peer_qps5_lines(results: list[LoadResult], args: argparse.Namespace) -> str
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.discovery is not None:
+            from bench import discovery_bench
+
+            try:
+                return discovery_bench.run(args)
+            except discovery_bench.ab.BenchError as exc:  # ab is bench.adapter_bench, not __main__
+                raise BenchError(str(exc)) from None
         return run(args)
     except KeyboardInterrupt:
         print("bench: interrupted; everything started was stopped and the temp dir removed", file=sys.stderr)
