@@ -60,6 +60,7 @@ __all__ = [
     "main",
     "overlay_dir",
     "placeholder_apiservices",
+    "registry_overrides",
     "render",
     "required_images",
 ]
@@ -409,9 +410,91 @@ def merge_adapter_rules(objects: Sequence[Mapping[str, Any]], rules_file: Path) 
     return merged
 
 
+#: The kustomize image-field config ``render(registry=)`` writes (also in manifests/base): the Prometheus
+#: CR's ``spec.image`` is an image the ``images:`` override must rewrite too.
+_IMAGE_FIELDS_FILE = "image-fields.yaml"
+_IMAGE_FIELDS = {"images": [{"path": "spec/image", "kind": "Prometheus"}]}
+
+
+def _untagged(image: str) -> str:
+    """``image`` without its tag (kustomize's ``images[].name`` and ``newName``), digest kept out too."""
+    image = image.split("@", 1)[0]
+    head, sep, tail = image.rpartition(":")
+    return head if sep and "/" not in tail else image
+
+
+def registry_overrides(objects: Sequence[Mapping[str, Any]], registry: str) -> tuple[list[dict[str, str]],
+                                                                                   list[dict[str, Any]]]:
+    """What moves every image the kit builds that ``objects`` run to ``registry``, tags kept.
+
+    Returns kustomize ``images:`` entries (``name`` as the manifests write it, ``newName`` from
+    :func:`harness.images.registry_ref`, the mapping ``hpa-kit images push`` pushes to) and the patches
+    for what ``images:`` cannot reach: the operator's ``--prometheus-config-reloader`` flag and a
+    Prometheus CR that names only ``spec.version``. Images the kit does not build stay as they are.
+    """
+    from harness import images
+
+    specs = images.default_specs()
+
+    def kit_built(image: str) -> bool:
+        try:
+            return bool(images.select_specs(specs, [image]))
+        except images.ImageError:
+            return False
+
+    entries: dict[str, dict[str, str]] = {}
+    patches: list[dict[str, Any]] = []
+
+    def entry(image: str) -> None:  # an image in a field `images:` rewrites (containers, the CR's spec.image)
+        if image and kit_built(image):
+            name = _untagged(image)
+            new = _untagged(images.registry_ref(image, registry))
+            entries.setdefault(name, {"name": name, "newName": new})
+
+    for obj in objects:
+        kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+        target = {"kind": kind, "name": meta.get("name", "")}
+        if meta.get("namespace"):
+            target["namespace"] = meta["namespace"]
+        if kind == "Prometheus" and str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            spec = obj.get("spec") or {}
+            default = f"{PROMETHEUS_DEFAULT_BASE}:{spec.get('version')}"
+            entry(str(spec.get("image") or ""))
+            if not spec.get("image") and spec.get("version") and kit_built(default):
+                patches.append({"target": target, "patch": json.dumps([
+                    {"op": "add", "path": "/spec/image", "value": images.registry_ref(default, registry)}])})
+            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+                entry(str(c.get("image") or ""))
+        if kind not in _POD_SPEC_PATHS:
+            continue
+        path = _POD_SPEC_PATHS[kind]
+        pod = _dig(obj, path)
+        for c in pod.get("initContainers") or []:
+            entry(str(c.get("image") or ""))
+        for ci, c in enumerate(pod.get("containers") or []):
+            image = str(c.get("image") or "")
+            entry(image)
+            if not image.rpartition(":")[0].endswith("/prometheus-operator"):
+                continue
+            args = [str(a) for a in c.get("args") or []]
+            at = next((i for i, a in enumerate(args) if a.startswith(_RELOADER_FLAG)), None)
+            reloader = (args[at][len(_RELOADER_FLAG):] if at is not None
+                        else image.replace("/prometheus-operator:", "/prometheus-config-reloader:"))
+            if not kit_built(reloader):
+                continue
+            flag = _RELOADER_FLAG + images.registry_ref(reloader, registry)
+            base = "/" + "/".join([*path, "containers", str(ci), "args"])
+            ops: list[dict[str, Any]] = (
+                [{"op": "test", "path": f"{base}/{at}", "value": args[at]},
+                 {"op": "replace", "path": f"{base}/{at}", "value": flag}] if at is not None else
+                [{"op": "add", "path": f"{base}/-" if args else base, "value": flag if args else [flag]}])
+            patches.append({"target": target, "patch": json.dumps(ops)})
+    return sorted(entries.values(), key=lambda e: e["name"]), patches
+
+
 def render(
     overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path,
-    adapter_rules: Path | None = None,
+    adapter_rules: Path | None = None, registry: str | None = None,
 ) -> Path:  # fmt: skip
     """Write an installable build directory for ``overlay`` into ``out_dir`` and return it.
 
@@ -423,6 +506,9 @@ def render(
     survive. ``kubectl apply -k out_dir`` installs.
     ``adapter_rules``: a project's own prometheus-adapter rules (:func:`merge_adapter_rules`), patched
     into the adapter's ConfigMap, with the merged config's hash on the adapter's pod template.
+    ``registry``: every image the kit builds is run from ``REGISTRY/<path>:<tag>`` instead (a kustomize
+    ``images:`` override plus :func:`registry_overrides`' patches), where ``hpa-kit images push
+    --registry`` puts them; pull policies stay as the overlay sets them (``IfNotPresent``).
     ``out_dir`` should be outside the repo (or in the git-ignored ``.state/``): it holds a private key.
     """
     source = overlay_dir(overlay)
@@ -492,6 +578,20 @@ def render(
     if adapter_rules is not None:
         merged = merge_adapter_rules(objects, adapter_rules)
         patches += _adapter_config_patches(objects, merged)
+    fields_path = out / _IMAGE_FIELDS_FILE
+    if registry:
+        from harness import images
+
+        try:
+            image_entries, image_patches = registry_overrides(objects, registry)
+        except images.ImageError as exc:
+            raise ManifestError(str(exc)) from None
+        _atomic_write(fields_path, yaml.safe_dump(_IMAGE_FIELDS, sort_keys=False))
+        kustomization["configurations"] = [_IMAGE_FIELDS_FILE]
+        kustomization["images"] = image_entries
+        patches += image_patches
+    else:
+        fields_path.unlink(missing_ok=True)
     if patches:
         kustomization["patches"] = patches
     header = (

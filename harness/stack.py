@@ -128,6 +128,9 @@ class Stack:
     #: Where rendered builds go (``<build_root>/<overlay name>``); None: ``build`` next to the certs dir.
     #: Private: a build holds the serving Secret with its private key, so never a report folder.
     build_root: Path | None = None
+    #: Run the kit's images from this registry (``REGISTRY/<path>:<tag>``, where ``hpa-kit images push``
+    #: puts them) instead of loading them: for clusters that pull (``existing``).
+    registry: str | None = None
 
     def __post_init__(self) -> None:
         if self.context is None and self.cluster is not None:
@@ -152,6 +155,7 @@ class Stack:
             serving_secret_yaml=Path(str(bundle["secret"])),
             out_dir=self.build_dir,
             adapter_rules=self.adapter_rules,
+            registry=self.registry,
         )
         self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
         self.load_images(self._objects)
@@ -171,6 +175,10 @@ class Stack:
         builds (``python -m harness.images list``) nor in :attr:`preloaded`.
         """
         required = manifests.required_images(objects)
+        if self.registry and self.cluster is not None and not self.cluster.pulls_images:
+            raise StackError(f"the {self.cluster.provider} cluster cannot pull from registry "
+                             f"{self.registry}: drop --registry (hpa-kit loads the images into it). "
+                             "Nothing was applied.")
         if self.cluster is None or self.cluster.pulls_images:
             where = f"the {self.cluster.provider} cluster" if self.cluster else "the cluster"
             self.progress(f"stack: {where} pulls its images ({len(required)} referenced)")

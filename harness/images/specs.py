@@ -137,6 +137,9 @@ class ImageSpec:
     context: str = "."
     #: Built only when asked for by name (``ensure_all(names=[...])``).
     lazy: bool = False
+    #: The cluster's own image (the local provider's pause and CoreDNS), not one the reference install
+    #: runs: ``images push``/``export`` leave it out unless named. Not an input of the image.
+    cluster: bool = False
 
     @property
     def ref(self) -> str:
@@ -189,6 +192,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             files=(FileEntry("/pause", source="addon:pause"),),
             entrypoint=("/pause",),
             user="65535:65535",  # as upstream's pause image
+            cluster=True,
         ),
         ImageSpec(
             alias="coredns",
@@ -199,6 +203,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             # Runs as root: upstream's nonroot image relies on a file capability (setcap) to bind :53,
             # which a plain layer tarball does not carry. The Deployment drops all but NET_BIND_SERVICE.
             ports=("53/tcp", "53/udp"),
+            cluster=True,
         ),
         ImageSpec(
             alias="prometheus-operator",
