@@ -14,10 +14,14 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +33,8 @@ __all__ = [
     "ComponentError",
     "ProcessRecord",
     "alive",
+    "count_forks",
+    "fork_counts",
     "free_port",
     "load_record",
     "port_free",
@@ -36,6 +42,7 @@ __all__ = [
     "start",
     "stop",
     "tail",
+    "tool_name",
     "wait_until",
 ]
 
@@ -44,6 +51,68 @@ __all__ = [
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 TAIL_LINES = 30
+
+#: Processes this Python process started, by tool (:func:`tool_name`), once :func:`count_forks` ran.
+_FORKS: Counter[str] = Counter()
+_FORKS_LOCK = threading.Lock()
+_FORKS_HOOKED = False
+
+
+def tool_name(args: Any, *, shell: bool = False) -> str:
+    """The program a process runs, as counted: the base name of ``argv[0]`` (``/usr/bin/kubectl`` ->
+    ``kubectl``); for a shell command string, of its first word."""
+    if isinstance(args, (str, bytes, os.PathLike)) and not shell:
+        first: Any = args
+    elif isinstance(args, (str, bytes)):
+        text = os.fsdecode(args)
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        first = words[0] if words else ""
+    else:
+        seq = list(args or ())
+        first = seq[0] if seq else ""
+    return os.path.basename(os.fsdecode(first)) or "?"
+
+
+def _count_hook(event: str, args: tuple[Any, ...]) -> None:
+    if event == "subprocess.Popen":  # (executable, args, cwd, env): every subprocess.run/Popen/call
+        executable, argv = args[0], args[1]
+        # subprocess passes a shell=True command as ["/bin/sh", "-c", cmd]: count the command's program
+        seq = list(argv) if isinstance(argv, (list, tuple)) else None
+        if seq and len(seq) >= 3 and tool_name(seq) in ("sh", "bash") and seq[1] == "-c":
+            name = tool_name(seq[2], shell=True)
+        else:
+            name = tool_name(argv if argv else executable)
+    elif event == "os.system":  # (command,)
+        name = tool_name(args[0], shell=True)
+    else:
+        return
+    with _FORKS_LOCK:
+        _FORKS[name] += 1
+
+
+def count_forks() -> None:
+    """Start counting every process this Python process starts, by tool (idempotent).
+
+    One Python audit hook on ``subprocess.Popen`` (which ``subprocess.run``, ``call`` and
+    ``check_output`` go through, whichever module calls them: :class:`harness.kubectl.Kubectl`, the
+    image builds, the manifests' ``kubectl kustomize``) and ``os.system``. Audit hooks cannot be
+    removed; the cost is a dict update per fork.
+    """
+    global _FORKS_HOOKED
+    with _FORKS_LOCK:
+        if _FORKS_HOOKED:
+            return
+        _FORKS_HOOKED = True
+    sys.addaudithook(_count_hook)
+
+
+def fork_counts() -> dict[str, int]:
+    """How many processes were started per tool since :func:`count_forks` (a snapshot)."""
+    with _FORKS_LOCK:
+        return dict(_FORKS)
 
 
 class ComponentError(HarnessError):
