@@ -977,6 +977,8 @@ def _parser() -> argparse.ArgumentParser:
     rend.add_argument("overlay", help=f"one of {', '.join(OVERLAYS)} or a kustomization dir")
     rend.add_argument("--certs", type=Path, required=True, help="dir with cabundle.txt + secret.yaml")
     rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
+    rend.add_argument("--registry", default=None,
+                      help="run the kit's images from REG/<path>:<tag> (hpa-kit images push --registry REG)")
     show = sub.add_parser("build", help="print the overlay's YAML (rendered when --certs is given)")
     show.add_argument("overlay")
     show.add_argument("--certs", type=Path, default=None)
@@ -995,7 +997,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             bundle, secret = _certs_inputs(args.certs)
-            out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out)
+            out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out,
+                         registry=args.registry)
             print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")
         elif args.command == "build":
             if args.certs is None:

@@ -222,7 +222,7 @@ class _ForkLedger:
         outside = {k: n - in_tests.get(k, 0) for k, n in session.items() if n - in_tests.get(k, 0)}
         return {"session": session, "outside_tests": outside, "tests": tests}
 
-    def summary(self, report: dict[str, Any], *, tool: str = "kubectl", top: int = 5) -> str:
+    def summary(self, report: dict[str, Any], *, tool: str = "kubectl", top: int = 3) -> str:
         """One line: the session's forks of ``tool`` and the tests with the most."""
         ranked = sorted(((t["total"].get(tool, 0), nodeid) for nodeid, t in report["tests"].items()),
                         key=lambda x: (-x[0], x[1]))

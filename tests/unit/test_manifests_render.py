@@ -756,21 +756,24 @@ def test_render_refuses_a_bad_registry_in_one_line(tmp_path: Path, ca: tuple[byt
 
 
 @needs_kubectl
-def test_documented_images_override_reaches_the_prometheus_cr(tmp_path: Path) -> None:
-    """manifests/README.md's snippet for `kubectl apply -k` users: an `images:` entry rewrites the
-    Prometheus CR's spec.image too (manifests/base declares the field), the tag kept."""
+@pytest.mark.parametrize("overlay", ["default", "test"])
+def test_the_documented_kubectl_apply_k_snippet_moves_every_image(tmp_path: Path, overlay: str) -> None:
+    """manifests/README.md's `images:` + patch snippet, as a user's own overlay: every image the install
+    runs (the Prometheus CR's spec.image through manifests/base's image-field config, the reloader
+    through the patch) comes from the registry, the same references `images push` pushes to."""
+    from harness import images
+
+    text = (REPO / "manifests" / "README.md").read_text()
+    block = text.split("Applying with `kubectl apply -k` yourself", 1)[1].split("```yaml\n", 1)[1]
+    block = block.split("```", 1)[0].replace("REGISTRY", REG)
+    doc = yaml.safe_load(block)
     user = tmp_path / "mine"
     user.mkdir()
-    (user / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [os.path.relpath(manifests.overlay_dir("default"), user)],
-        "images": [{"name": "quay.io/prometheus/prometheus", "newName": f"{REG}/prometheus/prometheus"},
-                   {"name": "hpa-kit/adapter", "newName": f"{REG}/hpa-kit/adapter"}],
-    }))
-    objs = _objects(user)
-    prom = next(o for o in objs if o["kind"] == "Prometheus")
-    assert prom["spec"]["image"] == f"{REG}/prometheus/prometheus:{prom['spec']['version']}"
-    adapter = [c for w, c in _containers(objs) if w == "Deployment custom-metrics-apiserver"]
-    assert [c["image"] for c in adapter] == [f"{REG}/hpa-kit/adapter:0.1.0"]
+    doc["resources"] = [os.path.relpath(manifests.overlay_dir(overlay), user)]
+    (user / "kustomization.yaml").write_text(yaml.safe_dump(doc))
+    before = manifests.required_images(manifests.build(overlay))
+    after = manifests.required_images(_objects(user))
+    assert sorted(after) == sorted(images.registry_ref(i, REG) for i in before)
 
 
 def test_registry_overrides_add_what_images_cannot_reach() -> None:
