@@ -171,3 +171,25 @@ def test_export_copies_the_archives_and_lists_them(fakes: _Fakes, tmp_path: Path
     dest = got["registry.k8s.io/pause:3.10"]
     assert dest.read_bytes() == fakes.archive.read_bytes()
     assert (out / "images.txt").read_text() == f"pause.tar\tregistry.k8s.io/pause:3.10\t{fakes.digest}\n"
+
+
+def test_hpa_kit_images_hands_over_to_the_images_cli(fakes: _Fakes,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import cli
+
+    argv = ["images", "push", "--registry", "127.0.0.1:5000/k", "--insecure", "--images", "pause"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"registry.k8s.io/pause:3.10\t127.0.0.1:5000/k/pause:3.10@{fakes.digest}" in out
+    assert "--dest-tls-verify=false" in fakes.argvs[0]
+    assert cli.main(["images", "push", "--registry", "http://127.0.0.1:5000"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --registry 'http://127.0.0.1:5000': drop the scheme")
+    assert err.count("\n") == 1
+
+
+def test_install_takes_a_registry() -> None:
+    from harness import cli
+
+    args = cli._parser().parse_args(["install", "--registry", "reg.example.com:5000/kit"])
+    assert args.registry == "reg.example.com:5000/kit"
