@@ -69,6 +69,14 @@ _AUTH = re.compile(r"unauthorized|authentication required|\b401\b|invalid userna
                    r"requested access to the resource is denied|denied:|\b403\b|forbidden", re.I)
 
 
+def _clip(text: str, n: int) -> str:
+    """The last ``n`` characters of ``text``, starting at a word, with ``...`` when cut."""
+    if len(text) <= n:
+        return text
+    tail = text[-n:]
+    return "..." + tail[tail.find(" ") + 1:] if " " in tail else "..." + tail
+
+
 def explain_push_failure(stderr: str, registry: str, target: str) -> str:
     """One line saying what went wrong with a push and what to do, from skopeo's stderr."""
     detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
@@ -78,14 +86,14 @@ def explain_push_failure(stderr: str, registry: str, target: str) -> str:
         return (f"registry {host} speaks plain HTTP: pass --insecure (and configure the cluster's "
                 f"runtime to pull from it over HTTP)")
     if re.search(r"x509|certificate|tls:", stderr, re.I):
-        return (f"TLS to registry {host} failed ({detail[-200:]}): trust its CA on this host, or pass "
+        return (f"TLS to registry {host} failed ({_clip(detail, 200)}): trust its CA on this host, or pass "
                 "--insecure to skip verification")
     if _UNREACHABLE.search(stderr):
-        return f"registry {host} unreachable ({detail[-200:]}): check the address and that it runs"
+        return f"registry {host} unreachable ({_clip(detail, 200)}): check the address and that it runs"
     if _AUTH.search(stderr):
         return (f"registry {host} refused {target}: authentication failed or not allowed to push "
-                f"({detail[-160:]}); log in with `skopeo login {host}` (or pass --authfile)")
-    return f"push of {target} failed: {detail[-300:]}"
+                f"({_clip(detail, 160)}); log in with `skopeo login {host}` (or pass --authfile)")
+    return f"push of {target} failed: {_clip(detail, 300)}"
 
 
 def push_images(names: Iterable[str] | None, *, registry: str, tls_verify: bool = True,

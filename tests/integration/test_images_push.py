@@ -134,3 +134,40 @@ def test_push_to_a_dead_or_tls_mismatched_registry_is_one_clear_line(registry: s
     assert proc.returncode == 1
     [err] = proc.stderr.strip().splitlines()
     assert "speaks plain HTTP: pass --insecure" in err, err
+
+
+def test_push_refused_for_credentials_is_one_line_naming_login(tmp_path: Path) -> None:
+    """What real skopeo prints when a registry wants credentials, as our one line. The server is a
+    stand-in on loopback that answers every request 401 with a Basic challenge, as registries do."""
+    import http.server
+    import threading
+
+    class Auth(http.server.BaseHTTPRequestHandler):
+        def _deny(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="hpa-kit-test"')
+            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            self.send_header("Content-Type", "application/json")
+            body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _deny
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Auth)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reg = f"127.0.0.1:{server.server_address[1]}"
+        proc = _hpa_kit("images", "push", "--registry", reg, "--insecure", "--images", "pause")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 1
+    [err] = proc.stderr.strip().splitlines()
+    assert err.startswith(f"error: registry {reg} refused {reg}/pause:3.10: authentication failed"), err
+    assert f"skopeo login {reg}" in err
