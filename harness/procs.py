@@ -77,18 +77,21 @@ def tool_name(args: Any, *, shell: bool = False) -> str:
 
 
 def _count_hook(event: str, args: tuple[Any, ...]) -> None:
-    if event == "subprocess.Popen":  # (executable, args, cwd, env): every subprocess.run/Popen/call
-        executable, argv = args[0], args[1]
-        # subprocess passes a shell=True command as ["/bin/sh", "-c", cmd]: count the command's program
-        seq = list(argv) if isinstance(argv, (list, tuple)) else None
-        if seq and len(seq) >= 3 and tool_name(seq) in ("sh", "bash") and seq[1] == "-c":
-            name = tool_name(seq[2], shell=True)
-        else:
-            name = tool_name(argv if argv else executable)
-    elif event == "os.system":  # (command,)
-        name = tool_name(args[0], shell=True)
-    else:
+    if event != "subprocess.Popen" and event != "os.system":  # every audit event comes here: be quick
         return
+    try:
+        if event == "subprocess.Popen":  # (executable, args, cwd, env): every subprocess.run/Popen/call
+            executable, argv = args[0], args[1]
+            # subprocess passes a shell=True command as ["/bin/sh", "-c", cmd]: count the command's program
+            seq = list(argv) if isinstance(argv, (list, tuple)) else None
+            if seq and len(seq) >= 3 and tool_name(seq) in ("sh", "bash") and seq[1] == "-c":
+                name = tool_name(seq[2], shell=True)
+            else:
+                name = tool_name(argv if argv else executable)
+        else:  # os.system(command)
+            name = tool_name(args[0], shell=True)
+    except Exception:  # an exception here would fail the caller's fork: count it, never break it
+        name = "?"
     with _FORKS_LOCK:
         _FORKS[name] += 1
 

@@ -97,3 +97,10 @@ def test_the_plugin_records_forks_per_test_and_phase(pytester: pytest.Pytester, 
         f"hpa-kit forks: kubectl 8 (0 outside tests); others: true 1; most kubectl: test_many 7 (call 5), "
         f"test_few 1 (call 1); per test: {reports / 'forks.json'}",
     ])
+
+
+def test_the_hook_never_breaks_a_fork_it_cannot_name() -> None:
+    before = procs.fork_counts().get("?", 0)
+    procs._count_hook("subprocess.Popen", (None, [object()], None, None))  # no exception into Popen
+    procs._count_hook("open", ("/etc/hostname", "r", 0))  # other audit events are not forks
+    assert procs.fork_counts().get("?", 0) == before + 1
