@@ -1,4 +1,4 @@
-"""Offline container images for the local cluster: specs, cached builds, containerd import.
+"""The kit's container images: specs, cached offline builds, containerd import, registry push, export.
 
 ``python -m harness.images build|list|prune|import|docker-build|push|export`` (also ``hpa-kit images
 ...``; ``scripts/build-images.sh``); the first paragraph above is the ``--help`` description."""
