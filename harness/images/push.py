@@ -96,13 +96,28 @@ def explain_push_failure(stderr: str, registry: str, target: str) -> str:
     return f"push of {target} failed: {_clip(detail, 300)}"
 
 
+def _preflight(registry: str, target: str, *, tls_verify: bool, authfile: Path | None) -> None:
+    """Fail before any build when the registry cannot be reached at all (address, plain HTTP, TLS):
+    ``skopeo list-tags`` of the first target's repository. A refusal to list (credentials, a
+    repository that does not exist yet) is left to the push itself."""
+    argv = ["skopeo", "list-tags", f"--tls-verify={'true' if tls_verify else 'false'}"]
+    if authfile is not None:
+        argv += ["--authfile", str(authfile)]
+    proc = run([*argv, f"docker://{target.rpartition(':')[0]}"], check=False)
+    err = proc.stderr or ""
+    if proc.returncode != 0 and (_UNREACHABLE.search(err) or re.search(r"x509|certificate|tls:|HTTP response "
+                                                                       r"to HTTPS client", err, re.I)):
+        raise ImageError(explain_push_failure(err, registry, target))
+
+
 def push_images(names: Iterable[str] | None, *, registry: str, tls_verify: bool = True,
                 authfile: Path | None = None, layout: Layout | None = None,
                 progress: Progress = print, force_build: bool = False) -> list[Pushed]:
     """Build what is missing, then push each image to ``registry``; the pushed references and digests.
 
-    ``names``: aliases or image names (None: :func:`stack_specs`). The registry is checked before
-    anything is built; the first registry failure stops the run with one line (:class:`ImageError`).
+    ``names``: aliases or image names (None: :func:`stack_specs`). The reference is checked, and the
+    registry reached, before anything is built (a cold build takes many minutes); the first registry
+    failure stops the run with one line (:class:`ImageError`).
     """
     layout = layout or Layout()
     registry = check_registry(registry)
@@ -113,6 +128,7 @@ def push_images(names: Iterable[str] | None, *, registry: str, tls_verify: bool 
     if authfile is not None and not Path(authfile).is_file():
         raise ImageError(f"--authfile {authfile} does not exist "
                          f"(skopeo login --authfile {authfile} {registry})")
+    _preflight(registry, next(iter(targets.values())), tls_verify=tls_verify, authfile=authfile)
     built = ensure_all(wanted, layout=layout, progress=progress, force=force_build)
     out: list[Pushed] = []
     with tempfile.TemporaryDirectory(prefix="hpa-kit-push-") as tmp:

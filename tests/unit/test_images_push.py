@@ -94,6 +94,8 @@ class _Fakes:
 
     def run(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         self.argvs.append(argv)
+        if argv[1] == "list-tags":  # the reachability check: answers like the copy would
+            return subprocess.CompletedProcess(argv, self.rc, "", self.stderr)
         if self.rc == 0:
             Path(argv[argv.index("--digestfile") + 1]).write_text(self.digest)
         return subprocess.CompletedProcess(argv, self.rc, "", self.stderr)
@@ -136,7 +138,8 @@ def test_push_builds_then_copies_and_returns_reference_and_digest(fakes: _Fakes)
                                   progress=lambda _: None)
     assert fakes.ensured == [["pause"]]
     assert str(pushed) == f"127.0.0.1:5000/pause:3.10@{fakes.digest}"
-    assert fakes.argvs[0][-1] == "docker://127.0.0.1:5000/pause:3.10"
+    assert fakes.argvs[0] == ["skopeo", "list-tags", "--tls-verify=false", "docker://127.0.0.1:5000/pause"]
+    assert fakes.argvs[1][-1] == "docker://127.0.0.1:5000/pause:3.10"
 
 
 def test_push_fails_when_the_registry_answers_another_digest(fakes: _Fakes) -> None:
@@ -145,12 +148,22 @@ def test_push_fails_when_the_registry_answers_another_digest(fakes: _Fakes) -> N
         images.push_images(["pause"], registry="127.0.0.1:5000", progress=lambda _: None)
 
 
-def test_push_stops_at_the_first_registry_failure_with_one_line(fakes: _Fakes) -> None:
+def test_an_unreachable_registry_fails_before_anything_is_built(fakes: _Fakes) -> None:
     fakes.rc = 1
     fakes.stderr = _FATAL.format("pinging container registry 127.0.0.1:5000: dial tcp: connection refused")
     with pytest.raises(images.ImageError) as exc:
         images.push_images(["pause"], registry="127.0.0.1:5000", progress=lambda _: None)
     assert str(exc.value).startswith("registry 127.0.0.1:5000 unreachable") and "\n" not in str(exc.value)
+    assert fakes.ensured == []
+
+
+def test_a_registry_refusing_to_list_still_gets_the_push_and_its_answer(fakes: _Fakes) -> None:
+    fakes.rc = 1
+    fakes.stderr = _FATAL.format("Error listing repository tags: unauthorized: authentication required")
+    with pytest.raises(images.ImageError, match="authentication failed"):
+        images.push_images(["pause"], registry="127.0.0.1:5000", progress=lambda _: None)
+    assert fakes.ensured == [["pause"]]
+    assert [a[1] for a in fakes.argvs] == ["list-tags", "copy"]
 
 
 def test_a_bad_registry_fails_before_anything_is_built(fakes: _Fakes) -> None:
@@ -181,7 +194,7 @@ def test_hpa_kit_images_hands_over_to_the_images_cli(fakes: _Fakes,
     assert cli.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert f"registry.k8s.io/pause:3.10\t127.0.0.1:5000/k/pause:3.10@{fakes.digest}" in out
-    assert "--dest-tls-verify=false" in fakes.argvs[0]
+    assert "--dest-tls-verify=false" in fakes.argvs[1]
     assert cli.main(["images", "push", "--registry", "http://127.0.0.1:5000"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --registry 'http://127.0.0.1:5000': drop the scheme")
