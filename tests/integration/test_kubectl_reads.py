@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from harness import procs
 from harness.kubectl import KubeApiError, Kubectl, KubectlError
 
 pytestmark = pytest.mark.integration
@@ -32,21 +33,27 @@ def test_get_reads_what_kubectl_reads_and_filters_by_label_and_field(kc: Kubectl
         _apply(kc, {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": ns, "labels": {"tier": tier}},
                     "data": {"k": name}})  # fmt: skip
+    procs.count_forks()
     try:
+        before = procs.fork_counts()
         one = kc.get("cm", "a", namespace=ns)
-        forked = kc.json("-n", ns, "get", "configmap", "a")
-        assert one["metadata"]["uid"] == forked["metadata"]["uid"] and one["data"] == {"k": "a"}
-
         web = kc.get("configmaps", namespace=ns, selector="tier=web")
-        assert sorted(i["metadata"]["name"] for i in web["items"]) == ["a", "b"]
-        forked_web = kc.json("-n", ns, "get", "cm", "-l", "tier=web")["items"]
-        assert sorted(i["metadata"]["name"] for i in forked_web) == ["a", "b"]
         by_name = kc.get("configmaps", namespace=ns, fields="metadata.name=c")
-        assert [i["metadata"]["name"] for i in by_name["items"]] == ["c"]
-
         cluster_scoped = kc.get("namespace", ns)
+        raw_b = kc.raw(f"/api/v1/namespaces/{ns}/configmaps/b")
+        reads = procs.fork_counts()
+        forked = kc.json("-n", ns, "get", "configmap", "a")
+        forked_web = kc.json("-n", ns, "get", "cm", "-l", "tier=web")["items"]
+        # Five reads, no fork; the counter sees the two kubectl runs after them, so zero is not blind.
+        assert reads.get("kubectl", 0) - before.get("kubectl", 0) == 0
+        assert procs.fork_counts().get("kubectl", 0) - reads.get("kubectl", 0) == 2
+
+        assert one["metadata"]["uid"] == forked["metadata"]["uid"] and one["data"] == {"k": "a"}
+        assert sorted(i["metadata"]["name"] for i in web["items"]) == ["a", "b"]
+        assert sorted(i["metadata"]["name"] for i in forked_web) == ["a", "b"]
+        assert [i["metadata"]["name"] for i in by_name["items"]] == ["c"]
         assert cluster_scoped["status"]["phase"] == "Active"
-        assert kc.raw(f"/api/v1/namespaces/{ns}/configmaps/b")["data"] == {"k": "b"}
+        assert raw_b["data"] == {"k": "b"}
     finally:
         kc.run("delete", "namespace", ns, "--wait=false")
 
