@@ -27,7 +27,8 @@ when a test that uses ``stack`` fails, the stack's diagnostics land in its ``sce
 Every process the session forks is counted by tool (``harness.procs.count_forks``): per test and phase
 into ``forks.json`` (the session's report folder when it made one, else the reports folder), and a
 summary line at the end names the tests that forked kubectl most. A session-scoped fixture's forks
-count in the setup of the first test that needs it (the ``stack`` install in the first scenario's).
+count in the setup of the first test that needs it (the ``stack`` install in the first scenario's),
+its finalizer's in the teardown of the session's last test.
 
 The plugin imports nothing heavy at load time: a project without the ``[harness]`` extra still runs
 its other tests, and a fixture that needs the extra says which one to install.
