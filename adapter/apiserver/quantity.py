@@ -26,6 +26,13 @@ _SUFFIXES = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 
 _MIN_EXPONENT = -9  # 1n: values are rounded up to this precision
 
 
+#: Magnitudes whose decimal exponent (``Decimal.adjusted()``) lies in this range take the exact
+#: integer-ratio path of :func:`canonical_parts`; others (e.g. ``1e-400``, ``1e400``) the digit path,
+#: which never builds an integer the size of the exponent.
+_FAST_ADJUSTED = range(-30, 31)
+_NANO = 10**9
+
+
 def canonical_parts(value: Decimal) -> tuple[int, int]:
     """Return ``(mantissa, exponent)`` of the canonical form: ``value ~= mantissa * 10**exponent``.
 
@@ -34,6 +41,24 @@ def canonical_parts(value: Decimal) -> tuple[int, int]:
     """
     if not value.is_finite():
         raise ValueError(f"{value} cannot be represented as a Kubernetes quantity")
+    if value.adjusted() in _FAST_ADJUSTED:
+        # Exact: value = num / den with den = 2**a * 5**b; scale to nano-units, rounding the
+        # magnitude up (away from zero), then move whole thousands into the exponent. Some 4x
+        # faster than splitting the digit tuple (1,000 values per pods/* answer over 1,000 pods).
+        num, den = value.as_integer_ratio()
+        if num == 0:
+            return 0, 0
+        mantissa = -(-abs(num) * _NANO // den)
+        exponent = -9
+        while mantissa % 1000 == 0:
+            mantissa //= 1000
+            exponent += 3
+        return (-mantissa if num < 0 else mantissa), exponent
+    return _canonical_parts_digits(value)
+
+
+def _canonical_parts_digits(value: Decimal) -> tuple[int, int]:
+    """:func:`canonical_parts` from the digit tuple: any finite ``value``, any exponent."""
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite, checked above
     mantissa = int("".join(map(str, digits)) or "0")

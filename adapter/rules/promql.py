@@ -22,33 +22,28 @@ from adapter.rules.templates import Template
 from adapter.selectors import LabelSelector, Requirement
 
 _RE2_META = set("\\.+*?()|[]{}^$")
+#: str.translate tables: one C-level pass per string (a pods/* query over 1,000 pods quotes ~10 kB;
+#: the per-character Python loops these replace were a third of the adapter's CPU per request).
+_RE2_ESCAPES = {ord(ch): "\\" + ch for ch in _RE2_META}
+_QUOTE_ESCAPES = {
+    **{c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F)},
+    ord("\\"): "\\\\",
+    ord('"'): '\\"',
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
 
 
 def regex_escape(value: str) -> str:
     """Escape RE2 metacharacters so ``value`` matches only itself."""
-    return "".join("\\" + ch if ch in _RE2_META else ch for ch in value)
+    return value.translate(_RE2_ESCAPES)
 
 
 def quote(value: str) -> str:
-    """A PromQL double-quoted string literal for ``value``."""
-    out = ['"']
-    for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A PromQL double-quoted string literal for ``value``: ``\\``, ``"``, ``\\n``, ``\\r``, ``\\t``
+    escaped as such, other control characters (and DEL) as ``\\uXXXX``."""
+    return '"' + value.translate(_QUOTE_ESCAPES) + '"'
 
 
 def _common_prefix(values: Sequence[str]) -> str:
