@@ -46,6 +46,15 @@ def quote(value: str) -> str:
     return '"' + value.translate(_QUOTE_ESCAPES) + '"'
 
 
+def _escape_join(values: Sequence[str]) -> str:
+    """``"|".join(regex_escape(v) for v in values)`` in one translate over the joined text (a NUL
+    stands in for the separators; values that contain one take the per-value path)."""
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        return "|".join(regex_escape(v) for v in values)
+    return joined.translate(_RE2_ESCAPES).replace("\0", "|")
+
+
 def _common_prefix(values: Sequence[str]) -> str:
     first, last = min(values), max(values)
     n = 0
@@ -63,9 +72,9 @@ def alternation(values: Iterable[str]) -> str:
         return regex_escape(unique[0])
     prefix = _common_prefix(unique)
     if len(prefix) >= 3:
-        rest = "|".join(regex_escape(v[len(prefix) :]) for v in unique)
+        rest = _escape_join([v[len(prefix) :] for v in unique])
         return f"{regex_escape(prefix)}(?:{rest})"
-    return "|".join(regex_escape(v) for v in unique)
+    return _escape_join(unique)
 
 
 def names_matcher(label: str, names: Iterable[str]) -> str:
@@ -131,7 +140,7 @@ def _values_text(values: Iterable[str]) -> str:
     Each value is regex-escaped and the whole is escaped for a PromQL string, so a template
     author can paste it between double quotes (upstream passes values through raw).
     """
-    return quote("|".join(regex_escape(v) for v in sorted(set(values))))[1:-1]
+    return quote(_escape_join(sorted(set(values))))[1:-1]
 
 
 def _replace(rule: DiscoveryRule, value: str) -> str:

@@ -25,7 +25,7 @@ from adapter.apiserver.routes import (
 )
 from adapter.provider.base import MetricValue, ObjectReference
 from adapter.provider.prometheus.client import Sample
-from adapter.rules.promql import quote, regex_escape
+from adapter.rules.promql import _escape_join, quote, regex_escape
 from adapter.selectors import LabelSelector, parse_label_selector
 
 # ----------------------------------------------------------------------- the previous code
@@ -121,6 +121,7 @@ def test_quantity_paths_agree_at_the_edges() -> None:
         "0", "-0", "0E-40", "1E-9", "1E-10", "-1E-10", "9.99999999999E-10", "1.0000000001",
         "0.1666666666666666574", "1E+30", "1E+31", "-1E+30", "999999999999999999999.999",
         "1E-30", "1E-31", "123456789012345678901234567890.5",
+        "1." + "1" * 70, "-9." + "9" * 70,  # more digits than the fast path holds: digit path
     ]:  # fmt: skip
         d = Decimal(text)
         assert canonical_parts(d) == _canonical_parts_digits(d), text
@@ -214,3 +215,10 @@ def test_custom_list_text_over_1000_pods_sharing_everything_but_name_and_value()
         assert json.loads(text) == value_list_json(
             CUSTOM_GROUP, version, "MetricValueList", [custom_value_json(version, v, None) for v in values]
         )
+
+
+@given(st.lists(TEXT, min_size=1, max_size=12))
+@settings(max_examples=400)
+def test_escape_join_equals_escaping_each_value(values: list[str]) -> None:
+    """Including values with NUL characters (the stand-in separator) and empty ones."""
+    assert _escape_join(values) == "|".join(old_regex_escape(v) for v in values)
