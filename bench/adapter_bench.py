@@ -112,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pods", type=_pod_counts, default=[100, 1000, 10000], help="pod counts (default 100,1000,10000)"
     )
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
+    p.add_argument(
+        "--durations",
+        type=_durations,
+        default=None,
+        help="seconds of load per pod count, smallest count first (e.g. 10,10,60 for 100,1000,10000: "
+        "the peer needs seconds per answer at 10,000 pods, so a short window may see none complete)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="rounds per N, order alternated, samples pooled (2)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run (1)")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent requests (default 16)")
@@ -159,7 +166,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.rounds < 1:
         p.error("--duration must be > 0, --concurrency and --rounds >= 1")
+    if args.durations is not None and len(args.durations) != len(args.pods):
+        p.error(f"--durations has {len(args.durations)} entries; pass one per pod count {args.pods}")
     return args
+
+
+def _durations(text: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--durations {text!r}: pass comma-separated seconds") from None
+    if not out or any(d <= 0 for d in out):
+        raise argparse.ArgumentTypeError(f"--durations {text!r}: every duration must be > 0")
+    return out
+
+
+def duration_for(args: argparse.Namespace, n: int) -> float:
+    """Seconds of load at ``n`` pods: its ``--durations`` entry, else ``--duration``."""
+    if args.durations is None:
+        return float(args.duration)
+    return args.durations[args.pods.index(n)]
 
 
 def _seconds(duration: str) -> float:
@@ -713,14 +739,14 @@ def _measure(
     c0, a0 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
     progress(
         f"N={n} {version} {t.label} round {rnd}/{args.rounds}: {args.concurrency} concurrent "
-        f"for {args.duration:g}s (load {la[0]:.2f}) ..."
+        f"for {duration_for(args, n):g}s (load {la[0]:.2f}) ..."
     )
     with _profiling(t, args, f"ours-{n}-{version}-r{rnd}"):
         r = asyncio.run(
             run_load(
                 t.key,
                 t.url(version),
-                duration_s=args.duration,
+                duration_s=duration_for(args, n),
                 concurrency=args.concurrency,
                 check=Check(n),
                 verify=tls,
@@ -802,6 +828,7 @@ def _report(
         "config": {
             "pods": args.pods,
             "duration_s": args.duration,
+            "durations_s": {str(n): duration_for(args, n) for n in args.pods},
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
             "series": args.series,
