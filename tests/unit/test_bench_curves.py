@@ -49,3 +49,19 @@ def test_json_and_png(tmp_path: Path) -> None:
     assert doc["v1beta1"]["peer"]["rps"] == [40.0, 10.0, None]
     png = plot_curves(RESULTS, [100, 1000, 10000], [("ours", "ours"), ("peer", "peer")], tmp_path / "c.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_durations_give_each_pod_count_its_window() -> None:
+    import pytest
+
+    from bench.adapter_bench import duration_for, parse_args
+
+    args = parse_args(["--pods", "100,1000,10000", "--durations", "8,8,30"])
+    assert [duration_for(args, n) for n in args.pods] == [8.0, 8.0, 30.0]
+    args = parse_args(["--pods", "100,1000", "--duration", "5"])
+    assert [duration_for(args, n) for n in args.pods] == [5.0, 5.0]
+    assert parse_args([]).pods == [100, 1000, 10000]
+    with pytest.raises(SystemExit):
+        parse_args(["--pods", "100,1000", "--durations", "8"])
+    with pytest.raises(SystemExit):
+        parse_args(["--durations", "8,0,3"])
