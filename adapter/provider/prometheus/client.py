@@ -15,6 +15,7 @@ client's and not transient, so it raises :class:`PrometheusQueryError` (500) nam
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import ssl
@@ -62,7 +63,13 @@ class Sample:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(float(self.timestamp), tz=UTC)
+        return _utc_time(self.timestamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_time(timestamp: Decimal) -> datetime:
+    """A sample timestamp as an aware UTC datetime (cached: one query's samples share theirs)."""
+    return datetime.fromtimestamp(float(timestamp), tz=UTC)
 
 
 @dataclass
