@@ -51,14 +51,23 @@ def test_issues_the_overlay_chain_and_injects_the_ca(
     assert sum(o["kind"] == "Certificate" for o in objects) == 2
     kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(objects), timeout=60)
 
-    env = {"KUBECONFIG": str(control_plane.kubeconfig), "POD_NAMESPACE": certmanager.NAMESPACE}
+    # The harness's RBAC, and each component acting as its ServiceAccount (kubeconfig `as:`), so a
+    # missing permission fails here as it would in the pod.
+    rbac = [o for o in certmanager.objects() if o["kind"] != "Deployment"]
+    kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac), timeout=60)
     pid_dir = tmp_path / "pids"
-    records = [
-        procs.start(f"cert-manager-{part}", [str(binaries / part), *args, "-v=2"],
-                    log=tmp_path / f"{part}.log", pid_dir=pid_dir, env=env)
-        for part, args in (("controller", ["--kubeconfig", str(control_plane.kubeconfig)]),
-                           ("cainjector", ["--kinds=apiservice"]))
-    ]  # fmt: skip
+    records = []
+    for part, args in (("controller", []), ("cainjector", ["--kinds=apiservice"])):
+        config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+        for user in config["users"]:
+            user["user"]["as"] = f"system:serviceaccount:{certmanager.NAMESPACE}:cert-manager-{part}"
+        kubeconfig = tmp_path / f"{part}.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        env = {"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": certmanager.NAMESPACE}
+        if part == "controller":  # cert-manager's client config reads the flag, not $KUBECONFIG
+            args = ["--kubeconfig", str(kubeconfig)]
+        records.append(procs.start(f"cert-manager-{part}", [str(binaries / part), *args, "-v=2"],
+                                   log=tmp_path / f"{part}.log", pid_dir=pid_dir, env=env))  # fmt: skip
     try:
         certificates = [o["metadata"]["name"] for o in objects if o["kind"] == "Certificate"]
         apiservices = [o["metadata"]["name"] for o in objects if o["kind"] == "APIService"]
@@ -95,3 +104,7 @@ def test_issues_the_overlay_chain_and_injects_the_ca(
             procs.stop(record)
         kubectl.run("delete", "apiservice", "-l", "hpa-kit/ca-bundle=cert-manager", "--ignore-not-found",
                     check=False)  # fmt: skip
+        for part in ("controller", "cainjector"):
+            log = (tmp_path / f"{part}.log").read_text().splitlines()
+            forbidden = [line for line in log if "forbidden" in line]
+            assert not forbidden, f"{part} lacks RBAC: {forbidden[:3]}"
