@@ -446,7 +446,7 @@ def render(
     if targets and not bundle:
         raise ManifestError(
             f"overlay {source.name} needs a caBundle for {', '.join(targets)}: pass the contents of "
-            "cabundle.txt from harness.certs.serving_bundle"
+            "cabundle.txt from harness.certs.serving_bundle (CLI: render --certs DIR)"
         )
     issued = cert_manager_secrets(objects)
     if serving_secret_yaml is not None and _expected_secret(objects) in issued:
