@@ -53,6 +53,7 @@ __all__ = [
     "anonymous_access",
     "audit",
     "build",
+    "cert_manager_secrets",
     "detect_insecure",
     "kustomize",
     "live_objects",
@@ -70,7 +71,7 @@ MANIFESTS_DIR = paths.manifests_dir()
 OVERLAYS_DIR = MANIFESTS_DIR / "overlays"
 
 #: The overlays shipped in ``manifests/overlays`` (see manifests/README.md for the risk of each).
-OVERLAYS = ("default", "anonymous-fallback", "insecure", "resource-metrics", "test")
+OVERLAYS = ("default", "anonymous-fallback", "insecure", "resource-metrics", "test", "cert-manager")
 
 ADAPTER_NAMESPACE = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"
@@ -271,6 +272,19 @@ def _load_secret(path: Path, expected: tuple[str, str], ca_bundle: str) -> str:
             "adapter. Use cabundle.txt and secret.yaml from the same serving_bundle() output dir"
         )
     return text
+
+
+def cert_manager_secrets(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, name) of every Secret a cert-manager ``Certificate`` in ``objects`` issues.
+
+    An overlay whose Certificate issues the adapter's serving Secret (overlays/cert-manager) gets its
+    TLS from cert-manager: :func:`render` must add no Secret and no caBundle for it.
+    """
+    return sorted(
+        ((o.get("metadata") or {}).get("namespace", "default"), (o.get("spec") or {}).get("secretName", ""))
+        for o in objects
+        if o.get("kind") == "Certificate" and str(o.get("apiVersion", "")).startswith("cert-manager.io/")
+    )
 
 
 def locustfile_namespaces(objects: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -518,7 +532,14 @@ def render(
     if targets and not bundle:
         raise ManifestError(
             f"overlay {source.name} needs a caBundle for {', '.join(targets)}: pass the contents of "
-            "cabundle.txt from harness.certs.serving_bundle"
+            "cabundle.txt from harness.certs.serving_bundle (CLI: render --certs DIR)"
+        )
+    issued = cert_manager_secrets(objects)
+    if serving_secret_yaml is not None and _expected_secret(objects) in issued:
+        namespace, name = _expected_secret(objects)
+        raise ManifestError(
+            f"overlay {source.name} has cert-manager issue the adapter's Secret {namespace}/{name}: render "
+            "it without a serving Secret (and without a caBundle: cainjector fills it)"
         )
     secret_text = (
         _load_secret(serving_secret_yaml, _expected_secret(objects), bundle)
@@ -975,7 +996,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     rend = sub.add_parser("render", help="write an installable build dir (then: kubectl apply -k DIR)")
     rend.add_argument("overlay", help=f"one of {', '.join(OVERLAYS)} or a kustomization dir")
-    rend.add_argument("--certs", type=Path, required=True, help="dir with cabundle.txt + secret.yaml")
+    rend.add_argument("--certs", type=Path, default=None,
+                      help="dir with cabundle.txt + secret.yaml (not for overlays/cert-manager)")
     rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
     rend.add_argument("--registry", default=None,
                       help="run the kit's images from REG/<path>:<tag> (hpa-kit images push --registry REG)")
@@ -996,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "render":
-            bundle, secret = _certs_inputs(args.certs)
+            bundle, secret = _certs_inputs(args.certs) if args.certs is not None else ("", None)
             out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out,
                          registry=args.registry)
             print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import certs, manifests, paths, podstate
+from harness import certmanager, certs, manifests, paths, podstate
 from harness.errors import HarnessError
 from harness.kubectl import Kubectl
 from harness.waits import wait_for
@@ -145,28 +145,63 @@ class Stack:
 
     def install(self, *, timeout: float = 600) -> None:
         self.progress(f"stack: installing overlay {self.overlay!r}")
-        bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
-        self.progress(
-            f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
-        )
-        manifests.render(
-            self.overlay,
-            ca_bundle=str(bundle["ca_bundle"]),
-            serving_secret_yaml=Path(str(bundle["secret"])),
-            out_dir=self.build_dir,
-            adapter_rules=self.adapter_rules,
-            registry=self.registry,
-        )
+        source = manifests.load_objects(manifests.kustomize(manifests.overlay_dir(self.overlay)))
+        issued = manifests.cert_manager_secrets(source)
+        if issued:
+            # cert-manager issues the serving Secret and cainjector fills the caBundle: no certs here.
+            self.progress("stack: cert-manager issues " + ", ".join(f"{ns}/{n}" for ns, n in issued))
+            manifests.render(self.overlay, ca_bundle="", serving_secret_yaml=None, out_dir=self.build_dir,
+                             adapter_rules=self.adapter_rules, registry=self.registry)  # fmt: skip
+        else:
+            bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
+            self.progress(
+                f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
+            )
+            manifests.render(
+                self.overlay,
+                ca_bundle=str(bundle["ca_bundle"]),
+                serving_secret_yaml=Path(str(bundle["secret"])),
+                out_dir=self.build_dir,
+                adapter_rules=self.adapter_rules,
+                registry=self.registry,
+            )
         self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
-        self.load_images(self._objects)
+        cm = self._cert_manager() if issued else None
+        if cm is not None:
+            cm.build()
+            self.load_images([*self._objects, *certmanager.objects()])
+        else:
+            self.load_images(self._objects)
         self.install_crds()
+        if cm is not None:
+            cm.install(timeout=min(timeout, 300))
         self.remove_stale_load_jobs()
         self.kubectl.run(
             "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
         )
         self.progress(f"stack: applied {self.build_dir}")
+        if issued:
+            self.certificate_manager().wait_certificates(
+                ADAPTER_NS, self.certificates(), timeout=min(timeout, 300)
+            )
         self.wait_ready(timeout=timeout)
         self.warn_insecure()
+
+    def certificate_manager(self) -> certmanager.CertManager:
+        return certmanager.CertManager(self.kubectl, progress=self.progress)
+
+    def _cert_manager(self) -> certmanager.CertManager | None:
+        """The harness's cert-manager to install, or None when the cluster runs its own."""
+        cm = self.certificate_manager()
+        if cm.foreign():
+            self.progress("stack: the cluster runs its own cert-manager: using it")
+            return None
+        return cm
+
+    def certificates(self) -> list[str]:
+        """Names of the cert-manager Certificates this install creates in the adapter's namespace."""
+        return [o["metadata"]["name"] for o in self._built() if o.get("kind") == "Certificate"
+                and o["metadata"].get("namespace") == ADAPTER_NS]  # fmt: skip
 
     def load_images(self, objects: Sequence[dict[str, Any]]) -> list[str]:
         """Build and load every image ``objects`` run into a cluster that cannot pull; returns them.
@@ -354,8 +389,11 @@ class Stack:
         if not self.build_dir.exists():
             return
         self.kubectl.run("delete", "--ignore-not-found", "apiservice", *self.apiservices, check=False)
+        uses_cert_manager = bool(self.certificates())
         self.kubectl.run("delete", "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
                          "-k", str(self.build_dir), check=False, timeout=timeout + 30)  # fmt: skip
+        if uses_cert_manager:  # the harness's own cert-manager only (selected by its label)
+            self.certificate_manager().uninstall(timeout=timeout)
         self.progress("stack: uninstalled")
 
     def diagnostics(

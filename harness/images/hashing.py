@@ -54,7 +54,8 @@ def _excluded(rel: str, patterns: Sequence[str]) -> bool:
 
 def _walk(root: Path, context: Path, patterns: Sequence[str]) -> Iterator[Path]:
     if root.is_file() or root.is_symlink():
-        yield root
+        if not _excluded(root.relative_to(context).as_posix(), patterns):  # as the builder: ignored files too
+            yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
         d = Path(dirpath)
