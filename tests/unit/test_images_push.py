@@ -174,8 +174,9 @@ def test_a_bad_registry_fails_before_anything_is_built(fakes: _Fakes) -> None:
 
 def test_default_push_set_is_the_install_images_not_the_cluster_ones() -> None:
     aliases = {s.alias for s in images.stack_specs()}
+    # cert-manager's two: what the cert-manager overlay installs on a cluster that has none
     assert aliases == {"prometheus-operator", "config-reloader", "prometheus", "mockmetrics", "adapter",
-                       "locust"}
+                       "locust", "cert-manager-controller", "cert-manager-cainjector"}
 
 
 def test_export_copies_the_archives_and_lists_them(fakes: _Fakes, tmp_path: Path) -> None:
