@@ -57,8 +57,9 @@ def test_cert_manager_overlay_serves_metrics_with_injected_ca(
     pytestconfig: pytest.Config, cluster: Any, kubectl: Kubectl, report_root: Any, progress_for: Any
 ) -> None:
     if cluster.provider == "kind" and os.environ.get("HPA_KIT_CERT_MANAGER_ON_KIND") != "1":
-        pytest.skip("cert-manager overlay on kind: CI proves it on the local provider in the same run; it "
-                    "takes ~6 min more on kind (it passed there when built); HPA_KIT_CERT_MANAGER_ON_KIND=1 runs it")
+        pytest.skip("cert-manager overlay on kind: CI proves it on the local provider in the same run; "
+                    "it takes ~6 min more on kind (it passed there when built); "
+                    "HPA_KIT_CERT_MANAGER_ON_KIND=1 runs it")
     progress = progress_for("")
     session = _session_stack(pytestconfig, cluster, report_root, progress)
     if session is not None:
