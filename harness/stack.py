@@ -152,6 +152,7 @@ class Stack:
             serving_secret_yaml=Path(str(bundle["secret"])),
             out_dir=self.build_dir,
             adapter_rules=self.adapter_rules,
+            apiserver_cidrs=self.apiserver_cidrs(),
         )
         self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
         self.load_images(self._objects)
@@ -163,6 +164,28 @@ class Stack:
         self.progress(f"stack: applied {self.build_dir}")
         self.wait_ready(timeout=timeout)
         self.warn_insecure()
+
+    def apiserver_cidrs(self) -> list[str]:
+        """Where the API server's connections to pods come from: the addresses it advertises for the
+        ``default/kubernetes`` Service (its EndpointSlices; one /32 or /128 each), for the
+        NetworkPolicies' ipBlocks.
+
+        Right when the API server reaches pods from its own address (the local and kind providers, most
+        self-managed clusters); a control plane behind a tunnel or NAT (konnectivity, some managed
+        offerings) connects from elsewhere: see manifests/README.md, "NetworkPolicies".
+        """
+        slices = self.kubectl.json(
+            "-n", "default", "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"
+        )
+        endpoints = [e for s in slices.get("items") or [] for e in s.get("endpoints") or []]
+        ips = [ip for e in endpoints for ip in e.get("addresses") or []]
+        if not ips:
+            raise StackError(
+                "the default/kubernetes EndpointSlices list no API server address, so the "
+                "NetworkPolicies cannot name it: check `kubectl -n default get endpointslices "
+                "-l kubernetes.io/service-name=kubernetes`"
+            )
+        return [f"{ip}/128" if ":" in ip else f"{ip}/32" for ip in dict.fromkeys(ips)]
 
     def load_images(self, objects: Sequence[dict[str, Any]]) -> list[str]:
         """Build and load every image ``objects`` run into a cluster that cannot pull; returns them.
