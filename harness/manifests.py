@@ -931,6 +931,11 @@ def _parser() -> argparse.ArgumentParser:
     rend.add_argument("overlay", help=f"one of {', '.join(OVERLAYS)} or a kustomization dir")
     rend.add_argument("--certs", type=Path, required=True, help="dir with cabundle.txt + secret.yaml")
     rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
+    rend.add_argument(
+        "--apiserver-cidr", action="append", default=[], metavar="CIDR",
+        help="where the API server connects to pods from (repeatable, or comma-separated); the "
+        "NetworkPolicies admit it to the adapter and Prometheus (manifests/README.md, NetworkPolicies)",
+    )  # fmt: skip
     show = sub.add_parser("build", help="print the overlay's YAML (rendered when --certs is given)")
     show.add_argument("overlay")
     show.add_argument("--certs", type=Path, default=None)
@@ -949,8 +954,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             bundle, secret = _certs_inputs(args.certs)
-            out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out)
+            cidrs = [c for arg in args.apiserver_cidr for c in arg.replace(",", " ").split()]
+            out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out,
+                         apiserver_cidrs=cidrs)  # fmt: skip
             print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")
+            if not cidrs:
+                print(
+                    "WARNING: no --apiserver-cidr: the NetworkPolicies admit nobody to the adapter and "
+                    "Prometheus (the metrics APIs stay unavailable); see manifests/README.md, "
+                    "NetworkPolicies",
+                    file=sys.stderr,
+                )
         elif args.command == "build":
             if args.certs is None:
                 sys.stdout.write(kustomize(overlay_dir(args.overlay)))
