@@ -146,16 +146,22 @@ class Stack:
         self.progress(
             f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
         )
-        manifests.render(
-            self.overlay,
-            ca_bundle=str(bundle["ca_bundle"]),
-            serving_secret_yaml=Path(str(bundle["secret"])),
-            out_dir=self.build_dir,
-            adapter_rules=self.adapter_rules,
-            apiserver_cidrs=self.apiserver_cidrs(),
-        )
-        self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
-        self.load_images(self._objects)
+
+        def render(apiserver_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
+            manifests.render(
+                self.overlay,
+                ca_bundle=str(bundle["ca_bundle"]),
+                serving_secret_yaml=Path(str(bundle["secret"])),
+                out_dir=self.build_dir,
+                adapter_rules=self.adapter_rules,
+                apiserver_cidrs=apiserver_cidrs,
+            )
+            return manifests.load_objects(manifests.kustomize(self.build_dir))
+
+        self._objects = render()
+        self.load_images(self._objects)  # refuses an image it cannot provide before reading the cluster
+        if manifests.apiserver_placeholder_paths(self._objects):
+            self._objects = render(self.apiserver_cidrs())
         self.install_crds()
         self.remove_stale_load_jobs()
         self.kubectl.run(
@@ -211,8 +217,10 @@ class Stack:
                 "Stack(preloaded=...), or reference an image from `python -m harness.images list`. "
                 "Nothing was applied."
             )
-        self.progress(f"stack: loading {len(to_load)} image(s) into the {self.cluster.provider} cluster: "
-                      + ", ".join(sorted(to_load)))
+        self.progress(
+            f"stack: loading {len(to_load)} image(s) into the {self.cluster.provider} cluster: "
+            + ", ".join(sorted(to_load))
+        )
         self.cluster.load_images(sorted(to_load), self.progress)
         return sorted(required)
 
@@ -240,8 +248,19 @@ class Stack:
         with "field is immutable" (a Job's pod template cannot change)."""
         from harness.incluster_load import RUN_LABEL
 
-        out = self.kubectl.run("-n", DEMO_NS, "delete", "jobs", "-l", RUN_LABEL, "--ignore-not-found",
-                               "--wait=true", "--timeout=60s", check=False, timeout=90)
+        out = self.kubectl.run(
+            "-n",
+            DEMO_NS,
+            "delete",
+            "jobs",
+            "-l",
+            RUN_LABEL,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=60s",
+            check=False,
+            timeout=90,
+        )
         if out.strip():
             self.progress(f"stack: removed Locust Jobs an interrupted load run left: {out.strip()}")
 
@@ -333,16 +352,25 @@ class Stack:
     def scraped_services(self) -> tuple[str, ...]:
         """Services Prometheus must scrape before the install is ready (the kubelets with resource
         metrics: the adapter's resourceRules read them)."""
-        kubelet = any(o.get("kind") == "ServiceMonitor" and o["metadata"]["name"] == KUBELET_SERVICE
-                      for o in self._built()) if self.build_dir.exists() else False
+        kubelet = (
+            any(
+                o.get("kind") == "ServiceMonitor" and o["metadata"]["name"] == KUBELET_SERVICE
+                for o in self._built()
+            )
+            if self.build_dir.exists()
+            else False
+        )
         return SCRAPED_SERVICES + ((KUBELET_SERVICE,) if kubelet else ())
 
     def _targets_up(self) -> tuple[bool, str]:
         targets = self.prometheus_api("/api/v1/targets?state=active")["data"]["activeTargets"]
         up = {t["labels"].get("service") for t in targets if t.get("health") == "up"}
         missing = [s for s in self.scraped_services if s not in up]
-        down = [f"{t['scrapeUrl']}: {t.get('lastError')}" for t in targets
-                if t["labels"].get("service") in missing and t.get("lastError")]
+        down = [
+            f"{t['scrapeUrl']}: {t.get('lastError')}"
+            for t in targets
+            if t["labels"].get("service") in missing and t.get("lastError")
+        ]
         if down:
             return False, f"missing {missing}; last errors: {'; '.join(down)[:600]}"
         return not missing, f"{len(up)} services up; missing {missing}" if missing else f"{sorted(up)} up"

@@ -194,3 +194,27 @@ def test_render_rejects_a_bad_address(tmp_path: Path) -> None:
             out_dir=tmp_path / "b",
             apiserver_cidrs=["apiserver"],
         )
+
+
+class _Slices:
+    def __init__(self, addresses: list[list[str]]) -> None:
+        self.items = [{"endpoints": [{"addresses": a} for a in addresses]}] if addresses else []
+        self.calls: list[tuple[str, ...]] = []
+
+    def json(self, *args: str) -> dict[str, Any]:
+        self.calls.append(args)
+        return {"items": self.items}
+
+
+def test_stack_names_the_api_server_from_its_endpointslices(tmp_path: Path) -> None:
+    from harness.stack import Stack, StackError
+
+    st = Stack(kubeconfig=tmp_path / "kc", work_dir=tmp_path, certs_override=tmp_path)
+    st.kubectl = _Slices([["10.244.0.1"], ["10.244.0.1", "fd00::1"]])  # type: ignore[assignment]
+    assert st.apiserver_cidrs() == ["10.244.0.1/32", "fd00::1/128"]
+    assert st.kubectl.calls == [
+        ("-n", "default", "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes")
+    ]
+    st.kubectl = _Slices([])  # type: ignore[assignment]
+    with pytest.raises(StackError, match="no API server address"):
+        st.apiserver_cidrs()
