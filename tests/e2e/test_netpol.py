@@ -194,7 +194,7 @@ def test_demo_apps_answer_the_load_generator_only(kubectl: Kubectl, probes: dict
 def test_metrics_still_flow_through_the_aggregator(stack: Stack, kubectl: Kubectl, probes: Any) -> None:
     """With enforcement on, the aggregator still reaches the adapter and the adapter Prometheus:
     APIServices Available and an external metric equal to Prometheus' own answer."""
-    for name in stack.apiservices():
+    for name in stack.apiservices:
         cond = {c["type"]: c for c in kubectl.json("get", "apiservice", name)["status"]["conditions"]}
         assert cond["Available"]["status"] == "True", f"{name}: {cond['Available']}"
     direct = f'sum(queue_depth{{namespace="{DEMO_NS}"}})'
