@@ -36,16 +36,23 @@ SETTLE_S = 90.0
 REPEAT = 3
 CONNECT_TIMEOUT_S = 3.0
 
-# Runs inside a pod's network namespace: one HTTP request, prints the status or the failure.
+# Runs inside a pod's network namespace. REFUSED: no TCP connection (the verdict a policy gives);
+# CONNECTED: connected, but no HTTP answer (TLS port, or method CONNECT: connect only); HTTP <status>.
 _CLIENT = """
 import http.client, sys
 host, port, method, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = http.client.HTTPConnection(host, port, timeout=float(sys.argv[5]))
 try:
-    c = http.client.HTTPConnection(host, port, timeout=float(sys.argv[5]))
+    c.connect()
+except Exception as exc:
+    sys.exit(print("REFUSED", type(exc).__name__, exc))
+if method == "CONNECT":
+    sys.exit(print("CONNECTED"))
+try:
     c.request(method, path)
     print("HTTP", c.getresponse().status)
 except Exception as exc:
-    print("FAIL", type(exc).__name__, exc)
+    print("CONNECTED", type(exc).__name__, exc)
 """
 
 
@@ -109,7 +116,7 @@ class Prober:
 
     def expect(self, ip: str, port: int, *, allowed: bool, method: str = "GET", path: str = "/") -> str:
         """Await the expected outcome, then require it ``REPEAT`` more times; returns the last answer."""
-        ok = (lambda r: r.startswith("HTTP")) if allowed else (lambda r: r.startswith("FAIL"))
+        ok = (lambda r: r.startswith("HTTP")) if allowed else (lambda r: r.startswith("REFUSED"))
         verb = "answers" if allowed else "is refused"
         wait_for(
             f"{method} {ip}:{port}{path} from {self.what} {verb}",
@@ -175,14 +182,15 @@ def test_prometheus_refuses_anyone_but_answers_the_adapter(
     probes["anyone"].expect(prom_ip, 9090, allowed=False, path=query)
     # The lifecycle API: refused before any HTTP is spoken (were it not, this would stop Prometheus).
     answer = probes["anyone"].expect(prom_ip, 9090, allowed=False, method="POST", path="/-/quit")
-    assert answer.startswith("FAIL"), answer
+    assert answer.startswith("REFUSED"), answer
     assert _adapter_prober(enforced, kubectl).expect(prom_ip, 9090, allowed=True, path=query) == "HTTP 200"
 
 
 def test_the_adapter_port_is_closed_to_pods(kubectl: Kubectl, probes: dict[str, Prober]) -> None:
     adapter_ip = _pod_ip(kubectl, ADAPTER_NS, ADAPTER)
-    probes["anyone"].expect(adapter_ip, 6443, allowed=False, path="/healthz")
-    probes["load"].expect(adapter_ip, 6443, allowed=False, path="/healthz")
+    # A TCP connect is the question (the port speaks TLS, so plain HTTP would fail either way).
+    probes["anyone"].expect(adapter_ip, 6443, allowed=False, method="CONNECT")
+    probes["load"].expect(adapter_ip, 6443, allowed=False, method="CONNECT")
 
 
 def test_demo_apps_answer_the_load_generator_only(kubectl: Kubectl, probes: dict[str, Prober]) -> None:
