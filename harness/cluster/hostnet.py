@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -369,7 +369,9 @@ def ensure_egress_guard(bridge: str, pod_cidr: str) -> None:
     _keep_on_top("FORWARD", EGRESS_CHAIN)
 
 
-def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list[list[str]]]:
+def ingress_guard_rules(
+    bridge: str, node_ip: str, closed_ports: Sequence[int] = ()
+) -> dict[tuple[str, str], list[list[str]]]:
     """(built-in chain, our chain) -> our chain's rules: nothing from another host reaches the node.
 
     * FORWARD: a packet routed out of the bridge that did not come in on it is dropped. Every pod IP
@@ -377,7 +379,9 @@ def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list
       every ClusterIP and NodePort leaves through the bridge, so this covers the pod and service
       CIDRs; traffic bridged on other bridges (Docker's, kind's) has another ``-o`` and is untouched.
     * INPUT: the node address (where kube-apiserver and the kubelet answer pods) only from the
-      bridge and loopback; the host's own connections to it come in on ``lo``.
+      bridge and loopback; the host's own connections to it come in on ``lo``. ``closed_ports``:
+      TCP ports of node components that listen on every address (kube-router's health port) are
+      closed the same way on all of the host's addresses.
 
     The host reaching pods is unaffected: its packets leave through OUTPUT and the replies arrive on
     the bridge. DROP rather than REJECT: a scan from outside learns nothing.
@@ -390,16 +394,17 @@ def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list
         ("INPUT", INPUT_CHAIN): [
             ["-i", bridge, "-j", "RETURN"],
             ["-i", "lo", "-j", "RETURN"],
+            *(["-p", "tcp", "--dport", str(port), "-j", "DROP"] for port in closed_ports),
             ["-d", f"{node_ip}/32", "-j", "DROP"],
         ],
     }
 
 
-def ensure_ingress_guard(bridge: str, node_ip: str) -> None:
+def ensure_ingress_guard(bridge: str, node_ip: str, closed_ports: Sequence[int] = ()) -> None:
     """Drop traffic from other interfaces (other hosts that route to this one) to the pods, the
     services and the node address; see :func:`ingress_guard_rules`. ``down`` removes the chains
     (``HPAKIT-*``) with the rest."""
-    for (builtin, chain), rules in ingress_guard_rules(bridge, node_ip).items():
+    for (builtin, chain), rules in ingress_guard_rules(bridge, node_ip, closed_ports).items():
         _load_chain(chain, rules)
         _keep_on_top(builtin, chain)
 

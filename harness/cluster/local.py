@@ -407,7 +407,7 @@ class LocalCluster(Cluster):
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
         if s.ingress_guard:
-            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip, self._closed_ports)
         assert images_thread is not None
         images_thread.join(progress, "images")
         self._apply(coredns_manifests(s), progress, "CoreDNS")
@@ -516,6 +516,12 @@ class LocalCluster(Cluster):
         )
         progress(f"{name} {what}")
 
+    @property
+    def _closed_ports(self) -> tuple[int, ...]:
+        """Host ports the ingress guard closes to other hosts: kube-router's health port binds
+        every address (it has no bind-address flag)."""
+        return (self.settings.kube_router_health_port,) if self.settings.network_policy else ()
+
     def _node_ready(self) -> bool | str:
         return probes.node_ready(self.api(), self.settings.node_name, self._record("kubelet"))
 
@@ -569,7 +575,7 @@ class LocalCluster(Cluster):
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
         if s.ingress_guard:
-            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip, self._closed_ports)
         for d in (
             p.containerd_root,
             p.containerd_state,

@@ -89,6 +89,16 @@ def test_ingress_guard_rules_are_pinned() -> None:
     }
 
 
+def test_ingress_guard_closes_listed_ports_on_every_address() -> None:
+    rules = hostnet.ingress_guard_rules("hpakit0", "10.244.0.1", closed_ports=(20244,))
+    assert rules[("INPUT", "HPAKIT-INPUT")] == [
+        ["-i", "hpakit0", "-j", "RETURN"],
+        ["-i", "lo", "-j", "RETURN"],
+        ["-p", "tcp", "--dport", "20244", "-j", "DROP"],  # kube-router's health port binds ":20244"
+        ["-d", "10.244.0.1/32", "-j", "DROP"],
+    ]
+
+
 def test_ingress_guard_loads_its_chains_above_kube_proxy(ipt: FakeIptables) -> None:
     hostnet.ensure_ingress_guard("hpakit0", "10.244.0.1")
     assert ipt.chains["FORWARD"] == ["-A FORWARD -j HPAKIT-INGRESS", KUBE_PROXY_FORWARD]
