@@ -283,6 +283,7 @@ async def start_server(
         cert_check_interval=args.cert_reload_interval,
         limits=ConnectionLimits(
             max_connections=args.max_connections,
+            max_per_source=args.max_connections_per_source,
             tls_handshake_timeout=args.tls_handshake_timeout,
             request_header_timeout=args.request_header_timeout,
             idle_timeout=args.idle_timeout,

@@ -21,6 +21,7 @@ from typing import NoReturn, TypeAlias
 
 from adapter import app
 from adapter.apiserver.auth import load_pem_certs
+from adapter.apiserver.connections import default_per_source
 from adapter.apiserver.server import split_host_port
 from adapter.app import Checked, UsageError
 from adapter.errors import ConfigError
@@ -107,7 +108,8 @@ def _add_prometheus(p: argparse.ArgumentParser, *, required: bool) -> None:
         type=int,
         default=16 * 1024 * 1024,
         metavar="BYTES",
-        help="refuse (503) Prometheus answers larger than this (default 16 MiB)",
+        help="refuse (503) Prometheus query answers larger than this (default 16 MiB); series answers "
+        "(discovery) are streamed and reduced as they arrive, so they are not capped",
     )
     p.add_argument("--prometheus-ca-file", help="CA bundle to verify an HTTPS Prometheus")
     p.add_argument("--prometheus-token-file", help="bearer token file for Prometheus (re-read on change)")
@@ -164,8 +166,18 @@ def _add_listener(s: argparse.ArgumentParser) -> None:
         type=int,
         default=500,
         metavar="N",
-        help="open connections on the secure port beyond which new ones are closed at once, before "
-        "TLS (default 500, ~280 KiB each; 0 = no cap)",
+        help="open connections on the secure port (default 500; 0 = no cap); "
+        "at the cap a new connection evicts the oldest one not busy with a request (TLS handshake, no "
+        "request yet, or idle keep-alive) of the source holding the most, or is closed at once, "
+        "before TLS, when every connection is busy",
+    )
+    s.add_argument(
+        "--max-connections-per-source",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open connections one client address (IPv6: its /64) may hold; its next ones are closed "
+        "at once (default: half of --max-connections; 0 = no per-source cap). No address is exempt",
     )
     s.add_argument(
         "--tls-handshake-timeout",
@@ -408,6 +420,15 @@ def validate_serve(args: argparse.Namespace) -> Checked:
         raise UsageError("--cache-max-bytes must be >= 0 and --prometheus-max-response-bytes >= 1024")
     if args.max_connections < 0:
         raise UsageError("--max-connections must be >= 0 (0: no cap)")
+    if args.max_connections_per_source is None:
+        args.max_connections_per_source = default_per_source(args.max_connections)
+    elif args.max_connections_per_source < 0:
+        raise UsageError("--max-connections-per-source must be >= 0 (0: no per-source cap)")
+    elif args.max_connections and args.max_connections_per_source > args.max_connections:
+        raise UsageError(
+            f"--max-connections-per-source {args.max_connections_per_source} is above --max-connections "
+            f"{args.max_connections}: lower it (or 0 for no per-source cap)"
+        )
     for value, flag in (
         (args.tls_handshake_timeout, "--tls-handshake-timeout"),
         (args.request_header_timeout, "--request-header-timeout"),

@@ -79,8 +79,22 @@ OPEN_CONNECTIONS = Gauge(
 )
 CONNECTIONS_CLOSED = Counter(
     "hpakit_adapter_connections_closed",
-    "Connections the gate closed, by reason: over_limit (--max-connections), handshake (failed or "
-    "timed out), header_timeout, status_400/411/413/431 (request head or body refused).",
+    "Connections the gate closed, by reason: refused at accept: over_limit (--max-connections "
+    "reached and every open connection busy with a request), per_source_limit "
+    "(--max-connections-per-source); later: handshake (failed or timed out), header_timeout, "
+    "status_400/411/413/431 (request head or body refused).",
     ["reason"],
     registry=REGISTRY,
 )
+CONNECTIONS_EVICTED = Counter(
+    "hpakit_adapter_connections_evicted",
+    "Open connections the gate closed to admit a new one at --max-connections, by the state the "
+    "evicted one was in: handshake (TLS not done), no_request (no complete request yet), idle "
+    "(keep-alive between requests). Connections with a request in flight are never evicted.",
+    ["state"],
+    registry=REGISTRY,
+)
+for _reason in ("over_limit", "per_source_limit"):  # refusals are 0, not absent, until they happen
+    CONNECTIONS_CLOSED.labels(reason=_reason)
+for _state in ("handshake", "no_request", "idle"):
+    CONNECTIONS_EVICTED.labels(state=_state)

@@ -1,10 +1,13 @@
 """Our adapter vs prometheus-adapter v0.12.0, side by side in one run, on one machine.
 
-    .venv/bin/python -m bench.adapter_bench [--pods 100,1000] [--duration 10] [--concurrency 16]
-                                            [--series 100000] [--peer/--no-peer]
+    .venv/bin/python -m bench.adapter_bench [--pods 100,1000,10000] [--duration 10] [--concurrency 16]
+                                            [--series 100000] [--peer/--no-peer] [--profile-ours DIR]
+    .venv/bin/python -m bench.adapter_bench --discovery 10k,100k[,1M]   # discovery memory only
 
-One run brings up everything on loopback, measures, prints a table and writes
-``reports/bench/adapter-<timestamp>.json``, then tears everything down (also on Ctrl-C):
+One run brings up everything on loopback, measures, prints a table and the request-cost curve
+(req/s, p50, p99, CPU per request against N, both adapters side by side) and writes
+``reports/bench/adapter-<timestamp>.json`` and ``.png`` (the curve), then tears everything down
+(also on Ctrl-C):
 
 1. a control plane (etcd + kube-apiserver from the harness, no node), namespace ``bench`` and
    N Pending Pods ``bench-<i>`` (``app=bench``);
@@ -57,6 +60,7 @@ from bench.adapters import (
     peer_argv,
     rule_config,
 )
+from bench.curves import curves_json, format_curve, plot_curves
 from bench.load import Check, check_body, run_load
 from bench.report import Row, format_table, write_json
 from bench.stats import LoadResult, bursts, pool
@@ -105,8 +109,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.adapter_bench",
         description="Benchmark our adapter against prometheus-adapter in one run (prints ratios).",
     )
-    p.add_argument("--pods", type=_pod_counts, default=[100, 1000], help="pod counts (default 100,1000)")
+    p.add_argument(
+        "--pods", type=_pod_counts, default=[100, 1000, 10000], help="pod counts (default 100,1000,10000)"
+    )
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per run (default 10)")
+    p.add_argument(
+        "--durations",
+        type=_durations,
+        default=None,
+        help="seconds of load per pod count, smallest count first (e.g. 10,10,60 for 100,1000,10000: "
+        "the peer needs seconds per answer at 10,000 pods, so a short window may see none complete)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="rounds per N, order alternated, samples pooled (2)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run (1)")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent requests (default 16)")
@@ -141,13 +154,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds of idle (memory, relist CPU) after discovery (default: two relists)",
     )
+    p.add_argument(
+        "--discovery",
+        default=None,
+        metavar="SIZES",
+        help="instead of the load run: discovery memory and relist CPU of both adapters over each "
+        "series count, e.g. 10k,100k (1M on demand: minutes of loading); see bench.discovery_bench",
+    )
     p.add_argument("--ready-timeout", type=float, default=300.0, help="max seconds for an adapter to serve")
     p.add_argument("--out", type=Path, default=REPO / "reports" / "bench", help="where the JSON goes")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs) for debugging")
+    p.add_argument(
+        "--profile-ours",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run ours under cProfile, one DIR/ours-N-VERSION-rR.prof per load run (slows ours down)",
+    )
     args = p.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.rounds < 1:
         p.error("--duration must be > 0, --concurrency and --rounds >= 1")
+    if args.discovery is not None:
+        from bench.discovery_bench import parse_sizes
+
+        try:
+            args.discovery = parse_sizes(args.discovery)
+        except ValueError as exc:
+            p.error(str(exc))
+    if args.durations is not None and len(args.durations) != len(args.pods):
+        p.error(f"--durations has {len(args.durations)} entries; pass one per pod count {args.pods}")
     return args
+
+
+def _durations(text: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--durations {text!r}: pass comma-separated seconds") from None
+    if not out or any(d <= 0 for d in out):
+        raise argparse.ArgumentTypeError(f"--durations {text!r}: every duration must be > 0")
+    return out
+
+
+def duration_for(args: argparse.Namespace, n: int) -> float:
+    """Seconds of load at ``n`` pods: its ``--durations`` entry, else ``--duration``."""
+    if args.durations is None:
+        return float(args.duration)
+    return args.durations[args.pods.index(n)]
 
 
 def _seconds(duration: str) -> float:
@@ -511,7 +564,13 @@ def _start_adapters(
         proc = AdapterProcess(key, argv_for(port), tmp / f"{key}.log", env=extra_env)
         targets.append(Target(key, label, proc, port, versions))
 
-    add("ours", "ours", lambda port: ours_argv(common, port), ["v1beta1", "v1beta2"], env)
+    add(
+        "ours",
+        "ours",
+        lambda port: _maybe_profiled(ours_argv(common, port), args),
+        ["v1beta1", "v1beta2"],
+        env,
+    )
     if args.variants:
         add(
             "ours-ttl0",
@@ -541,6 +600,35 @@ def _start_adapters(
         t.started = time.monotonic()
         progress(f"started {t.label} (pid {t.proc.pid}, {t.base}, log {t.proc.log_path.name})")
     return targets
+
+
+def _maybe_profiled(argv: list[str], args: argparse.Namespace) -> list[str]:
+    """``python -m adapter ...`` as ``python -m bench.profiled ...`` under ``--profile-ours``."""
+    if args.profile_ours is None:
+        return argv
+    assert argv[1:3] == ["-m", "adapter"], argv
+    return [argv[0], "-m", "bench.profiled", "--out", str(args.profile_ours / "ours"), "--", *argv[3:]]
+
+
+@contextlib.contextmanager
+def _profiling(t: Target, args: argparse.Namespace, name: str) -> Iterator[None]:
+    """Profile ours over one load run (SIGUSR1 on, SIGUSR1 off) and name the file after the run."""
+    if args.profile_ours is None or t.key != "ours":
+        yield
+        return
+    before = set(args.profile_ours.glob("ours-*.prof"))
+    os.kill(t.proc.pid, signal.SIGUSR1)
+    try:
+        yield
+    finally:
+        os.kill(t.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            new = set(args.profile_ours.glob("ours-*.prof")) - before
+            if new:
+                new.pop().rename(args.profile_ours / f"{name}.prof")
+                break
+            time.sleep(0.1)
 
 
 async def _wait_all(
@@ -666,20 +754,21 @@ def _measure(
     c0, a0 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
     progress(
         f"N={n} {version} {t.label} round {rnd}/{args.rounds}: {args.concurrency} concurrent "
-        f"for {args.duration:g}s (load {la[0]:.2f}) ..."
+        f"for {duration_for(args, n):g}s (load {la[0]:.2f}) ..."
     )
-    r = asyncio.run(
-        run_load(
-            t.key,
-            t.url(version),
-            duration_s=args.duration,
-            concurrency=args.concurrency,
-            check=Check(n),
-            verify=tls,
-            headers=_headers(),
-            warmup_s=args.warmup,
+    with _profiling(t, args, f"ours-{n}-{version}-r{rnd}"):
+        r = asyncio.run(
+            run_load(
+                t.key,
+                t.url(version),
+                duration_s=duration_for(args, n),
+                concurrency=args.concurrency,
+                check=Check(n),
+                verify=tls,
+                headers=_headers(),
+                warmup_s=args.warmup,
+            )
         )
-    )
     c1, a1 = cpu_seconds(t.proc.pid), cpu_seconds(apiserver_pid) if apiserver_pid else None
     r.cpu_s = (c1 - c0) if c0 is not None and c1 is not None else None
     r.apiserver_cpu_s = (a1 - a0) if a0 is not None and a1 is not None else None
@@ -728,6 +817,9 @@ def _report(
     if peer_qps5:
         print()
         print(peer_qps5)
+    curve_text = _curve_text(results, args)
+    print()
+    print(curve_text)
     print()
     print(f"peer: {peer_status}")
     print(
@@ -751,6 +843,7 @@ def _report(
         "config": {
             "pods": args.pods,
             "duration_s": args.duration,
+            "durations_s": {str(n): duration_for(args, n) for n in args.pods},
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
             "series": args.series,
@@ -786,9 +879,48 @@ def _report(
         "variants_table": variants,
         "peer_default_qps": peer_qps5,
         "notes": plan.notes,
+        "curve_table": curve_text,
+        "curves": curves_json(results, args.pods, [t.key for t in targets]),
     }
-    out = write_json(args.out / f"adapter-{plan.started_at:%Y%m%d-%H%M%S}.json", doc)
+    stem = args.out / f"adapter-{plan.started_at:%Y%m%d-%H%M%S}"
+    out = write_json(stem.with_suffix(".json"), doc)
     print(f"results: {out}")
+    png = _curve_png(results, targets, args, plan, stem.with_suffix(".png"))
+    if png:
+        print(f"curve plot: {png}")
+
+
+def _curve_text(results: list[LoadResult], args: argparse.Namespace) -> str:
+    """The pods/* request-cost curve per API version, ours and the peer side by side."""
+    versions = [v for v in ("v1beta1", "v1beta2") if any(r.version == v for r in results)]
+    return "\n\n".join(
+        format_curve(
+            results,
+            args.pods,
+            v,
+            title=f"request cost vs pods, pods/*/{METRIC} {v}, {args.concurrency} concurrent "
+            "(ratio = ours/peer)",
+        )
+        for v in versions
+    )
+
+
+def _curve_png(
+    results: list[LoadResult], targets: list[Target], args: argparse.Namespace, plan: Plan, path: Path
+) -> Path | None:
+    """The curve as a PNG next to the JSON; None (with the reason printed) without matplotlib."""
+    try:
+        return plot_curves(
+            results,
+            args.pods,
+            [(t.key, t.label) for t in targets if not t.failed],
+            path,
+            title=f"pods/* request cost, {args.concurrency} concurrent, {os.cpu_count()} CPUs, "
+            f"load average at start {plan.start_load[0]:.1f}",
+        )
+    except ImportError as exc:
+        print(f"curve plot: skipped ({exc}; install the [harness] extra for matplotlib)")
+        return None
 
 
 def _final_peer_status(targets: list[Target], peer_bin: Path | None, status: str) -> str:
@@ -931,6 +1063,13 @@ def _peer_qps5_lines(results: list[LoadResult], args: argparse.Namespace) -> str
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.discovery is not None:
+            from bench import discovery_bench
+
+            try:
+                return discovery_bench.run(args)
+            except discovery_bench.ab.BenchError as exc:  # ab is bench.adapter_bench, not __main__
+                raise BenchError(str(exc)) from None
         return run(args)
     except KeyboardInterrupt:
         print("bench: interrupted; everything started was stopped and the temp dir removed", file=sys.stderr)

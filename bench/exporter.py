@@ -7,6 +7,8 @@ Two listeners, because they need different scrape intervals:
 * ``filler``: ``bench_filler_<j>_total{namespace="bench",pod=...,idx=...}`` constant counters that
   only exist so the adapters' series discovery has ``--series`` series to index (the memory
   figure). Rendered once; scraped slowly, since the values never change.
+  With ``--mix``, the filler is :func:`mix_text` instead: cluster-like ``container_*`` series over
+  many pods and namespaces (the discovery benchmark).
 * ``kubelet`` (only with ``--kubelet SPEC.json``): what a kubelet's ``/metrics/resource`` says for
   the pods and nodes the spec lists (see :func:`kubelet_text`), for the metrics.k8s.io differential
   (``bench.resource_diff``).
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["filler_text", "kubelet_text", "pod_name", "pods_text", "sample_line"]
+__all__ = ["filler_text", "kubelet_text", "mix_text", "pod_name", "pods_text", "sample_line"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "bench"
@@ -86,6 +88,42 @@ def filler_text(total: int, n_pods: int, n_metrics: int = 50, namespace: str = N
             out.append(f"# TYPE {FILLER_PREFIX}{j}_total counter")
             out.extend(samples)
     return ("\n".join(out) + "\n") if out else ""
+
+
+MIX_PREFIX = "container_"
+
+
+def mix_text(total: int, n_metrics: int = 200, n_namespaces: int = 8, containers: int = 2) -> str:
+    """``total`` series shaped like a cluster's container metrics (the discovery benchmark).
+
+    ``n_metrics`` names ``container_<kind>_<j>`` (counters end in ``_total``, a quarter carry an
+    extra ``device`` label), each over the same pods x ``containers`` containers; pods ``app-<p>``
+    spread over ``n_namespaces`` namespaces ``team-<k>``. Series are unique by their natural
+    labels (no synthetic id): the pod count grows with ``total`` (total / (n_metrics x containers)).
+    """
+    if total < 0 or n_metrics < 1 or n_namespaces < 1 or containers < 1:
+        raise ValueError("mix needs total >= 0, n_metrics, n_namespaces and containers >= 1")
+    n_metrics = min(n_metrics, total) or 1
+    per_metric = -(-total // n_metrics)
+    out: list[str] = []
+    made = 0
+    for j in range(n_metrics):
+        counter = j % 2 == 0
+        metric = f"{MIX_PREFIX}{'fs_reads' if j % 4 == 0 else 'cpu' if counter else 'memory'}_{j}"
+        metric += "_total" if counter else "_bytes"
+        out.append(f"# TYPE {metric} {'counter' if counter else 'gauge'}")
+        for i in range(min(per_metric, total - made)):
+            pod, c = divmod(i, containers)
+            labels = [
+                ("namespace", f"team-{pod % n_namespaces}"),
+                ("pod", f"app-{pod}"),
+                ("container", f"c{c}"),
+            ]
+            if j % 4 == 0:
+                labels.append(("device", "/dev/vda"))
+            out.append(sample_line(metric, labels, float(i % 1000)))
+        made += min(per_metric, total - made)
+    return ("\n".join(out) + "\n") if made else ""
 
 
 KUBELET_CPU = "container_cpu_usage_seconds_total"
@@ -161,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filler", type=int, default=0, help="number of static filler series")
     parser.add_argument("--filler-metrics", type=int, default=50, help="distinct filler metric names")
     parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="filler as cluster-like container_* series over pods and namespaces (mix_text)",
+    )
+    parser.add_argument(
         "--kubelet", default=None, help="JSON spec of kubelet-like resource series (kubelet_text)"
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -169,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pods must be >= 1")
 
     start = time.monotonic()
-    filler = filler_text(args.filler, args.pods, args.filler_metrics).encode() if args.filler else b""
+    if not args.filler:
+        filler = b""
+    elif args.mix:
+        filler = mix_text(args.filler, args.filler_metrics).encode()
+    else:
+        filler = filler_text(args.filler, args.pods, args.filler_metrics).encode()
     pods_server = ThreadingHTTPServer(
         (args.host, 0), _handler(lambda: pods_text(args.pods, time.monotonic() - start).encode())
     )

@@ -1,22 +1,28 @@
 """The adapter under hostile connections: memory and legitimate latency, limits on vs off, one run.
 
     .venv/bin/python -m bench.hostile_bench [--hostile 2000] [--duration 15] [--flood-rate 50]
+        [--sources 1,50] [--modes before,on --baseline-src DIR]
 
 Everything runs on loopback; no Prometheus, no cluster. For each mode (``on``: the adapter's default
-connection limits; ``off``: every limit set out of reach by flag) the run starts the adapter with
-the static provider and delegated authn/authz against a tiny in-process fake kube-apiserver
-(TokenReview, SubjectAccessReview), then for ``--duration`` seconds:
+connection limits; ``off``: every limit set out of reach by flag; ``before``: the default limits of
+the adapter found in ``--baseline-src``, e.g. ``git archive main adapter | tar -x -C DIR``, to
+compare a change against) and each attacker source count in ``--sources``, the run starts the
+adapter with the static provider and delegated authn/authz against a tiny in-process fake
+kube-apiserver (TokenReview, SubjectAccessReview), then for ``--duration`` seconds:
 
 * ``--hostile`` connections from a separate attacker process, half never starting TLS, half
   sending request headers one byte a second; each reconnects one second after it is closed (an
-  attacker keeps the pressure on);
+  attacker keeps the pressure on). They come from ``S`` loopback addresses (127.1.0.1, ...: one
+  source, or many, spread round-robin), the legitimate clients from 127.0.0.1;
 * a flood of requests with bad bearer tokens (``--flood-rate`` per second, keep-alive);
 * a legitimate client (valid token, one pooled keep-alive connection opened before the attack, as
   the kube-aggregator) asking for a metric back to back: p50/p99 latency and errors;
-* once a second a legitimate request on a **new** connection: how many got through.
+* every half second a legitimate request on a **new** connection (what the aggregator does when
+  it needs one more connection or its idle one was closed): how many got through, their p99.
 
-It prints the adapter's peak RSS (VmHWM) and RSS at the end, the latencies and the on/off ratios.
-Numbers are for this machine at this moment (the load average is printed).
+It prints the adapter's peak RSS (VmHWM) and RSS at the end, the latencies, the refusals and
+evictions the adapter counted on /metrics, and the on/off and before/on ratios. Numbers are for
+this machine at this moment (the load average is printed).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -55,6 +62,8 @@ LIMITS_OFF = [
     "--max-request-body-bytes", str(1 << 30),
 ]  # fmt: skip
 LIMIT_384MI_KIB = 384 * 1024
+NEW_CONNECTION_INTERVAL = 0.5
+MODES = ("before", "on", "off")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,43 +76,104 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--modes",
         default="on,off",
-        help="comma-separated, in order: on (default limits), off (default on,off)",
+        help="comma-separated, in order: before (--baseline-src's adapter, default limits), on "
+        "(default limits), off (no limits) (default on,off)",
     )
     p.add_argument("--extra-on", default="", help="extra adapter flags for 'on', space-separated")
+    p.add_argument(
+        "--sources",
+        default="1",
+        help="comma-separated attacker source-address counts, one run per mode each (default 1)",
+    )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a directory holding the adapter package to run as mode 'before'",
+    )
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or set(args.modes) - {"on", "off"}:
-        p.error("--modes takes on and/or off")
+    if not args.modes or set(args.modes) - set(MODES):
+        p.error("--modes takes before, on and/or off")
+    try:
+        args.sources = [int(x) for x in args.sources.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--sources {args.sources!r}: comma-separated whole numbers, e.g. 1,50")
+    if not args.sources or not all(1 <= n <= 250 * 250 for n in args.sources):
+        p.error("--sources takes counts from 1 to 62500")
+    if "before" in args.modes and (
+        args.baseline_src is None or not (args.baseline_src / "adapter" / "__main__.py").is_file()
+    ):
+        p.error(
+            "--modes before needs --baseline-src DIR with DIR/adapter/__main__.py "
+            "(e.g. mkdir DIR && git archive main adapter | tar -x -C DIR)"
+        )
     if args.hostile < 0 or args.duration <= 0 or args.flood_rate < 0:
         p.error("--hostile >= 0, --duration > 0, --flood-rate >= 0")
     return args
 
 
 def mode_flags(mode: str, extra_on: str = "") -> list[str]:
-    """The adapter's connection-limit flags for a mode."""
-    return list(LIMITS_OFF) if mode == "off" else extra_on.split()
+    """The adapter's connection-limit flags for a mode ('before' runs with its own defaults)."""
+    if mode == "off":
+        return list(LIMITS_OFF)
+    return extra_on.split() if mode == "on" else []
+
+
+def attacker_source(slot: int, sources: int) -> str:
+    """The loopback address attacker ``slot`` connects from: ``sources`` distinct ones, round-robin,
+    all in 127.1.0.0/16 (the legitimate clients use 127.0.0.1)."""
+    k = slot % sources
+    return f"127.1.{k // 250}.{k % 250 + 1}"
+
+
+def gate_counts(metrics_text: str) -> tuple[int, int]:
+    """(refused, evicted) connections from the adapter's /metrics (0 when a counter is absent)."""
+    refused = evicted = 0.0
+    for name, label, value in re.findall(
+        r'^hpakit_adapter_connections_(closed|evicted)_total\{(?:reason|state)="([^"]+)"\} (\S+)$',
+        metrics_text,
+        re.M,
+    ):
+        if name == "evicted":
+            evicted += float(value)
+        elif label in ("over_limit", "per_source_limit"):
+            refused += float(value)
+    return int(refused), int(evicted)
 
 
 @dataclass
 class Result:
     mode: str
+    sources: int = 1
     latencies: list[float] = field(default_factory=list)  # seconds, legitimate pooled requests
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)  # pooled errors by status or exception
+    new_error_kinds: dict[str, int] = field(default_factory=dict)  # the same, new connections
     new_ok: int = 0
     new_total: int = 0
+    new_latencies: list[float] = field(default_factory=list)  # seconds, successful new-connection ones
     flood_sent: int = 0
     hostile_connects: int = 0
+    refused: int = 0
+    evicted: int = 0
     hwm_kib: int = 0
     rss_kib: int = 0
 
     def summary(self) -> dict[str, float | int | str]:
         return {
             "mode": self.mode,
+            "sources": self.sources,
             "requests": len(self.latencies),
             "errors": self.errors,
             "p50_ms": percentile(self.latencies, 50) * 1000,
             "p99_ms": percentile(self.latencies, 99) * 1000,
             "new_conn_ok": f"{self.new_ok}/{self.new_total}",
+            "new_errors": self.new_total - self.new_ok,
+            "new_p99_ms": percentile(self.new_latencies, 99) * 1000,
+            "refused": self.refused,
+            "evicted": self.evicted,
             "hostile_connects": self.hostile_connects,
             "flood_sent": self.flood_sent,
             "peak_rss_mib": self.hwm_kib / 1024,
@@ -178,18 +248,22 @@ def fake_kube_app() -> web.Application:
 # --------------------------------------------------------------------------------------------
 
 
-async def hostile(port: int, ctx: ssl.SSLContext, slow: bool, stop: asyncio.Event, res: Result) -> None:
-    """One attacker slot: connect, then nothing (idle) or a header byte a second; again when closed."""
+async def hostile(
+    port: int, ctx: ssl.SSLContext, slow: bool, source: str, stop: asyncio.Event, res: Result
+) -> None:
+    """One attacker slot: connect from ``source``, then nothing (idle) or a header byte a second;
+    again one second after it is closed."""
     request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 10_000
     while not stop.is_set():
         writer = None
         try:
             if slow:
                 reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=ctx, server_hostname="localhost", ssl_handshake_timeout=30
-                )
+                    "127.0.0.1", port, ssl=ctx, server_hostname="localhost", ssl_handshake_timeout=30,
+                    local_addr=(source, 0),
+                )  # fmt: skip
             else:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
             res.hostile_connects += 1
             i = 0
             while not stop.is_set():
@@ -208,15 +282,19 @@ async def hostile(port: int, ctx: ssl.SSLContext, slow: bool, stop: asyncio.Even
             await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _attack(port: int, ca: str, n: int, seconds: float, connects: Synchronized[int]) -> None:
-    """The attacker process: ``n`` :func:`hostile` slots for ``seconds`` (own event loop and CPU)."""
+def _attack(port: int, ca: str, n: int, seconds: float, sources: int, connects: Synchronized[int]) -> None:
+    """The attacker process: ``n`` :func:`hostile` slots from ``sources`` addresses for ``seconds``
+    (own event loop and CPU)."""
     sslproto.SSLProtocol.max_size = 16 * 1024  # the attacker's own buffers (asyncio: 256 KiB each)
     ctx = ssl.create_default_context(cafile=ca)
 
     async def run() -> None:
         res = Result("attacker")
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(hostile(port, ctx, i % 2 == 1, stop, res)) for i in range(n)]
+        tasks = [
+            asyncio.create_task(hostile(port, ctx, i % 2 == 1, attacker_source(i, sources), stop, res))
+            for i in range(n)
+        ]
         await asyncio.sleep(seconds)
         stop.set()
         await asyncio.wait(tasks, timeout=5)
@@ -228,10 +306,12 @@ def _attack(port: int, ca: str, n: int, seconds: float, connects: Synchronized[i
     asyncio.run(run())
 
 
-def start_attacker(port: int, ca: Path, n: int, seconds: float) -> tuple[BaseProcess, Synchronized[int]]:
+def start_attacker(
+    port: int, ca: Path, n: int, seconds: float, sources: int
+) -> tuple[BaseProcess, Synchronized[int]]:
     mp = multiprocessing.get_context("spawn")
     connects = mp.Value("i", 0)
-    proc = mp.Process(target=_attack, args=(port, str(ca), n, seconds, connects), daemon=True)
+    proc = mp.Process(target=_attack, args=(port, str(ca), n, seconds, sources, connects), daemon=True)
     proc.start()
     return proc, connects
 
@@ -266,13 +346,14 @@ async def legit(client: httpx.AsyncClient, url: str, stop: asyncio.Event, res: R
         t = time.perf_counter()
         try:
             r = await client.get(url + METRIC_PATH)
-            ok = r.status_code == 200
-        except httpx.HTTPError:
-            ok = False
+            ok, kind = r.status_code == 200, f"HTTP {r.status_code}"
+        except httpx.HTTPError as err:
+            ok, kind = False, f"{type(err).__name__}: {err}"[:120]
         if ok:
             res.latencies.append(time.perf_counter() - t)
         else:
             res.errors += 1
+            res.error_kinds[kind] = res.error_kinds.get(kind, 0) + 1
             await asyncio.sleep(0.05)
 
 
@@ -280,12 +361,22 @@ async def new_connections(url: str, ctx: ssl.SSLContext, stop: asyncio.Event, re
     headers = {"Authorization": f"Bearer {GOOD_TOKEN}"}
     while not stop.is_set():
         res.new_total += 1
-        with contextlib.suppress(httpx.HTTPError):
+        kind = ""
+        try:
             async with httpx.AsyncClient(verify=ctx, timeout=3) as c:
-                if (await c.get(url + METRIC_PATH, headers=headers)).status_code == 200:
+                t = time.perf_counter()
+                r = await c.get(url + METRIC_PATH, headers=headers)
+                if r.status_code == 200:
+                    res.new_latencies.append(time.perf_counter() - t)
                     res.new_ok += 1
+                else:
+                    kind = f"HTTP {r.status_code}"
+        except httpx.HTTPError as err:
+            kind = f"{type(err).__name__}: {err}"[:120]
+        if kind:
+            res.new_error_kinds[kind] = res.new_error_kinds.get(kind, 0) + 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), NEW_CONNECTION_INTERVAL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,27 +390,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run_mode(mode: str, args: argparse.Namespace, d: Path, certs: tuple[Path, Path, Path]) -> Result:
+async def run_mode(
+    mode: str, sources: int, args: argparse.Namespace, d: Path, certs: tuple[Path, Path, Path]
+) -> Result:
     cert, key, ca = certs
-    res = Result(mode)
+    res = Result(mode, sources)
     fake = web.AppRunner(fake_kube_app())
     await fake.setup()
     kport = free_port()
     await web.TCPSite(fake, "127.0.0.1", kport).start()
-    kubeconfig = d / f"kubeconfig-{mode}"
+    kubeconfig = d / f"kubeconfig-{mode}-{sources}"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "fake",
         "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{kport}"}}],
         "users": [{"name": "a", "user": {"token": "t"}}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "a"}}],
     }))  # fmt: skip
-    port = free_port()
+    port, mport = free_port(), free_port()
+    # -P: the adapter package comes from PYTHONPATH (the baseline's for 'before'), not the cwd.
     argv = [
-        sys.executable, "-m", "adapter", "serve", "--bind-address", "127.0.0.1", "--secure-port", str(port),
+        sys.executable, "-P", "-m", "adapter", "serve", "--bind-address", "127.0.0.1",
+        "--secure-port", str(port), "--metrics-bind-address", f"127.0.0.1:{mport}",
         "--tls-cert-file", str(cert), "--tls-private-key-file", str(key), "--provider", "static",
         "--kubeconfig", str(kubeconfig), "--log-level", "warning", *mode_flags(mode, args.extra_on),
     ]  # fmt: skip
-    proc = AdapterProcess(f"adapter-{mode}", argv, d / f"adapter-{mode}.log").start()
+    src = args.baseline_src if mode == "before" else Path(__file__).resolve().parents[1]
+    name = f"adapter-{mode}-{sources}"
+    proc = AdapterProcess(name, argv, d / f"{name}.log", env={"PYTHONPATH": str(src)}).start()
     ctx = ssl.create_default_context(cafile=str(ca))
     url = f"https://127.0.0.1:{port}"
     stop = asyncio.Event()
@@ -334,11 +431,15 @@ async def run_mode(mode: str, args: argparse.Namespace, d: Path, certs: tuple[Pa
                     if (await pooled.get(url + METRIC_PATH)).status_code == 200:
                         break
                 if not proc.running() or time.monotonic() > deadline:
-                    raise SystemExit(f"adapter ({mode}) did not become ready; see {proc.log_path}")
+                    raise SystemExit(f"adapter ({mode}) did not become ready:\n{proc.log_tail()}")
                 await asyncio.sleep(0.2)
             base = memory_kib(proc.pid)
-            print(f"[{mode}] adapter ready, RSS {base.get('rss', 0) / 1024:.0f} MiB; attacking", flush=True)
-            attacker = start_attacker(port, ca, args.hostile, args.duration + 2)
+            print(
+                f"[{mode}, {sources} attacker source(s)] adapter ready, RSS {base.get('rss', 0) / 1024:.0f} "
+                "MiB; attacking",
+                flush=True,
+            )
+            attacker = start_attacker(port, ca, args.hostile, args.duration + 2, sources)
             tasks = [
                 asyncio.create_task(flood(url, ctx, args.flood_rate, stop, res)),
                 asyncio.create_task(legit(pooled, url, stop, res)),
@@ -347,6 +448,11 @@ async def run_mode(mode: str, args: argparse.Namespace, d: Path, certs: tuple[Pa
             await asyncio.sleep(args.duration)
             mem = memory_kib(proc.pid)
             res.hwm_kib, res.rss_kib = mem.get("hwm", 0), mem.get("rss", 0)
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=5) as plain:
+                    res.refused, res.evicted = gate_counts(
+                        (await plain.get(f"http://127.0.0.1:{mport}/metrics")).text
+                    )
             stop.set()
             await asyncio.wait(tasks, timeout=10)
             for t in tasks:
@@ -369,32 +475,47 @@ def make_certs(d: Path) -> tuple[Path, Path, Path]:
 
 
 def print_report(results: list[Result]) -> None:
-    cols = ["mode", "requests", "errors", "p50_ms", "p99_ms", "new_conn_ok", "hostile_connects",
-            "flood_sent", "peak_rss_mib", "end_rss_mib"]  # fmt: skip
+    cols = ["mode", "sources", "requests", "errors", "p50_ms", "p99_ms", "new_conn_ok", "new_p99_ms",
+            "refused", "evicted", "hostile_connects", "flood_sent", "peak_rss_mib",
+            "end_rss_mib"]  # fmt: skip
     rows = [r.summary() for r in results]
-    print("  ".join(f"{c:>16}" for c in cols))
+    print("  ".join(f"{c:>12}" for c in cols))
     for row in rows:
-        print("  ".join(f"{row[c]:>16.1f}" if isinstance(row[c], float) else f"{row[c]!s:>16}" for c in cols))
-    by = {r.mode: r for r in results}
-    if "on" in by and "off" in by:
-        on, off = by["on"].summary(), by["off"].summary()
-        print(
-            f"off/on: peak RSS {ratio(float(off['peak_rss_mib']), float(on['peak_rss_mib']))}, "
-            f"p99 {ratio(float(off['p99_ms']), float(on['p99_ms']))}, "
-            f"p50 {ratio(float(off['p50_ms']), float(on['p50_ms']))}"
-        )
+        print("  ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]!s:>12}" for c in cols))
+    by = {(r.mode, r.sources): r.summary() for r in results}
+    for sources in dict.fromkeys(r.sources for r in results):
+        for other, base in (("off", "on"), ("before", "on")):
+            a, b = by.get((other, sources)), by.get((base, sources))
+            if a is None or b is None:
+                continue
+            print(
+                f"{other}/{base}, {sources} source(s): peak RSS "
+                f"{ratio(float(a['peak_rss_mib']), float(b['peak_rss_mib']))}, "
+                f"p99 {ratio(float(a['p99_ms']), float(b['p99_ms']))}, "
+                f"p50 {ratio(float(a['p50_ms']), float(b['p50_ms']))}; new connections ok "
+                f"{a['new_conn_ok']} vs {b['new_conn_ok']}, legit errors {a['errors']}+{a['new_errors']} "
+                f"vs {b['errors']}+{b['new_errors']} (pooled+new)"
+            )
+    for r in results:
+        if r.error_kinds or r.new_error_kinds:
+            print(f"[{r.mode}, {r.sources} source(s)] errors: pooled {r.error_kinds}, "
+                  f"new {r.new_error_kinds}")  # fmt: skip
     for r in results:
         over = r.hwm_kib > LIMIT_384MI_KIB
-        print(f"[{r.mode}] peak RSS {'EXCEEDS' if over else 'within'} the manifests' 384Mi limit")
+        print(f"[{r.mode}, {r.sources} source(s)] peak RSS {'EXCEEDS' if over else 'within'} the manifests' "
+              "384Mi limit")  # fmt: skip
 
 
 async def amain(args: argparse.Namespace) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; hostile={args.hostile} "
-          f"duration={args.duration}s flood={args.flood_rate}/s", flush=True)  # fmt: skip
+          f"duration={args.duration}s flood={args.flood_rate}/s sources={args.sources}",
+          flush=True)  # fmt: skip
     d = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     try:
         certs = make_certs(d)
-        results = [await run_mode(mode, args, d, certs) for mode in args.modes]
+        results = [
+            await run_mode(mode, sources, args, d, certs) for sources in args.sources for mode in args.modes
+        ]
     finally:
         shutil.rmtree(d, ignore_errors=True)
     print_report(results)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.localprom import LocalPrometheus, LocalPrometheusError
+from harness.waits import wait_for
 
 __all__ = ["BenchPrometheus"]
 
@@ -58,3 +59,21 @@ class BenchPrometheus(LocalPrometheus):
             f"count({selector}) reached {last} of {want} within {timeout:.0f}s: is the exporter up and "
             f"scraped? see {self.log_path}\n{self.log_tail(10)}"
         )
+
+    def head_series(self) -> int:
+        """Series in Prometheus' head block (``/api/v1/status/tsdb``): cheap at any size, unlike
+        a ``count()`` over a million series."""
+        return int(self._get("/api/v1/status/tsdb")["data"]["headStats"]["numSeries"])
+
+    def wait_for_head_series(self, want: int, timeout: float, progress: Any = None) -> float:
+        """Wait until the head holds at least ``want`` series; returns the seconds it took."""
+        t0 = time.monotonic()
+
+        def loaded() -> tuple[bool, str]:
+            have = self.head_series()
+            return have >= want, f"{have} of {want} series in the head"
+
+        wait_for(f"prometheus to hold {want} series", loaded, timeout=timeout, interval=1.0,
+                 hint="is the exporter up and scraped?", progress=progress,
+                 error=lambda _kind, msg: self._fail(msg))  # fmt: skip
+        return time.monotonic() - t0

@@ -3,7 +3,8 @@
     hpa-kit up [--provider local|kind|existing] [--name N] [--hpa-sync-period 5s ...]
     hpa-kit status | down | delete | kubeconfig
     hpa-kit logs COMPONENT [-f] [-n 100]
-    hpa-kit install [--overlay default] [--adapter-rules FILE] [--kubeconfig K --context C]
+    hpa-kit install [--overlay default] [--adapter-rules FILE] [--registry REG] [--kubeconfig K --context C]
+    hpa-kit images build|list|import|push|export ...   (python -m harness.images; `hpa-kit images -h`)
     hpa-kit uninstall [--overlay default]
 
 Errors are one line on stderr with a non-zero exit code (2: bad usage or unavailable provider,
@@ -94,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
             st.add_argument("--timeout", type=float, default=600, help="seconds to wait for readiness")
             st.add_argument("--preloaded", action="append", default=[],
                             help="an image you loaded into the cluster yourself; repeatable")  # fmt: skip
+            st.add_argument("--registry", default=None,
+                            help="run the kit's images from REG/<path>:<tag> (push them first: "
+                            "`hpa-kit images push --registry REG`); for clusters that pull")  # fmt: skip
+
+    # Only for `hpa-kit -h`: main() hands `images ...` to harness.images.cli before parsing.
+    sub.add_parser("images",
+                   help="the kit's images: build, list, import, push --registry REG, export --out DIR")
 
     mem = sub.add_parser("measure", parents=[common], help="RSS of the cluster's processes")
     mem.add_argument("--json", action="store_true")
@@ -185,7 +193,8 @@ def _stack(cluster, args: argparse.Namespace, progress: Progress):  # -> Stack
     build_root = args.work_dir / "build" if args.work_dir else None
     return Stack(kubeconfig=cluster.kubeconfig, work_dir=work, overlay=args.overlay, cluster=cluster,
                  build_root=build_root, progress=progress, adapter_rules=getattr(args, "adapter_rules", None),
-                 preloaded=tuple(getattr(args, "preloaded", ())))  # fmt: skip
+                 preloaded=tuple(getattr(args, "preloaded", ())),
+                 registry=getattr(args, "registry", None))  # fmt: skip
 
 
 def _install(cluster, args: argparse.Namespace, progress: Progress) -> int:
@@ -230,6 +239,11 @@ def _measure(cluster, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["images"]:
+        from harness.images.cli import main as images_main
+
+        return images_main(argv[1:], prog="hpa-kit images")
     args = _parser().parse_args(argv)
     from harness.cluster import ProviderUnavailable
 

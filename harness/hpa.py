@@ -54,7 +54,7 @@ __all__ = [
 
 
 def hpa_spec_status(kubectl: Kubectl, namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    obj = kubectl.json("-n", namespace, "get", "hpa", name)
+    obj = kubectl.get("hpa", name, namespace=namespace)
     return obj.get("spec") or {}, obj.get("status") or {}
 
 
@@ -83,7 +83,7 @@ def wait_condition(
 
 
 def replicas(kubectl: Kubectl, namespace: str, deployment: str) -> int:
-    return int(kubectl.json("-n", namespace, "get", "deployment", deployment)["spec"].get("replicas", 1))
+    return int(kubectl.get("deployment", deployment, namespace=namespace)["spec"].get("replicas", 1))
 
 
 def wait_replicas(
@@ -93,7 +93,7 @@ def wait_replicas(
     """Wait until the Deployment's ``spec.replicas`` (what the HPA set) satisfies ``ok``; returns it."""
 
     def probe() -> tuple[bool, str]:
-        dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+        dep = kubectl.get("deployment", deployment, namespace=namespace)
         n = dep["spec"].get("replicas", 1)
         ready = (dep.get("status") or {}).get("readyReplicas", 0)
         return ok(n), f"spec.replicas={n} ready={ready}"
@@ -159,17 +159,29 @@ def current_metrics(kubectl: Kubectl, namespace: str, hpa: str) -> list[dict[str
 
 @contextmanager
 def recorded(
-    kube_api: Any, namespace: str, hpa: str, out: Path, load: Any = None, *,
+    kube: Any, namespace: str, hpa: str, out: Path, load: Any = None, *,
     direct: Callable[[], float] | None = None, target: str | None = None, interval: float = 3,
 ) -> Iterator[Recorder]:  # fmt: skip
     """Record the HPA (and its target ``target``, default: the HPA's name) while the block runs.
 
-    ``load`` (a ``LocustRun`` or ``InClusterLocust``, not started) is started on entry and stopped on
-    exit, both marked on the plot. On exit ``timeseries.csv``, ``plot.png`` and ``events.txt`` are
-    written into ``out``.
+    ``kube`` is a :class:`~harness.kubectl.Kubectl` (or, as before, a bare ``kubernetes`` ApiClient).
+    With a Kubectl, every sample also holds what the adapter serves for the HPA's metric at that
+    moment, and ``budget.json`` splits load start -> first new Ready replica into its stages
+    (:func:`harness.report.scale_up_budget`). ``load`` (a ``LocustRun`` or ``InClusterLocust``, not
+    started) is started on entry and stopped on exit, both marked on the plot. On exit
+    ``timeseries.csv``, ``plot.png``, ``budget.json`` and ``events.txt`` are written into ``out``.
     """
-    rec = Recorder(kube_api, namespace, hpa, target or hpa, out, interval=interval,
-                   load=load.history if load is not None else None, direct=direct)  # fmt: skip
+    served = None
+    if isinstance(kube, Kubectl):
+        kubectl, api = kube, kube.api
+        spec = hpa_spec_status(kubectl, namespace, hpa)[0]
+
+        def served() -> float:
+            return served_value(kubectl, namespace, spec)[0]
+    else:
+        api = kube
+    rec = Recorder(api, namespace, hpa, target or hpa, out, interval=interval,
+                   load=load.history if load is not None else None, direct=direct, served=served)  # fmt: skip
     rec.start()
     try:
         if load is not None:
@@ -185,7 +197,7 @@ def recorded(
 
 
 def _selector(kubectl: Kubectl, namespace: str, deployment: str) -> str:
-    dep = kubectl.json("-n", namespace, "get", "deployment", deployment)
+    dep = kubectl.get("deployment", deployment, namespace=namespace)
     return match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
 
 
@@ -247,7 +259,7 @@ def resource_value(kubectl: Kubectl, namespace: str, spec: Mapping[str, Any]) ->
     selector = _selector(kubectl, namespace, spec["scaleTargetRef"]["name"])
     query = urllib.parse.urlencode({"labelSelector": selector})
     usage_items = kubectl.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?{query}")["items"]
-    listed = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+    listed = kubectl.get("pods", namespace=namespace, selector=selector)["items"]
     pods = {p["metadata"]["name"]: p for p in listed}
     usage = requests = 0.0
     counted = 0
@@ -316,7 +328,7 @@ def observe(
     served, items = served_value(kubectl, namespace, spec)
     after = direct()
     readings += [before, after]
-    dep = kubectl.json("-n", namespace, "get", "deployment", spec["scaleTargetRef"]["name"])
+    dep = kubectl.get("deployment", spec["scaleTargetRef"]["name"], namespace=namespace)
     ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
     return Observation(
         t=t, current=int(status.get("currentReplicas") or 0), desired=int(status.get("desiredReplicas") or 0),

@@ -41,6 +41,7 @@ import yaml
 from harness.kubectl import Kubectl, KubectlError
 from harness.load import LoadError, LoadSample, LocustRun, Stage, check_run, locustfile_text, read_history
 from harness.manifests import LOCUSTFILE, LOCUSTFILE_CONFIGMAP, REPO_ROOT
+from harness.waits import Unresolvable, wait_for
 
 __all__ = [
     "HISTORY_MARKER",
@@ -367,17 +368,20 @@ class InClusterLocust:
     def _delete_jobs(self) -> None:
         self._ns("delete", "job", MASTER_JOB, WORKER_JOB, "--ignore-not-found", "--cascade=foreground",
                  "--wait=true", "--timeout=90s", timeout=120)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            pods = self._pods_of_jobs()
-            if not pods:
-                return
-            if time.monotonic() > deadline:
-                raise LoadError(
-                    f"Locust pods still present 60 s after deleting their Jobs: {', '.join(pods)}; "
-                    f"kubectl -n {self.namespace} describe pod {pods[0]}"
-                )
-            time.sleep(1)
+
+        left: list[str] = []
+
+        def gone() -> tuple[bool, str]:
+            left[:] = self._pods_of_jobs()
+            return not left, ", ".join(left)
+
+        def error(_kind: str, msg: str) -> LoadError:
+            if not left:
+                return LoadError(f"Locust pods: {msg}")
+            return LoadError(f"Locust pods still present 60 s after deleting their Jobs: {', '.join(left)}; "
+                             f"kubectl -n {self.namespace} describe pod {left[0]}")  # fmt: skip
+
+        wait_for("Locust pods to go", gone, timeout=60, interval=1, progress=None, error=error)
 
     def _pods_of_jobs(self) -> list[str]:
         doc = json.loads(
@@ -386,30 +390,29 @@ class InClusterLocust:
         return [p["metadata"]["name"] for p in doc.get("items") or []]
 
     def _wait_running(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = ""
-        while True:
+        seen = ["no pods listed yet"]
+
+        def running() -> tuple[bool, str]:
             pods = self._pods()
             for pod in pods:
                 problem = _container_problem(pod)
                 if problem:
-                    raise LoadError(self._pod_error(pod, problem))
+                    raise Unresolvable(self._pod_error(pod, problem))
             phases = [(self._role(p), (p.get("status") or {}).get("phase")) for p in pods]
             master = [ph for role, ph in phases if role == "master"]
             running_workers = sum(1 for role, ph in phases if role == "worker" and ph == "Running")
-            detail = f"master {master or 'no pod'}, {running_workers}/{self.workers} workers Running"
-            if master and master[0] in ("Running", "Succeeded") and running_workers >= self.workers:
-                self._say(f"pods running ({detail})")
-                return
-            if detail != last:
-                self._say(f"waiting: {detail}")
-                last = detail
-            if time.monotonic() > deadline:
-                raise LoadError(
-                    f"Locust pods not Running after {self.start_timeout:.0f}s ({detail}). "
-                    + self._events_hint()
-                )
-            time.sleep(1)
+            seen[0] = f"master {master or 'no pod'}, {running_workers}/{self.workers} workers Running"
+            up = bool(master) and master[0] in ("Running", "Succeeded") and running_workers >= self.workers
+            return up, seen[0]
+
+        def error(kind: str, msg: str) -> LoadError:
+            if kind == "unresolvable":
+                return LoadError(msg.split(": ", 1)[1])
+            return LoadError(f"Locust pods not Running after {self.start_timeout:.0f}s ({seen[0]}). "
+                             + self._events_hint())  # fmt: skip
+
+        wait_for("Locust pods running", running, timeout=self.start_timeout, interval=1,
+                 progress=lambda line: self._say(line.split("] ", 1)[-1]), error=error)  # fmt: skip
 
     def _events_hint(self) -> str:
         try:
@@ -574,7 +577,7 @@ def _reusable(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _service_port(kubectl: Kubectl, namespace: str, name: str, port: str) -> int:
     try:
-        svc = kubectl.json("-n", namespace, "get", "service", name)
+        svc = kubectl.get("service", name, namespace=namespace)
     except KubectlError as exc:
         raise LoadError(f"no Service {namespace}/{name} to load: {exc}") from None
     ports = {p.get("name"): int(p["port"]) for p in svc["spec"]["ports"]}
@@ -593,7 +596,7 @@ def host_service_url(cluster: object, kubectl: Kubectl, namespace: str, name: st
     so kube-proxy's ClusterIP rules apply; kind: a NodePort mapped to localhost). No port-forward."""
     if hasattr(cluster, "service_url"):
         return str(cluster.service_url(namespace, name, port))
-    svc = kubectl.json("-n", namespace, "get", "service", name)
+    svc = kubectl.get("service", name, namespace=namespace)
     ports = {p.get("name"): p["port"] for p in svc["spec"]["ports"]}
     return f"http://{svc['spec']['clusterIP']}:{ports.get(port, next(iter(ports.values())))}"
 

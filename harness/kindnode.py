@@ -481,9 +481,9 @@ def preload_images(root: Path, archives: list[Path], work: Path, progress: Progr
     record = procs.start("containerd-preload", ["containerd", "--config", str(cfg)],
                          log=work / "containerd.log", pid_dir=work)
     try:
-        def answers() -> bool:
-            return sock.exists() and img.run(["ctr", "-a", str(sock), "version"],
-                                             check=False).returncode == 0
+        def answers() -> tuple[bool, str]:
+            up = sock.exists() and img.run(["ctr", "-a", str(sock), "version"], check=False).returncode == 0
+            return up, "ctr version answers" if up else f"{sock} does not answer yet"
 
         procs.wait_until(answers, component="containerd (node image preload)", timeout=30, record=record)
         for a in archives:

@@ -2,6 +2,12 @@
 
 The cluster under test hands one out (``Cluster.kubectl()``); the install, the load runners, the HPA
 vocabulary and the tests all take it. ``$KUBECTL`` picks the binary.
+
+Reads that are polled or asserted on (:meth:`Kubectl.get`, :meth:`Kubectl.raw`) do not fork kubectl:
+they go through the ``kubernetes`` client built from the same kubeconfig and context
+(:attr:`Kubectl.api`, also the plugin's ``kube_api`` fixture), and a refused read raises
+:class:`KubeApiError` with the HTTP status, not a message to match. kubectl stays for apply, kustomize,
+logs, exec, tokens and the hints a person copies.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +27,70 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.procs import terminate
 
-__all__ = ["Kubectl", "KubectlError"]
+__all__ = ["RESOURCES", "KubeApiError", "Kubectl", "KubectlError"]
 
 
 class KubectlError(HarnessError):
     """A kubectl command failed; the message holds the command, its exit code and its stderr's tail."""
+
+
+class KubeApiError(KubectlError):
+    """The API server refused a read: ``status`` is its HTTP status (404 for a missing object)."""
+
+    def __init__(self, status: int, path: str, body: str) -> None:
+        self.status = status
+        self.path = path
+        reason = body.strip()
+        with contextlib.suppress(ValueError, AttributeError):
+            reason = json.loads(body).get("message") or reason
+        super().__init__(f"GET {path}: HTTP {status}: {reason[-400:]}")
+
+
+#: The kinds the harness reads, by every name kubectl accepts for them: (group, version, plural,
+#: namespaced). A kind not here is read with kubectl (``json("get", ...)``).
+RESOURCES: dict[str, tuple[str, str, str, bool]] = {}
+for _names, _where in (
+    (("pod", "pods", "po"), ("", "v1", "pods", True)),
+    (("service", "services", "svc"), ("", "v1", "services", True)),
+    (("endpoints", "ep"), ("", "v1", "endpoints", True)),
+    (("configmap", "configmaps", "cm"), ("", "v1", "configmaps", True)),
+    (("event", "events", "ev"), ("", "v1", "events", True)),
+    (("serviceaccount", "serviceaccounts", "sa"), ("", "v1", "serviceaccounts", True)),
+    (("node", "nodes", "no"), ("", "v1", "nodes", False)),
+    (("namespace", "namespaces", "ns"), ("", "v1", "namespaces", False)),
+    (("deployment", "deployments", "deploy"), ("apps", "v1", "deployments", True)),
+    (("statefulset", "statefulsets", "sts"), ("apps", "v1", "statefulsets", True)),
+    (("daemonset", "daemonsets", "ds"), ("apps", "v1", "daemonsets", True)),
+    (("replicaset", "replicasets", "rs"), ("apps", "v1", "replicasets", True)),
+    (("job", "jobs"), ("batch", "v1", "jobs", True)),
+    (("hpa", "horizontalpodautoscaler", "horizontalpodautoscalers"),
+     ("autoscaling", "v2", "horizontalpodautoscalers", True)),
+    (("apiservice", "apiservices"), ("apiregistration.k8s.io", "v1", "apiservices", False)),
+    (("csr", "certificatesigningrequest", "certificatesigningrequests"),
+     ("certificates.k8s.io", "v1", "certificatesigningrequests", False)),
+    (("clusterrolebinding", "clusterrolebindings"),
+     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", False)),
+    (("rolebinding", "rolebindings"), ("rbac.authorization.k8s.io", "v1", "rolebindings", True)),
+):
+    for _n in _names:
+        RESOURCES[_n] = _where
+
+
+def resource_path(kind: str, name: str | None = None, namespace: str | None = None) -> str:
+    """The API path of ``kind`` (any kubectl name for it), one object or the list; namespaced lists
+    without ``namespace`` are across all namespaces."""
+    try:
+        group, version, plural, namespaced = RESOURCES[kind.lower()]
+    except KeyError:
+        known = ", ".join(sorted({w[2] for w in RESOURCES.values()}))
+        raise KubectlError(f"no API path known for kind {kind!r} (known: {known}); use Kubectl.json"
+                           ) from None  # fmt: skip
+    base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    if namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    elif not namespaced and namespace:
+        raise KubectlError(f"{plural} are cluster-scoped: drop namespace={namespace!r}")
+    return f"{base}/{plural}" + (f"/{name}" if name else "")
 
 
 @dataclass
@@ -35,6 +101,16 @@ class Kubectl:
     #: The kubeconfig's context to use; None uses its current context.
     context: str | None = None
     binary: str = field(default_factory=lambda: os.environ.get("KUBECTL", "kubectl"))
+    _api: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def api(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` for the same kubeconfig and context (built once)."""
+        if self._api is None:
+            from kubernetes import config
+
+            self._api = config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+        return self._api
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -57,8 +133,35 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json"))
 
-    def raw(self, path: str) -> Any:
-        return json.loads(self.run("get", "--raw", path))
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        """GET ``path`` (with its query string) through the API client; the decoded JSON body."""
+        api = self.api
+        method, url, headers, _body, _post = api.param_serialize(
+            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
+        )
+        resp = api.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        data = resp.read()
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        if not 200 <= resp.status < 300:
+            raise KubeApiError(resp.status, path, text)
+        return json.loads(text)
+
+    def get(
+        self, kind: str, name: str | None = None, *, namespace: str | None = None,
+        selector: str | None = None, fields: str | None = None, timeout: float = 60,
+    ) -> Any:
+        """``kubectl get KIND [NAME] [-n NS] [-l SEL] [--field-selector F] -o json`` without forking.
+
+        One object as a dict, or a list with its ``items``. A missing object raises
+        :class:`KubeApiError` with ``status == 404``.
+        """
+        path = resource_path(kind, name, namespace)
+        query = {k: v for k, v in (("labelSelector", selector), ("fieldSelector", fields)) if v}
+        if query:
+            if name:
+                raise KubectlError("a selector reads a list: give name or selector, not both")
+            path += "?" + urllib.parse.urlencode(query)
+        return self.raw(path, timeout=timeout)
 
     @contextlib.contextmanager
     def port_forward(self, namespace: str, target: str, port: int, *, timeout: float = 30) -> Iterator[int]:

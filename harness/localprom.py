@@ -10,14 +10,12 @@ Every wait has a timeout and failures include the tail of Prometheus' log file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +27,7 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError
+from harness.waits import Unresolvable, wait_for
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 
@@ -160,15 +159,14 @@ class LocalPrometheus:
         """Start again on the same port and data dir (e.g. after :meth:`kill`)."""
         self.stop()
         # The TSDB lock of a killed process is released with its fds; the port may linger briefly.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def port_free() -> tuple[bool, str]:
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind(("127.0.0.1", self.port))
-                    break
-                except OSError:
-                    time.sleep(0.1)
+                s.bind(("127.0.0.1", self.port))
+            return True, f"port {self.port} free"
+
+        wait_for(f"port {self.port} to be free", port_free, timeout=10, interval=0.1, progress=None,
+                 error=lambda _k, msg: self._fail(msg))  # fmt: skip
         self.start(timeout)
 
     def cleanup(self) -> None:
@@ -204,18 +202,14 @@ class LocalPrometheus:
             return json.loads(resp.read())
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> tuple[bool, str]:
             if self.proc is not None and self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} during start-up")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            time.sleep(0.1)
-        raise self._fail(f"not ready after {timeout:g}s")
+                raise Unresolvable(f"exited with code {self.proc.returncode} during start-up")
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
+                return resp.status == 200, f"/-/ready: HTTP {resp.status}"
+
+        wait_for("ready", ready, timeout=timeout, interval=0.1, progress=None,
+                 error=lambda _k, msg: self._fail(msg))  # fmt: skip
 
     def reload(self, targets: Sequence[str | Target] | None = None, timeout: float = 10.0) -> None:
         """Rewrite the scrape config (optionally with new targets) and POST /-/reload."""
@@ -238,35 +232,30 @@ class LocalPrometheus:
 
     def wait_for_series(self, query: str, timeout: float = 30.0, *, count: int = 1) -> list[dict[str, Any]]:
         """Wait until instant ``query`` returns at least ``count`` samples; returns them."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                result = self.query(query)
-                if len(result) >= count:
-                    return result
-                last = result
-            except (OSError, urllib.error.URLError, KeyError, ValueError) as err:
-                last = err
-            time.sleep(0.2)
-        raise self._fail(
-            f"query {query!r} did not return {count} sample(s) within {timeout:g}s (last: {last!r})"
-        )
+        result: list[dict[str, Any]] = []
+
+        def enough() -> tuple[bool, str]:
+            nonlocal result
+            result = self.query(query)
+            return len(result) >= count, f"{len(result)} sample(s): {result!r}"[:300]
+
+        wait_for(f"query {query!r} to return {count} sample(s)", enough, timeout=timeout, interval=0.2,
+                 progress=None, error=lambda _k, msg: self._fail(msg))  # fmt: skip
+        return result
 
     def targets_health(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/targets")["data"]["activeTargets"])
 
     def wait_for_targets_up(self, timeout: float = 30.0) -> None:
         """Wait until every configured target has been scraped successfully."""
-        deadline = time.monotonic() + timeout
-        health: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
-                health = self.targets_health()
-                if len(health) >= len(self.targets) and all(t.get("health") == "up" for t in health):
-                    return
-            time.sleep(0.2)
-        summary = ", ".join(
-            f"{t.get('scrapeUrl')}={t.get('health')} {t.get('lastError', '')}" for t in health
-        )
-        raise self._fail(f"targets not all up within {timeout:g}s: {summary or 'none discovered'}")
+
+        def up() -> tuple[bool, str]:
+            health = self.targets_health()
+            summary = ", ".join(
+                f"{t.get('scrapeUrl')}={t.get('health')} {t.get('lastError', '')}" for t in health
+            )
+            done = len(health) >= len(self.targets) and all(t.get("health") == "up" for t in health)
+            return done, summary or "none discovered"
+
+        wait_for("targets all up", up, timeout=timeout, interval=0.2, progress=None,
+                 error=lambda _k, msg: self._fail(msg))  # fmt: skip

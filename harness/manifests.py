@@ -55,6 +55,7 @@ __all__ = [
     "apiserver_placeholder_paths",
     "audit",
     "build",
+    "cert_manager_secrets",
     "detect_insecure",
     "kustomize",
     "live_objects",
@@ -62,6 +63,7 @@ __all__ = [
     "main",
     "overlay_dir",
     "placeholder_apiservices",
+    "registry_overrides",
     "render",
     "required_images",
 ]
@@ -71,7 +73,7 @@ MANIFESTS_DIR = paths.manifests_dir()
 OVERLAYS_DIR = MANIFESTS_DIR / "overlays"
 
 #: The overlays shipped in ``manifests/overlays`` (see manifests/README.md for the risk of each).
-OVERLAYS = ("default", "anonymous-fallback", "insecure", "resource-metrics", "test")
+OVERLAYS = ("default", "anonymous-fallback", "insecure", "resource-metrics", "test", "cert-manager")
 
 ADAPTER_NAMESPACE = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"
@@ -319,6 +321,19 @@ def _load_secret(path: Path, expected: tuple[str, str], ca_bundle: str) -> str:
     return text
 
 
+def cert_manager_secrets(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, name) of every Secret a cert-manager ``Certificate`` in ``objects`` issues.
+
+    An overlay whose Certificate issues the adapter's serving Secret (overlays/cert-manager) gets its
+    TLS from cert-manager: :func:`render` must add no Secret and no caBundle for it.
+    """
+    return sorted(
+        ((o.get("metadata") or {}).get("namespace", "default"), (o.get("spec") or {}).get("secretName", ""))
+        for o in objects
+        if o.get("kind") == "Certificate" and str(o.get("apiVersion", "")).startswith("cert-manager.io/")
+    )
+
+
 def locustfile_namespaces(objects: Iterable[Mapping[str, Any]]) -> list[str]:
     """Namespaces with a Job/Deployment mounting ConfigMap ``locustfile`` that ``objects`` lack.
 
@@ -456,9 +471,92 @@ def merge_adapter_rules(objects: Sequence[Mapping[str, Any]], rules_file: Path) 
     return merged
 
 
+#: The kustomize image-field config ``render(registry=)`` writes (also in manifests/base): the Prometheus
+#: CR's ``spec.image`` is an image the ``images:`` override must rewrite too.
+_IMAGE_FIELDS_FILE = "image-fields.yaml"
+_IMAGE_FIELDS = {"images": [{"path": "spec/image", "kind": "Prometheus"}]}
+
+
+def _untagged(image: str) -> str:
+    """``image`` without its tag (kustomize's ``images[].name`` and ``newName``), digest kept out too."""
+    image = image.split("@", 1)[0]
+    head, sep, tail = image.rpartition(":")
+    return head if sep and "/" not in tail else image
+
+
+def registry_overrides(objects: Sequence[Mapping[str, Any]], registry: str) -> tuple[list[dict[str, str]],
+                                                                                   list[dict[str, Any]]]:
+    """What moves every image the kit builds that ``objects`` run to ``registry``, tags kept.
+
+    Returns kustomize ``images:`` entries (``name`` as the manifests write it, ``newName`` from
+    :func:`harness.images.registry_ref`, the mapping ``hpa-kit images push`` pushes to) and the patches
+    for what ``images:`` cannot reach: the operator's ``--prometheus-config-reloader`` flag and a
+    Prometheus CR that names only ``spec.version``. Images the kit does not build stay as they are.
+    """
+    from harness import images
+
+    specs = images.default_specs()
+
+    def kit_built(image: str) -> bool:
+        try:
+            return bool(images.select_specs(specs, [image]))
+        except images.ImageError:
+            return False
+
+    entries: dict[str, dict[str, str]] = {}
+    patches: list[dict[str, Any]] = []
+
+    def entry(image: str) -> None:  # an image in a field `images:` rewrites (containers, the CR's spec.image)
+        if image and kit_built(image):
+            name = _untagged(image)
+            new = _untagged(images.registry_ref(image, registry))
+            entries.setdefault(name, {"name": name, "newName": new})
+
+    for obj in objects:
+        kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+        target = {"kind": kind, "name": meta.get("name", "")}
+        if meta.get("namespace"):
+            target["namespace"] = meta["namespace"]
+        if kind == "Prometheus" and str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            spec = obj.get("spec") or {}
+            default = f"{PROMETHEUS_DEFAULT_BASE}:{spec.get('version')}"
+            entry(str(spec.get("image") or ""))
+            if not spec.get("image") and spec.get("version") and kit_built(default):
+                patches.append({"target": target, "patch": json.dumps([
+                    {"op": "add", "path": "/spec/image", "value": images.registry_ref(default, registry)}])})
+            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+                entry(str(c.get("image") or ""))
+        if kind not in _POD_SPEC_PATHS:
+            continue
+        path = _POD_SPEC_PATHS[kind]
+        pod = _dig(obj, path)
+        for c in pod.get("initContainers") or []:
+            entry(str(c.get("image") or ""))
+        for ci, c in enumerate(pod.get("containers") or []):
+            image = str(c.get("image") or "")
+            entry(image)
+            if not image.rpartition(":")[0].endswith("/prometheus-operator"):
+                continue
+            args = [str(a) for a in c.get("args") or []]
+            at = next((i for i, a in enumerate(args) if a.startswith(_RELOADER_FLAG)), None)
+            reloader = (args[at][len(_RELOADER_FLAG):] if at is not None
+                        else image.replace("/prometheus-operator:", "/prometheus-config-reloader:"))
+            if not kit_built(reloader):
+                continue
+            flag = _RELOADER_FLAG + images.registry_ref(reloader, registry)
+            base = "/" + "/".join([*path, "containers", str(ci), "args"])
+            ops: list[dict[str, Any]] = (
+                [{"op": "test", "path": f"{base}/{at}", "value": args[at]},
+                 {"op": "replace", "path": f"{base}/{at}", "value": flag}] if at is not None else
+                [{"op": "add", "path": f"{base}/-" if args else base, "value": flag if args else [flag]}])
+            patches.append({"target": target, "patch": json.dumps(ops)})
+    return sorted(entries.values(), key=lambda e: e["name"]), patches
+
+
 def render(
     overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path,
-    adapter_rules: Path | None = None, apiserver_cidrs: Sequence[str] = (),
+    adapter_rules: Path | None = None, registry: str | None = None,
+    apiserver_cidrs: Sequence[str] = (),
 ) -> Path:  # fmt: skip
     """Write an installable build directory for ``overlay`` into ``out_dir`` and return it.
 
@@ -470,6 +568,9 @@ def render(
     survive. ``kubectl apply -k out_dir`` installs.
     ``adapter_rules``: a project's own prometheus-adapter rules (:func:`merge_adapter_rules`), patched
     into the adapter's ConfigMap, with the merged config's hash on the adapter's pod template.
+    ``registry``: every image the kit builds is run from ``REGISTRY/<path>:<tag>`` instead (a kustomize
+    ``images:`` override plus :func:`registry_overrides`' patches), where ``hpa-kit images push
+    --registry`` puts them; pull policies stay as the overlay sets them (``IfNotPresent``).
     ``apiserver_cidrs``: where the API server's connections to pods come from (the cluster's; see
     Stack.apiserver_cidrs). Each NetworkPolicy peer carrying :data:`APISERVER_CIDR_PLACEHOLDER` becomes
     one ipBlock per CIDR; without them the placeholder stays and matches nothing (fail closed).
@@ -482,7 +583,14 @@ def render(
     if targets and not bundle:
         raise ManifestError(
             f"overlay {source.name} needs a caBundle for {', '.join(targets)}: pass the contents of "
-            "cabundle.txt from harness.certs.serving_bundle"
+            "cabundle.txt from harness.certs.serving_bundle (CLI: render --certs DIR)"
+        )
+    issued = cert_manager_secrets(objects)
+    if serving_secret_yaml is not None and _expected_secret(objects) in issued:
+        namespace, name = _expected_secret(objects)
+        raise ManifestError(
+            f"overlay {source.name} has cert-manager issue the adapter's Secret {namespace}/{name}: render "
+            "it without a serving Secret (and without a caBundle: cainjector fills it)"
         )
     secret_text = (
         _load_secret(serving_secret_yaml, _expected_secret(objects), bundle)
@@ -544,6 +652,20 @@ def render(
         patches += _adapter_config_patches(objects, merged)
     if apiserver_cidrs:
         patches += _apiserver_patches(objects, apiserver_cidrs)
+    fields_path = out / _IMAGE_FIELDS_FILE
+    if registry:
+        from harness import images
+
+        try:
+            image_entries, image_patches = registry_overrides(objects, registry)
+        except images.ImageError as exc:
+            raise ManifestError(str(exc)) from None
+        _atomic_write(fields_path, yaml.safe_dump(_IMAGE_FIELDS, sort_keys=False))
+        kustomization["configurations"] = [_IMAGE_FIELDS_FILE]
+        kustomization["images"] = image_entries
+        patches += image_patches
+    else:
+        fields_path.unlink(missing_ok=True)
     if patches:
         kustomization["patches"] = patches
     header = (
@@ -929,8 +1051,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     rend = sub.add_parser("render", help="write an installable build dir (then: kubectl apply -k DIR)")
     rend.add_argument("overlay", help=f"one of {', '.join(OVERLAYS)} or a kustomization dir")
-    rend.add_argument("--certs", type=Path, required=True, help="dir with cabundle.txt + secret.yaml")
+    rend.add_argument("--certs", type=Path, default=None,
+                      help="dir with cabundle.txt + secret.yaml (not for overlays/cert-manager)")
     rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
+    rend.add_argument("--registry", default=None,
+                      help="run the kit's images from REG/<path>:<tag> (hpa-kit images push --registry REG)")
     rend.add_argument(
         "--apiserver-cidr", action="append", default=[], metavar="CIDR",
         help="where the API server connects to pods from (repeatable, or comma-separated); the "
@@ -953,10 +1078,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "render":
-            bundle, secret = _certs_inputs(args.certs)
+            bundle, secret = _certs_inputs(args.certs) if args.certs is not None else ("", None)
             cidrs = [c for arg in args.apiserver_cidr for c in arg.replace(",", " ").split()]
             out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out,
-                         apiserver_cidrs=cidrs)  # fmt: skip
+                         registry=args.registry, apiserver_cidrs=cidrs)  # fmt: skip
             print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")
             if not cidrs:
                 print(

@@ -10,12 +10,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from harness import procs
+from harness.waits import Unresolvable, wait_for
 
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
@@ -42,25 +42,24 @@ class MockMetricsProcess:
                 [sys.executable, "-m", "mockmetrics", "--host", "127.0.0.1", "--port", "0", *self.flags],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        def ready() -> tuple[bool, str]:
+            assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mockmetrics exited with {self.proc.returncode} during start:\n{self.log()}"
-                )
+                raise Unresolvable(f"mockmetrics exited with {self.proc.returncode} during start")
             if not self.url and (m := _LISTENING.search(self.log())):
                 self.url = m.group(1)
-            if self.url:
-                try:
-                    if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(
-            f"mockmetrics not ready after {self.start_timeout}s; log {self.log_path}:\n{self.log()}"
-        )
+            if not self.url:
+                return False, "no 'listening' line in its log yet"
+            status = httpx.get(f"{self.url}/readyz", timeout=2).status_code
+            return status == 200, f"/readyz: HTTP {status}"
+
+        def error(_kind: str, msg: str) -> RuntimeError:
+            self.stop()
+            return RuntimeError(f"{msg}; log {self.log_path}:\n{self.log()}")
+
+        wait_for("mockmetrics ready", ready, timeout=self.start_timeout, interval=0.05, progress=None,
+                 error=error)  # fmt: skip
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -14,10 +14,14 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +33,8 @@ __all__ = [
     "ComponentError",
     "ProcessRecord",
     "alive",
+    "count_forks",
+    "fork_counts",
     "free_port",
     "load_record",
     "port_free",
@@ -36,6 +42,7 @@ __all__ = [
     "start",
     "stop",
     "tail",
+    "tool_name",
     "wait_until",
 ]
 
@@ -44,6 +51,71 @@ __all__ = [
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 TAIL_LINES = 30
+
+#: Processes this Python process started, by tool (:func:`tool_name`), once :func:`count_forks` ran.
+_FORKS: Counter[str] = Counter()
+_FORKS_LOCK = threading.Lock()
+_FORKS_HOOKED = False
+
+
+def tool_name(args: Any, *, shell: bool = False) -> str:
+    """The program a process runs, as counted: the base name of ``argv[0]`` (``/usr/bin/kubectl`` ->
+    ``kubectl``); for a shell command string, of its first word."""
+    if isinstance(args, (str, bytes, os.PathLike)) and not shell:
+        first: Any = args
+    elif isinstance(args, (str, bytes)):
+        text = os.fsdecode(args)
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        first = words[0] if words else ""
+    else:
+        seq = list(args or ())
+        first = seq[0] if seq else ""
+    return os.path.basename(os.fsdecode(first)) or "?"
+
+
+def _count_hook(event: str, args: tuple[Any, ...]) -> None:
+    if event != "subprocess.Popen" and event != "os.system":  # every audit event comes here: be quick
+        return
+    try:
+        if event == "subprocess.Popen":  # (executable, args, cwd, env): every subprocess.run/Popen/call
+            executable, argv = args[0], args[1]
+            # subprocess passes a shell=True command as ["/bin/sh", "-c", cmd]: count the command's program
+            seq = list(argv) if isinstance(argv, (list, tuple)) else None
+            if seq and len(seq) >= 3 and tool_name(seq) in ("sh", "bash") and seq[1] == "-c":
+                name = tool_name(seq[2], shell=True)
+            else:
+                name = tool_name(argv if argv else executable)
+        else:  # os.system(command)
+            name = tool_name(args[0], shell=True)
+    except Exception:  # an exception here would fail the caller's fork: count it, never break it
+        name = "?"
+    with _FORKS_LOCK:
+        _FORKS[name] += 1
+
+
+def count_forks() -> None:
+    """Start counting every process this Python process starts, by tool (idempotent).
+
+    One Python audit hook on ``subprocess.Popen`` (which ``subprocess.run``, ``call`` and
+    ``check_output`` go through, whichever module calls them: :class:`harness.kubectl.Kubectl`, the
+    image builds, the manifests' ``kubectl kustomize``) and ``os.system``. Audit hooks cannot be
+    removed; the cost is a dict update per fork.
+    """
+    global _FORKS_HOOKED
+    with _FORKS_LOCK:
+        if _FORKS_HOOKED:
+            return
+        _FORKS_HOOKED = True
+    sys.addaudithook(_count_hook)
+
+
+def fork_counts() -> dict[str, int]:
+    """How many processes were started per tool since :func:`count_forks` (a snapshot)."""
+    with _FORKS_LOCK:
+        return dict(_FORKS)
 
 
 class ComponentError(HarnessError):
@@ -234,7 +306,7 @@ def stop(record: ProcessRecord | None, timeout: float = 15.0, sig: int = signal.
 
 
 def wait_until(
-    check: Callable[[], bool | str],
+    check: Callable[[], tuple[bool, str]],
     *,
     component: str,
     timeout: float,
@@ -243,28 +315,33 @@ def wait_until(
     log: Path | None = None,
     interval: float = 0.2,
 ) -> None:
-    """Poll ``check`` until it returns True; fail fast if ``record``'s process exits.
+    """:func:`harness.waits.wait_for` for a component: fails fast if ``record``'s process exits.
 
-    ``check`` may return a string to describe why it is not ready yet; the last one is put into the
-    timeout error. Exceptions from ``check`` count as "not yet" (their text is kept the same way).
+    ``check`` is a probe (``(done, detail)``); the last detail goes into the error, which is a
+    :class:`ComponentError` with the component's log tail.
     """
+    from harness.waits import Unresolvable, wait_for
+
     log = log or (record.log_path if record else None)
-    deadline = time.monotonic() + timeout
-    last = "not checked yet"
-    while True:
+    last = ["not checked yet"]
+
+    def probe() -> tuple[bool, str]:
         try:
-            result = check()
+            done, detail = check()
         except Exception as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        if result is True:
-            return
-        if isinstance(result, str):
-            last = result
-        if record is not None and not alive(record):
-            raise ComponentError(component, f"exited before it was {what} (last check: {last})", log)
-        if time.monotonic() > deadline:
-            raise ComponentError(component, f"not {what} after {timeout:.0f}s (last check: {last})", log)
-        time.sleep(interval)
+            done, detail = False, f"{type(exc).__name__}: {exc}"
+        if not done:
+            last[0] = detail
+            if record is not None and not alive(record):
+                raise Unresolvable("exited")
+        return done, detail
+
+    def error(kind: str, _message: str) -> ComponentError:
+        if kind == "unresolvable":
+            return ComponentError(component, f"exited before it was {what} (last check: {last[0]})", log)
+        return ComponentError(component, f"not {what} after {timeout:.0f}s (last check: {last[0]})", log)
+
+    wait_for(f"{component} {what}", probe, timeout=timeout, interval=interval, progress=None, error=error)
 
 
 def port_free(host: str, port: int) -> bool:

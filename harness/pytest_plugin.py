@@ -24,15 +24,23 @@ Fixtures: ``cluster``, ``kubeconfig``, ``kubectl``, ``kube_api``, ``stack``, ``r
 ``scenario_dir``, ``load``, ``hpa_recorder``, ``progress_for``. Tests marked ``disruptive`` run last;
 when a test that uses ``stack`` fails, the stack's diagnostics land in its ``scenario_dir``.
 
+Every process the session forks is counted by tool (``harness.procs.count_forks``): per test and phase
+into ``forks.json`` (the session's report folder when it made one, else the reports folder), and a
+summary line at the end names the tests that forked kubectl most. A session-scoped fixture's forks
+count in the setup of the first test that needs it (the ``stack`` install in the first scenario's),
+its finalizer's in the teardown of the session's last test.
+
 The plugin imports nothing heavy at load time: a project without the ``[harness]`` extra still runs
 its other tests, and a fixture that needs the extra says which one to install.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import entry
+from harness import entry, procs
 from harness.progress import Progress
 
 if TYPE_CHECKING:
@@ -142,6 +150,8 @@ def _ini_relative(config: pytest.Config, value: str) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     global _LIVE
     _LIVE = _LiveStderr(config)
+    procs.count_forks()
+    config.stash[_FORKS_KEY] = _ForkLedger(start=procs.fork_counts())
     config.addinivalue_line(
         "markers", "disruptive: restarts or reconfigures the session's cluster (run after all other tests)"
     )
@@ -179,6 +189,109 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
                 reporter.write_line(f"  {rep.nodeid}: {reason}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ------------------------------------------------------------------------------------ fork counts
+
+
+def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in sorted(after.items()) if n - before.get(k, 0)}
+
+
+class _ForkLedger:
+    """Processes forked per test and phase (setup, call, teardown), by tool, from ``procs.fork_counts``."""
+
+    def __init__(self, start: dict[str, int]) -> None:
+        self.start = start
+        self.tests: dict[str, dict[str, dict[str, int]]] = {}
+
+    def record(self, nodeid: str, phase: str, before: dict[str, int]) -> None:
+        got = _diff(procs.fork_counts(), before)
+        self.tests.setdefault(nodeid, {})[phase] = got
+
+    def report(self) -> dict[str, Any]:
+        """``{"session": totals, "outside_tests": ..., "tests": {nodeid: {"total", "setup", ...}}}``."""
+        session = _diff(procs.fork_counts(), self.start)
+        tests: dict[str, dict[str, dict[str, int]]] = {}
+        in_tests: Counter[str] = Counter()
+        for nodeid, phases in self.tests.items():
+            total: Counter[str] = Counter()
+            for counts in phases.values():
+                total.update(counts)
+            in_tests.update(total)
+            tests[nodeid] = {"total": dict(sorted(total.items())), **phases}
+        outside = {k: n - in_tests.get(k, 0) for k, n in session.items() if n - in_tests.get(k, 0)}
+        return {"session": session, "outside_tests": outside, "tests": tests}
+
+    def summary(self, report: dict[str, Any], *, tool: str = "kubectl", top: int = 3) -> str:
+        """One line: the session's forks of ``tool`` and the tests with the most."""
+        ranked = sorted(((t["total"].get(tool, 0), nodeid) for nodeid, t in report["tests"].items()),
+                        key=lambda x: (-x[0], x[1]))
+        ranked = [(n, nodeid) for n, nodeid in ranked if n][:top]
+        by_count = sorted(report["session"].items(), key=lambda x: (-x[1], x[0]))
+        others = ", ".join([f"{k} {n}" for k, n in by_count if k != tool][:4])
+        line = (f"hpa-kit forks: {tool} {report['session'].get(tool, 0)} "
+                f"({report['outside_tests'].get(tool, 0)} outside tests)")
+        if others:
+            line += f"; others: {others}"
+        if ranked:
+            calls = {nodeid: report["tests"][nodeid].get("call", {}).get(tool, 0) for _, nodeid in ranked}
+            line += f"; most {tool}: " + ", ".join(
+                f"{nodeid.rpartition('::')[2]} {n} (call {calls[nodeid]})" for n, nodeid in ranked)
+        return line
+
+
+_FORKS_KEY = pytest.StashKey[_ForkLedger]()
+_REPORT_ROOT_KEY = pytest.StashKey[Path]()
+
+
+def _count_phase(item: pytest.Item, phase: str) -> Iterator[None]:
+    before = procs.fork_counts()
+    try:
+        yield
+    finally:
+        ledger = item.config.stash.get(_FORKS_KEY, None)
+        if ledger is not None:
+            ledger.record(item.nodeid, phase, before)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _count_phase(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _count_phase(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _count_phase(item, "teardown"))
+
+
+def _reports_base(config: pytest.Config) -> Path:
+    configured = setting(config, "hpa_kit_reports")
+    return _ini_relative(config, configured) if configured else config.rootpath / "reports"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Write ``forks.json`` and print the one-line fork summary (only when a test forked anything)."""
+    ledger = config.stash.get(_FORKS_KEY, None)
+    if ledger is None or not ledger.tests:
+        return
+    report = ledger.report()
+    if not report["session"]:
+        return
+    folder = config.stash.get(_REPORT_ROOT_KEY, None) or _reports_base(config)
+    path = folder / "forks.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        where = f"; per test: {path}"
+    except OSError as exc:
+        where = f"; could not write {path}: {exc.strerror}"
+    terminalreporter.write_line(ledger.summary(report) + where)
 
 
 class _LiveStderr:
@@ -302,11 +415,10 @@ def kubectl(cluster: Cluster) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def kube_api(cluster: Cluster) -> Any:
-    """A ``kubernetes.client.ApiClient`` for the same kubeconfig and context as ``kubectl``."""
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(cluster.kubeconfig), context=cluster.context)
+def kube_api(kubectl: Any) -> Any:
+    """A ``kubernetes.client.ApiClient`` for the same kubeconfig and context as ``kubectl``: the very
+    client ``kubectl.get`` and ``kubectl.raw`` read through."""
+    return kubectl.api
 
 
 # ------------------------------------------------------------------------------------------ stack
@@ -315,10 +427,9 @@ def kube_api(cluster: Cluster) -> Any:
 @pytest.fixture(scope="session")
 def report_root(pytestconfig: pytest.Config) -> Path:
     """This session's report folder: ``<reports>/e2e-YYYYmmdd-HHMMSS``."""
-    configured = setting(pytestconfig, "hpa_kit_reports")
-    base = _ini_relative(pytestconfig, configured) if configured else pytestconfig.rootpath / "reports"
-    root = base / time.strftime("e2e-%Y%m%d-%H%M%S")
+    root = _reports_base(pytestconfig) / time.strftime("e2e-%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
+    pytestconfig.stash[_REPORT_ROOT_KEY] = root
     live_progress("")(f"report folder: {root}")
     return root
 
@@ -386,18 +497,19 @@ def load(cluster: Cluster, kubectl: Kubectl, scenario_dir: Path) -> Iterator[Cal
 
 
 @pytest.fixture
-def hpa_recorder(kube_api: Any, scenario_dir: Path) -> Callable[..., Any]:
+def hpa_recorder(kubectl: Kubectl, scenario_dir: Path) -> Callable[..., Any]:
     """``with hpa_recorder(namespace, hpa, load=run) as rec:`` records the HPA every 3 s (replicas,
-    metric, target, conditions) and writes ``timeseries.csv``, ``plot.png`` and ``events.txt`` into
-    ``scenario_dir``. A ``load`` run is started on entry and stopped on exit, both marked on the plot;
-    ``direct=`` adds a reference value (e.g. a PromQL query) to every sample."""
+    metric, target, conditions, the adapter's answer) and writes ``timeseries.csv``, ``plot.png``,
+    ``budget.json`` (the scale-up latency budget) and ``events.txt`` into ``scenario_dir``. A ``load``
+    run is started on entry and stopped on exit, both marked on the plot; ``direct=`` adds a reference
+    value (e.g. a PromQL query) to every sample."""
 
     @contextmanager
     def record(namespace: str, name: str, *, load: Any = None, target: str | None = None,
                direct: Callable[[], float] | None = None) -> Iterator[Recorder]:  # fmt: skip
         from harness.hpa import recorded
 
-        with recorded(kube_api, namespace, name, scenario_dir, load, direct=direct, target=target) as rec:
+        with recorded(kubectl, namespace, name, scenario_dir, load, direct=direct, target=target) as rec:
             yield rec
 
     return record

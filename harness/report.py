@@ -9,6 +9,7 @@ replicas on one time axis), ``hpa.json`` (final status and conditions) and ``eve
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import threading
 import time
@@ -38,6 +39,9 @@ class Sample:
     able_to_scale: str | None
     #: The same metric from an independent PromQL query, in the unit the HPA's status shows.
     direct_value: float | None = None
+    #: What the adapter serves for the HPA's metric right now, through the aggregator, in the same unit
+    #: (the HPA's own status only changes when the controller syncs).
+    served_value: float | None = None
 
 
 def quantity(text: str | None) -> float | None:
@@ -98,6 +102,8 @@ class Recorder:
     progress: Callable[[str], None] | None = print
     #: An independent reading of the metric (a scenario's own PromQL query), plotted beside the HPA's.
     direct: Callable[[], float] | None = None
+    #: The adapter's answer for the HPA's metric now (``harness.hpa.served_value``), for the budget.
+    served: Callable[[], float] | None = None
     samples: list[Sample] = field(default_factory=list)
     #: ``(t, label)``: load start/stop, injected faults; drawn as vertical lines on the plot.
     marks: list[tuple[float, str]] = field(default_factory=list)
@@ -144,11 +150,19 @@ class Recorder:
                 users, rps = hist[-1].users, hist[-1].rps
             else:
                 users, rps = 0, 0.0
-        direct = None
+        direct = served = None
+        per_replica = _per_replica(spec) and status.get("currentReplicas")
         if self.direct is not None:
             direct = self.direct()
-            if _per_replica(spec) and status.get("currentReplicas"):
+            if per_replica:
                 direct /= status["currentReplicas"]  # as the status shows it (_per_replica)
+        if self.served is not None:
+            try:
+                served = self.served()
+            except Exception:  # not served (yet): the budget reads it as not crossed
+                served = None
+            if served is not None and per_replica:
+                served /= status["currentReplicas"]
         s = Sample(
             t=round(time.monotonic() - self._t0, 1),
             desired_replicas=status.get("desiredReplicas"),
@@ -161,6 +175,7 @@ class Recorder:
             scaling_active=_condition(status, "ScalingActive"),
             able_to_scale=_condition(status, "AbleToScale"),
             direct_value=direct,
+            served_value=served,
         )
         if self.progress:
             self.progress(
@@ -182,6 +197,10 @@ class Recorder:
                 self.progress(f"recorder: final sample failed: {exc}")
         self.write_csv()
         (self.out_dir / "marks.json").write_text(json.dumps(self.marks))
+        budget = scale_up_budget(self.samples, self.marks)
+        (self.out_dir / "budget.json").write_text(json.dumps(budget, indent=2))
+        if self.progress and budget.get("parts"):
+            self.progress(f"{self.hpa}: scale-up budget {format_budget(budget)}")
         self.write_plot()
         try:
             (self.out_dir / "hpa.json").write_text(json.dumps(self.hpa_object(), indent=2))
@@ -218,6 +237,79 @@ class Recorder:
         return path
 
 
+#: The HPA controller acts when the usage ratio leaves 1 +- this (``--horizontal-pod-autoscaler-tolerance``).
+HPA_TOLERANCE = 0.1
+
+#: The stages of a scale-up, in order, as :func:`scale_up_budget` names them.
+BUDGET_STAGES = (
+    ("prometheus", "load start -> Prometheus's own reading crosses the scale-out line "
+                   "(scrape interval, rate window fill: the install's ServiceMonitor and rule windows)"),
+    ("adapter", "-> the adapter serves a value over the line (its result cache and query path: ours)"),
+    ("hpa", "-> the HPA controller wants more replicas (its sync period: kube-controller-manager)"),
+    ("rollout", "-> a new replica is Ready (scheduling, container start, readiness probe)"),
+)  # fmt: skip
+
+
+def scale_up_budget(
+    samples: list[Sample], marks: list[tuple[float, str]], *, tolerance: float = HPA_TOLERANCE
+) -> dict[str, Any]:
+    """Where the time from load start to the first new Ready replica went, stage by stage.
+
+    Each stage ends at the first sample after the previous stage's end where its signal crossed:
+    Prometheus's direct reading, then the adapter's served value, above ``target * (1 + tolerance)``
+    (the line the controller scales out at); then desired replicas, then Ready replicas, above the
+    count at load start. Times are sample times, so each is exact to one recorder interval. A stage
+    whose signal was not recorded (no ``direct``/``served`` reading) is merged into the next one.
+    """
+    start = next((t for t, label in marks if label == "load start"), None)
+    out: dict[str, Any] = {"load_start_s": start, "parts": {}, "first_ready_s": None, "notes": []}
+    if start is None or not samples:
+        out["notes"].append("no 'load start' mark or no samples")
+        return out
+    base = next((s for s in samples if s.t >= start), samples[-1])
+    base_desired = base.desired_replicas or base.current_replicas or 0
+    base_ready = base.ready_replicas or 0
+
+    def over(v: float | None, target: float | None) -> bool:
+        return v is not None and target is not None and target > 0 and v > target * (1 + tolerance)
+
+    crossed: dict[str, Callable[[Sample], bool]] = {
+        "prometheus": lambda s: over(s.direct_value, s.metric_target),
+        "adapter": lambda s: over(s.served_value, s.metric_target),
+        "hpa": lambda s: (s.desired_replicas or 0) > base_desired,
+        "rollout": lambda s: (s.ready_replicas or 0) > base_ready,
+    }
+    recorded = {"prometheus": any(s.direct_value is not None for s in samples),
+                "adapter": any(s.served_value is not None for s in samples),
+                "hpa": True, "rollout": True}  # fmt: skip
+    prev_t = start
+    for stage, _ in BUDGET_STAGES:
+        if not recorded[stage]:
+            out["notes"].append(f"{stage}: not recorded; its time is in the next stage")
+            continue
+        hit = next((s for s in samples if s.t >= prev_t and crossed[stage](s)), None)
+        if hit is None:
+            out["notes"].append(f"{stage}: never crossed after {prev_t:.1f}s")
+            break
+        out["parts"][stage] = round(hit.t - prev_t, 1)
+        prev_t = hit.t
+    else:
+        out["first_ready_s"] = round(prev_t - start, 1)
+    if len(samples) > 1:
+        gaps = [b.t - a.t for a, b in itertools.pairwise(samples)]
+        out["resolution_s"] = round(max(gaps), 1)
+    return out
+
+
+def format_budget(budget: dict[str, Any]) -> str:
+    parts = " + ".join(f"{k} {v:.0f}s" for k, v in budget.get("parts", {}).items())
+    total = budget.get("first_ready_s")
+    res = budget.get("resolution_s")
+    if total is None or res is None:
+        return f"{parts} (incomplete: {'; '.join(budget['notes'])})"
+    return f"{parts} = {total:.0f}s to the first new Ready replica (+-{res:.0f}s per stage)"
+
+
 def _per_replica(spec: dict[str, Any]) -> bool:
     """Object/External metrics with an AverageValue target show value / current replicas in status."""
     metric = (spec.get("metrics") or [{}])[0]
@@ -247,6 +339,8 @@ def plot_samples(
     ax_metric.plot(t, [s.metric_target for s in samples], label="target", linestyle="--")
     if any(s.direct_value is not None for s in samples):
         ax_metric.plot(t, [s.direct_value for s in samples], label="Prometheus, direct", linestyle=":")
+    if any(s.served_value is not None for s in samples):
+        ax_metric.plot(t, [s.served_value for s in samples], label="adapter, served now", linestyle="-.")
     ax_metric.set_ylabel("metric")
     ax_metric.legend(loc="upper right")
     ax_rep.step(t, [s.desired_replicas for s in samples], where="post", label="desired")

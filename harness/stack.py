@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import certs, manifests, paths, podstate
+from harness import certmanager, certs, manifests, paths, podstate
 from harness.errors import HarnessError
 from harness.kubectl import Kubectl
 from harness.waits import wait_for
@@ -79,7 +79,7 @@ def wait_rollout(
     """
 
     def probe() -> tuple[bool, str]:
-        dep = kubectl.json("-n", namespace, "get", "deployment", name)
+        dep = kubectl.get("deployment", name, namespace=namespace)
         want = dep["spec"].get("replicas", 1)
         st = dep.get("status") or {}
         current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
@@ -90,7 +90,7 @@ def wait_rollout(
         if not done:
             selector = match_labels((dep["spec"].get("selector") or {}).get("matchLabels"))
             if selector:
-                pods = kubectl.json("-n", namespace, "get", "pods", "-l", selector)["items"]
+                pods = kubectl.get("pods", namespace=namespace, selector=selector)["items"]
                 podstate.raise_if_stuck(pods, f"deployment {namespace}/{name}")
         return done, f"{updated}/{want} updated, {available} available, {total} total"
 
@@ -128,6 +128,9 @@ class Stack:
     #: Where rendered builds go (``<build_root>/<overlay name>``); None: ``build`` next to the certs dir.
     #: Private: a build holds the serving Secret with its private key, so never a report folder.
     build_root: Path | None = None
+    #: Run the kit's images from this registry (``REGISTRY/<path>:<tag>``, where ``hpa-kit images push``
+    #: puts them) instead of loading them: for clusters that pull (``existing``).
+    registry: str | None = None
 
     def __post_init__(self) -> None:
         if self.context is None and self.cluster is not None:
@@ -142,32 +145,53 @@ class Stack:
 
     def install(self, *, timeout: float = 600) -> None:
         self.progress(f"stack: installing overlay {self.overlay!r}")
-        bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
-        self.progress(
-            f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
-        )
+        source = manifests.load_objects(manifests.kustomize(manifests.overlay_dir(self.overlay)))
+        issued = manifests.cert_manager_secrets(source)
+        ca_bundle, secret = "", None
+        if issued:
+            # cert-manager issues the serving Secret and cainjector fills the caBundle: no certs here.
+            self.progress("stack: cert-manager issues " + ", ".join(f"{ns}/{n}" for ns, n in issued))
+        else:
+            bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
+            self.progress(
+                f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
+            )
+            ca_bundle, secret = str(bundle["ca_bundle"]), Path(str(bundle["secret"]))
 
         def render(apiserver_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
             manifests.render(
                 self.overlay,
-                ca_bundle=str(bundle["ca_bundle"]),
-                serving_secret_yaml=Path(str(bundle["secret"])),
+                ca_bundle=ca_bundle,
+                serving_secret_yaml=secret,
                 out_dir=self.build_dir,
                 adapter_rules=self.adapter_rules,
+                registry=self.registry,
                 apiserver_cidrs=apiserver_cidrs,
             )
             return manifests.load_objects(manifests.kustomize(self.build_dir))
 
         self._objects = render()
-        self.load_images(self._objects)  # refuses an image it cannot provide before reading the cluster
+        cm = self._cert_manager() if issued else None
+        # Images are checked before the cluster is read for the API server's address.
+        if cm is not None:
+            cm.build()
+            self.load_images([*self._objects, *certmanager.objects()])
+        else:
+            self.load_images(self._objects)
         if manifests.apiserver_placeholder_paths(self._objects):
             self._objects = render(self.apiserver_cidrs())
         self.install_crds()
+        if cm is not None:
+            cm.install(timeout=min(timeout, 300))
         self.remove_stale_load_jobs()
         self.kubectl.run(
             "apply", "--server-side", "--force-conflicts", "-k", str(self.build_dir), timeout=300
         )
         self.progress(f"stack: applied {self.build_dir}")
+        if issued:
+            self.certificate_manager().wait_certificates(
+                ADAPTER_NS, self.certificates(), timeout=min(timeout, 300)
+            )
         self.wait_ready(timeout=timeout)
         self.warn_insecure()
 
@@ -193,6 +217,22 @@ class Stack:
             )
         return [f"{ip}/128" if ":" in ip else f"{ip}/32" for ip in dict.fromkeys(ips)]
 
+    def certificate_manager(self) -> certmanager.CertManager:
+        return certmanager.CertManager(self.kubectl, progress=self.progress)
+
+    def _cert_manager(self) -> certmanager.CertManager | None:
+        """The harness's cert-manager to install, or None when the cluster runs its own."""
+        cm = self.certificate_manager()
+        if cm.foreign():
+            self.progress("stack: the cluster runs its own cert-manager: using it")
+            return None
+        return cm
+
+    def certificates(self) -> list[str]:
+        """Names of the cert-manager Certificates this install creates in the adapter's namespace."""
+        return [o["metadata"]["name"] for o in self._built() if o.get("kind") == "Certificate"
+                and o["metadata"].get("namespace") == ADAPTER_NS]  # fmt: skip
+
     def load_images(self, objects: Sequence[dict[str, Any]]) -> list[str]:
         """Build and load every image ``objects`` run into a cluster that cannot pull; returns them.
 
@@ -200,6 +240,10 @@ class Stack:
         builds (``python -m harness.images list``) nor in :attr:`preloaded`.
         """
         required = manifests.required_images(objects)
+        if self.registry and self.cluster is not None and not self.cluster.pulls_images:
+            raise StackError(f"the {self.cluster.provider} cluster cannot pull from registry "
+                             f"{self.registry}: drop --registry (hpa-kit loads the images into it). "
+                             "Nothing was applied.")
         if self.cluster is None or self.cluster.pulls_images:
             where = f"the {self.cluster.provider} cluster" if self.cluster else "the cluster"
             self.progress(f"stack: {where} pulls its images ({len(required)} referenced)")
@@ -306,9 +350,7 @@ class Stack:
         wait_rollout(self.kubectl, namespace, name, timeout=timeout, progress=self.progress)
 
     def _prometheus_ready(self) -> tuple[bool, str]:
-        pods = self.kubectl.json(
-            "-n", MONITORING_NS, "get", "pods", "-l", "app.kubernetes.io/name=prometheus"
-        )
+        pods = self.kubectl.get("pods", namespace=MONITORING_NS, selector="app.kubernetes.io/name=prometheus")
         if not pods["items"]:
             return False, "no Prometheus pod yet (operator reconciling the Prometheus CR)"
         podstate.raise_if_stuck(pods["items"], "Prometheus")
@@ -379,7 +421,7 @@ class Stack:
         states = []
         ok = True
         for name in self.apiservices:
-            obj = self.kubectl.json("get", "apiservice", name)
+            obj = self.kubectl.get("apiservice", name)
             cond = _condition(obj, "Available") or {}
             ok &= cond.get("status") == "True"
             states.append(f"{name}={cond.get('status')}({cond.get('reason')})")
@@ -399,8 +441,11 @@ class Stack:
         if not self.build_dir.exists():
             return
         self.kubectl.run("delete", "--ignore-not-found", "apiservice", *self.apiservices, check=False)
+        uses_cert_manager = bool(self.certificates())
         self.kubectl.run("delete", "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
                          "-k", str(self.build_dir), check=False, timeout=timeout + 30)  # fmt: skip
+        if uses_cert_manager:  # the harness's own cert-manager only (selected by its label)
+            self.certificate_manager().uninstall(timeout=timeout)
         self.progress("stack: uninstalled")
 
     def diagnostics(
@@ -424,7 +469,7 @@ class Stack:
             dump(f"{ns}-events.txt", "-n", ns, "get", "events", "--sort-by=.lastTimestamp")
             dump(f"{ns}-hpa.yaml", "-n", ns, "get", "hpa", "-o", "yaml")
             try:
-                pods = self.kubectl.json("-n", ns, "get", "pods")["items"]
+                pods = self.kubectl.get("pods", namespace=ns)["items"]
             except Exception:
                 pods = []
             for pod in pods:

@@ -70,6 +70,8 @@ if ((want_cluster)); then
   log "building upstream binaries (cached in ~/.cache/hpa-kit; cold build takes ~10-20 min on 2 cores)"
   bash scripts/build-binaries.sh
   if [[ -x scripts/build-addons.sh ]]; then bash scripts/build-addons.sh; fi
+  # the loopback registry `hpa-kit images push`'s integration test pushes to (seconds to build)
+  bash scripts/build-registry.sh
   bash scripts/build-kube-router.sh
 fi
 log "ready"

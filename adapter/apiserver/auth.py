@@ -302,6 +302,9 @@ class TTLCache:
                 self._data.pop(next(iter(self._data)))
         self._data[key] = (self.clock() + ttl, value)
 
+    def pop(self, key: Any) -> None:
+        self._data.pop(key, None)
+
 
 class TokenBucket:
     """``rate`` events per second on average, bursts of up to ``burst``."""
@@ -346,13 +349,16 @@ class TokenReviewer:
     are cached apart from successes (a small, short-lived cache: junk cannot evict the identities
     of real clients); and reviews of tokens in neither cache are rate-limited by a token bucket
     (``review_rate`` per second, bursts of ``review_burst``), beyond which the request is answered
-    429 with Retry-After.
+    429 with Retry-After. A token that passed a review within ``known_ttl`` is re-checked (a real
+    TokenReview: a revoked token fails it) on a budget of its own, so a flood of unknown tokens
+    cannot turn a real client's routine re-check into a 429.
     """
 
     def __init__(self, kube: KubeAPI, *, ttl: float = 10.0, failure_ttl: float = 5.0,
                  audiences: tuple[str, ...] = (), max_token_bytes: int = MAX_TOKEN_BYTES,
                  review_rate: float = 20.0, review_burst: float = 100.0,
                  cache_entries: int = 4096, failure_cache_entries: int = 1024,
+                 known_ttl: float = 3600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.ttl = ttl
@@ -362,6 +368,9 @@ class TokenReviewer:
         self.cache = TTLCache(cache_entries, clock)
         self.failures = TTLCache(failure_cache_entries, clock)
         self.bucket = TokenBucket(review_rate, review_burst, clock)
+        self.known_ttl = known_ttl
+        self.known = TTLCache(cache_entries, clock)  # hashes of tokens that passed a review lately
+        self.known_bucket = TokenBucket(review_rate, review_burst, clock)
 
     async def review(self, token: str) -> UserInfo | None:
         problem = token_problem(token, self.max_token_bytes)
@@ -374,10 +383,11 @@ class TokenReviewer:
             return cached
         if self.failures.get(key) is not None:
             return None
-        wait = self.bucket.take()
+        known = self.known.get(key) is not None
+        wait = (self.known_bucket if known else self.bucket).take()
         if wait > 0:
             raise TooManyRequests(
-                "too many requests with unknown bearer tokens: the adapter limits the TokenReviews it "
+                "too many requests with bearer tokens to review: the adapter limits the TokenReviews it "
                 "sends to the kube-apiserver; retry later",
                 retry_after=wait,
             )
@@ -395,6 +405,7 @@ class TokenReviewer:
         status = result.get("status") or {}
         if not status.get("authenticated"):
             self.failures.put(key, True, self.failure_ttl)
+            self.known.pop(key)
             return None
         user = status.get("user") or {}
         info = UserInfo(
@@ -404,6 +415,7 @@ class TokenReviewer:
             extra={k: tuple(v or ()) for k, v in (user.get("extra") or {}).items()},
         )
         self.cache.put(key, info, self.ttl)
+        self.known.put(key, True, self.known_ttl)
         return info
 
 

@@ -33,7 +33,7 @@ from adapter.apiserver.auth import (
     peer_certificate,
     request_attributes,
 )
-from adapter.apiserver.connections import ConnectionGate, ConnectionLimits
+from adapter.apiserver.connections import AnsweredCounter, ConnectionGate, ConnectionLimits
 from adapter.apiserver.paths import path_middleware
 from adapter.apiserver.routes import MetricsAPI, resource_target, status_middleware
 from adapter.provider.base import Provider, ResourceMapper, ResourceMetricsProvider
@@ -372,7 +372,10 @@ class AdapterServer:
         limits = self.settings.limits
         runner = web.AppRunner(
             self.app,
-            access_log=None,
+            # Not a log: aiohttp calls this hook once each response is written, which tells the
+            # gate which connections have a request in flight (never evicted) and which are idle.
+            access_log=access_log,
+            access_log_class=AnsweredCounter,
             handle_signals=False,
             shutdown_timeout=self.settings.shutdown_timeout,
             keepalive_timeout=limits.idle_timeout,  # idle keep-alive connections are closed

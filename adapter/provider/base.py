@@ -47,7 +47,7 @@ class ExternalMetricInfo:
     namespaced: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectReference:
     """``describedObject`` of a MetricValue."""
 
@@ -57,7 +57,7 @@ class ObjectReference:
     api_version: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricValue:
     """One custom metric value for one object.
 

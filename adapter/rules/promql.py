@@ -22,33 +22,37 @@ from adapter.rules.templates import Template
 from adapter.selectors import LabelSelector, Requirement
 
 _RE2_META = set("\\.+*?()|[]{}^$")
+#: str.translate tables: one C-level pass per string (a pods/* query over 1,000 pods quotes ~10 kB;
+#: the per-character Python loops these replace were a third of the adapter's CPU per request).
+_RE2_ESCAPES = {ord(ch): "\\" + ch for ch in _RE2_META}
+_QUOTE_ESCAPES = {
+    **{c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F)},
+    ord("\\"): "\\\\",
+    ord('"'): '\\"',
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
 
 
 def regex_escape(value: str) -> str:
     """Escape RE2 metacharacters so ``value`` matches only itself."""
-    return "".join("\\" + ch if ch in _RE2_META else ch for ch in value)
+    return value.translate(_RE2_ESCAPES)
 
 
 def quote(value: str) -> str:
-    """A PromQL double-quoted string literal for ``value``."""
-    out = ['"']
-    for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A PromQL double-quoted string literal for ``value``: ``\\``, ``"``, ``\\n``, ``\\r``, ``\\t``
+    escaped as such, other control characters (and DEL) as ``\\uXXXX``."""
+    return '"' + value.translate(_QUOTE_ESCAPES) + '"'
+
+
+def _escape_join(values: Sequence[str]) -> str:
+    """``"|".join(regex_escape(v) for v in values)`` in one translate over the joined text (a NUL
+    stands in for the separators; values that contain one take the per-value path)."""
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        return "|".join(regex_escape(v) for v in values)
+    return joined.translate(_RE2_ESCAPES).replace("\0", "|")
 
 
 def _common_prefix(values: Sequence[str]) -> str:
@@ -68,9 +72,9 @@ def alternation(values: Iterable[str]) -> str:
         return regex_escape(unique[0])
     prefix = _common_prefix(unique)
     if len(prefix) >= 3:
-        rest = "|".join(regex_escape(v[len(prefix) :]) for v in unique)
+        rest = _escape_join([v[len(prefix) :] for v in unique])
         return f"{regex_escape(prefix)}(?:{rest})"
-    return "|".join(regex_escape(v) for v in unique)
+    return _escape_join(unique)
 
 
 def names_matcher(label: str, names: Iterable[str]) -> str:
@@ -136,7 +140,7 @@ def _values_text(values: Iterable[str]) -> str:
     Each value is regex-escaped and the whole is escaped for a PromQL string, so a template
     author can paste it between double quotes (upstream passes values through raw).
     """
-    return quote("|".join(regex_escape(v) for v in sorted(set(values))))[1:-1]
+    return quote(_escape_join(sorted(set(values))))[1:-1]
 
 
 def _replace(rule: DiscoveryRule, value: str) -> str:

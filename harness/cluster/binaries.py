@@ -6,6 +6,7 @@ outside the repo); this module only finds its output directory and runs it with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from harness import paths
 from harness.cluster.base import ClusterError
 from harness.progress import ProgressFn
+from harness.waits import WaitTimeout, wait_for
 
 __all__ = [
     "CONTROL_PLANE",
@@ -123,9 +125,12 @@ def ensure_binaries(names: tuple[str, ...] | list[str], *, build: bool, progress
         raise ClusterError("missing binaries and no Go toolchain to build them: install Go >= 1.25")
     if _build_running():
         progress(f"another build-binaries.sh is writing {bin_dir()}; waiting for {', '.join(need)}")
-        deadline = time.monotonic() + 3600
-        while _build_running() and missing(names) and time.monotonic() < deadline:
-            time.sleep(5)
+        def other_build_done() -> tuple[bool, str]:
+            left = missing(names)
+            return not (_build_running() and left), f"still missing {', '.join(left)}"
+
+        with contextlib.suppress(WaitTimeout):  # it stalled: build them ourselves below
+            wait_for("the other build", other_build_done, timeout=3600, interval=5, progress=None)
         if not missing(names):
             return bin_dir()
     env = dict(os.environ)

@@ -269,7 +269,7 @@ class KindCluster(Cluster):
         user = f"system:node:{self.node_name}"
 
         def probe() -> tuple[bool, str]:
-            mine = [c for c in kubectl.json("get", "csr").get("items", [])
+            mine = [c for c in kubectl.get("csr").get("items", [])
                     if c["spec"].get("signerName") == "kubernetes.io/kubelet-serving"
                     and c["spec"].get("username") == user]
             if any((c.get("status") or {}).get("certificate") for c in mine):
@@ -296,7 +296,7 @@ class KindCluster(Cluster):
         kubectl = Kubectl(self.kubeconfig)
 
         def probe() -> tuple[bool, str]:
-            dep = kubectl.json("-n", "kube-system", "get", "deployment", "coredns")
+            dep = kubectl.get("deployment", "coredns", namespace="kube-system")
             ready = dep.get("status", {}).get("readyReplicas", 0)
             return ready >= 1, f"coredns ready replicas {ready}"
 

@@ -77,7 +77,9 @@ class ApiClient:
             raise ApiError(status, text)
         return json.loads(text)
 
-    def ok(self, path: str) -> bool | str:
-        """True on HTTP 200, else a short description (for wait loops)."""
+    def ok(self, path: str) -> tuple[bool, str]:
+        """A probe (:mod:`harness.waits`): done on HTTP 200, else a short description."""
         status, text = self.request("GET", path)
-        return True if status == 200 else f"{path}: HTTP {status} {text.strip()[-200:]}"
+        if status == 200:
+            return True, f"{path}: HTTP 200"
+        return False, f"{path}: HTTP {status} {text.strip()[-200:]}"

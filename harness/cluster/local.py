@@ -223,7 +223,7 @@ class LocalCluster(Cluster):
         if not procs.alive(self._record("kube-apiserver")):
             return False
         try:
-            return self.api(timeout=2).ok("/readyz") is True
+            return self.api(timeout=2).ok("/readyz")[0]
         except Exception:
             return False
 
@@ -262,20 +262,11 @@ class LocalCluster(Cluster):
     def _node_and_addon_states(self) -> list[ComponentState]:
         out = []
         try:
-            ready = self._node_ready()
-            out.append(
-                ComponentState(
-                    f"node/{self.settings.node_name}",
-                    "ready" if ready is True else "not ready",
-                    detail="" if ready is True else str(ready),
-                )
-            )
-            dep = self._coredns_ready()
-            out.append(
-                ComponentState(
-                    "coredns", "ready" if dep is True else "not ready", detail="" if dep is True else str(dep)
-                )
-            )
+            for name, probe in ((f"node/{self.settings.node_name}", self._node_ready),
+                                ("coredns", self._coredns_ready)):  # fmt: skip
+                done, detail = probe()
+                state = "ready" if done else "not ready"
+                out.append(ComponentState(name, state, detail="" if done else detail))
         except Exception as exc:
             out.append(ComponentState("api", "unknown", detail=str(exc)))
         return out
@@ -306,7 +297,7 @@ class LocalCluster(Cluster):
         if (
             all(st.state == "running" for st in states.values())
             and self.running()
-            and (not s.with_node or self._coredns_ready() is True)
+            and (not s.with_node or self._coredns_ready()[0])
         ):
             self._persist()
             restarted = self._maybe_update_controller_manager(progress)
@@ -503,7 +494,7 @@ class LocalCluster(Cluster):
         self,
         name: str,
         rec: procs.ProcessRecord | None,
-        check: Callable[[], bool | str],
+        check: Callable[[], tuple[bool, str]],
         timeout: float,
         progress: ProgressFn,
         *,
@@ -522,10 +513,10 @@ class LocalCluster(Cluster):
         every address (it has no bind-address flag)."""
         return (self.settings.kube_router_health_port,) if self.settings.network_policy else ()
 
-    def _node_ready(self) -> bool | str:
+    def _node_ready(self) -> tuple[bool, str]:
         return probes.node_ready(self.api(), self.settings.node_name, self._record("kubelet"))
 
-    def _coredns_ready(self) -> bool | str:
+    def _coredns_ready(self) -> tuple[bool, str]:
         return probes.coredns_ready(self.api(), self.settings)
 
     @property

@@ -18,7 +18,12 @@ normalized name (``docker.io/hpa-kit/mockmetrics:0.1.0``): ``ctr images import``
 name. Beside each archive, ``<safe-name>.json`` records the hash of everything that went in; an
 image is rebuilt only when that hash changes, and imported only when containerd lacks its digest.
 
-Also a CLI: ``python -m harness.images build|list|import`` (``scripts/build-images.sh``).
+For a cluster that pulls (``existing``), ``push_images`` copies the archives to a registry as
+``REGISTRY/<path>:<tag>`` (``registry_ref``, the mapping ``harness.manifests.render(registry=)`` rewrites
+the install to) and ``export_images`` writes them out for an air-gapped one.
+
+Also a CLI: ``python -m harness.images build|list|import|push|export`` (``hpa-kit images ...``,
+``scripts/build-images.sh``).
 """
 
 from __future__ import annotations
@@ -69,7 +74,16 @@ from harness.images.containerd import (
     import_images,
 )
 from harness.images.hashing import context_files, dockerfile_sources, file_digest, input_hash
-from harness.images.names import normalize_ref, safe_name
+from harness.images.names import check_registry, normalize_ref, registry_ref, safe_name
+from harness.images.push import (
+    PUSH_TIMEOUT_S,
+    Pushed,
+    explain_push_failure,
+    export_images,
+    push_images,
+    skopeo_copy_argv,
+    stack_specs,
+)
 from harness.images.specs import (
     FileEntry,
     ImageSpec,
@@ -94,6 +108,7 @@ __all__ = [
     "HOST_CA_BUNDLE",
     "HOST_PACKAGES",
     "INPUTS_LABEL",
+    "PUSH_TIMEOUT_S",
     "RECIPE_VERSION",
     "REPO_ROOT",
     "SCRATCH_TIMESTAMP",
@@ -104,6 +119,7 @@ __all__ = [
     "ImageSpec",
     "Layout",
     "Progress",
+    "Pushed",
     "Runner",
     "archive_info",
     "base_config_args",
@@ -113,6 +129,7 @@ __all__ = [
     "buildah_image_info",
     "busybox_entries",
     "check_buildah",
+    "check_registry",
     "containerd_images",
     "context_files",
     "default_cache_dir",
@@ -122,6 +139,8 @@ __all__ = [
     "ensure_all",
     "ensure_base_image",
     "ensure_base_rootfs",
+    "explain_push_failure",
+    "export_images",
     "file_digest",
     "files_config_args",
     "go_arch",
@@ -137,11 +156,15 @@ __all__ = [
     "normalize_ref",
     "prune",
     "push_args",
+    "push_images",
     "read_versions",
+    "registry_ref",
     "remove_tree",
     "run",
     "safe_name",
     "select_specs",
+    "skopeo_copy_argv",
+    "stack_specs",
     "timed_progress",
     "trim_rootfs",
     "unbuildable",

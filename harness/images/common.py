@@ -40,6 +40,7 @@ HOST_PACKAGES: dict[str, str] = {
     "buildah": "buildah",
     "debootstrap": "debootstrap",
     "ctr": "containerd",
+    "skopeo": "skopeo",  # images push: archives to a registry
     "tar": "tar",
 }
 

@@ -54,7 +54,8 @@ def _excluded(rel: str, patterns: Sequence[str]) -> bool:
 
 def _walk(root: Path, context: Path, patterns: Sequence[str]) -> Iterator[Path]:
     if root.is_file() or root.is_symlink():
-        yield root
+        if not _excluded(root.relative_to(context).as_posix(), patterns):  # as the builder: ignored files too
+            yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
         d = Path(dirpath)
@@ -96,6 +97,13 @@ def context_files(spec: ImageSpec, layout: Layout) -> list[Path]:
         for m in matches:
             if not m.exists():
                 raise ImageError(f"{spec.dockerfile}: COPY source {src!r} does not exist in {context}")
+            rel = m.relative_to(context).as_posix()
+            if m.is_file() and _excluded(rel, patterns):
+                raise ImageError(
+                    f"{spec.dockerfile}: COPY source {src!r} is excluded from the build context by "
+                    f"{context}/.dockerignore, so the build would fail with 'no such file': add a line "
+                    f"'!{rel}' (or its folder) there"
+                )
             for p in _walk(m, context, patterns):
                 files[p] = None
     return list(files)

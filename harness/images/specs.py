@@ -90,6 +90,8 @@ class Layout:
     def remedy(self, source: str) -> str:
         """What to run when a source is missing."""
         scheme, _, rest = source.partition(":")
+        if scheme == "addon" and rest.startswith("cert-manager-"):
+            return "run scripts/build-cert-manager.sh"
         if scheme == "addon":
             return "run scripts/build-addons.sh"
         if scheme == "k8s":
@@ -137,6 +139,9 @@ class ImageSpec:
     context: str = "."
     #: Built only when asked for by name (``ensure_all(names=[...])``).
     lazy: bool = False
+    #: The cluster's own image (the local provider's pause and CoreDNS), not one the reference install
+    #: runs: ``images push``/``export`` leave it out unless named. Not an input of the image.
+    cluster: bool = False
 
     @property
     def ref(self) -> str:
@@ -178,6 +183,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
     layout = layout or Layout()
     v = read_versions(layout.repo)
     po, coredns, prom = v["PROM_OPERATOR_VERSION"], v["COREDNS_VERSION"], v["PROMETHEUS_VERSION"]
+    cm = v["CERT_MANAGER_VERSION"]
     kit = kit_version(layout.repo)
     po_dir = f"prometheus-operator-{po}"
     nobody = 65534
@@ -189,6 +195,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             files=(FileEntry("/pause", source="addon:pause"),),
             entrypoint=("/pause",),
             user="65535:65535",  # as upstream's pause image
+            cluster=True,
         ),
         ImageSpec(
             alias="coredns",
@@ -199,6 +206,7 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             # Runs as root: upstream's nonroot image relies on a file capability (setcap) to bind :53,
             # which a plain layer tarball does not carry. The Deployment drops all but NET_BIND_SERVICE.
             ports=("53/tcp", "53/udp"),
+            cluster=True,
         ),
         ImageSpec(
             alias="prometheus-operator",
@@ -241,6 +249,20 @@ def default_specs(layout: Layout | None = None) -> list[ImageSpec]:
             user=str(nobody),
             workdir="/prometheus",
             ports=("9090/tcp",),
+        ),
+        # cert-manager for overlays/cert-manager (scripts/build-cert-manager.sh: the kit's own mains
+        # against the pinned module, so named hpa-kit/..., not upstream's image names).
+        *(
+            ImageSpec(
+                alias=f"cert-manager-{part}",
+                name=f"hpa-kit/cert-manager-{part}:{cm}",
+                build="files",
+                files=(FileEntry(f"/bin/{part}", source=f"addon:cert-manager-{cm}/{part}"),),
+                entrypoint=(f"/bin/{part}",),
+                user=str(nobody),
+                lazy=True,
+            )
+            for part in ("controller", "cainjector")
         ),
         ImageSpec(
             alias="mockmetrics",

@@ -60,13 +60,13 @@ def test_install_and_uninstall_in_one_step_each(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stack installed and serving metrics" in done.stderr
     for name in stack.apiservices:
-        cond = {c["type"]: c for c in kubectl.json("get", "apiservice", name)["status"]["conditions"]}
+        cond = {c["type"]: c for c in kubectl.get("apiservice", name)["status"]["conditions"]}
         assert cond["Available"]["status"] == "True", f"{name}: {cond['Available']}"
 
     # A metric through the aggregator: one item per running pod of `requests`, equal to Prometheus.
     spec, _ = hpa.hpa_spec_status(kubectl, DEMO_NS, "requests")
-    running = kubectl.json("-n", DEMO_NS, "get", "pods", "-l", "hpa-kit/scenario=requests",
-                           "--field-selector=status.phase=Running")["items"]  # fmt: skip
+    running = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=requests",
+                          fields="status.phase=Running")["items"]  # fmt: skip
     direct = (f'avg(sum by (pod) (rate(http_requests_total{{namespace="{DEMO_NS}",service="requests",'
               'path="/"}[1m])))')  # fmt: skip
 

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import waits
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REQUESTS = 40
@@ -53,15 +55,22 @@ def get_json(kubeconfig: Path, *args: str) -> Any:
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    """Poll ``check`` until it returns something other than a string (a string says why not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    """Poll ``check`` until it returns something other than a string (a string says why not yet).
+
+    A value-returning shape over the one polling primitive, :func:`harness.waits.wait_for`.
+    """
+    got: list[Any] = []
+
+    def probe() -> tuple[bool, str]:
         last = check()
         if last is not None and last is not False and not isinstance(last, str):
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last}")
+            got.append(last)
+            return True, "ok"
+        return False, str(last)
+
+    waits.wait_for(what, probe, timeout=timeout, interval=interval, progress=None,
+                   error=lambda _k, msg: pytest.fail.Exception(msg))  # fmt: skip
+    return got[0]
 
 
 def image_ref(alias: str) -> str:

@@ -106,9 +106,9 @@ def _kind_delete_leaves_nothing_and_create_is_warm(cluster: Any, capsys: pytest.
     kubectl = Kubectl(cluster.kubeconfig)
 
     def dns_ready() -> tuple[bool, str]:
-        node = kubectl.json("get", "node", cluster.node_name)
+        node = kubectl.get("node", cluster.node_name)
         ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
-        dep = kubectl.json("-n", "kube-system", "get", "deploy", "coredns")
+        dep = kubectl.get("deploy", "coredns", namespace="kube-system")
         have = dep["status"].get("readyReplicas", 0)
         return ready == ["True"] and have >= 1, f"node Ready={ready}, coredns ready={have}"
 

@@ -188,7 +188,7 @@ OTHER_HPAS = ["hits", "fpm", "requests", "queue"]
 
 @pytest.mark.parametrize("case", SCALING, ids=[c.hpa for c in SCALING])
 def test_scaling_on_metric(
-    case: Scaling, stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    case: Scaling, stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     """Load -> scale out -> hold until steady, then the quantities: the adapter's value against a
     direct PromQL query of the same object, the controller's decision against the oracle, the load
@@ -201,7 +201,7 @@ def test_scaling_on_metric(
     run = load_for(cluster, kubectl, DEMO_NS, name, case.user_class, stages, scenario_dir / "load",
                    work_ms=case.work_ms, env={"HPA_KIT_BURN_MS": str(BURN_MS)})  # fmt: skip
     direct = lambda: stack.promql(case.direct)  # noqa: E731
-    with hpa.recorded(kube_api, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
+    with hpa.recorded(kubectl, DEMO_NS, name, scenario_dir, run, direct=direct) as rec:
         t0 = time.monotonic()
         wait_replicas(kubectl, name, lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
@@ -242,6 +242,7 @@ def test_scaling_on_metric(
             hpa.expected_replicas(final.spec, expected_direct, current=final.current, rel=LOAD_ERROR)),
         others_before=before, others_during=during,
         load_stop_to_one_replica_s=None if to_one is None else round(to_one, 1),
+        scale_up_budget=json.loads((scenario_dir / "budget.json").read_text()),
     )  # fmt: skip
     assert not problems, "\n".join(problems)
     assert final.current >= case.min_peak, f"steady at {final.current} replicas, expected >= {case.min_peak}"
@@ -271,7 +272,7 @@ def test_scaling_on_metric(
 
 
 def test_external_metric_queue_depth_settles_near_produce_over_consume(
-    stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     """External metric queue_depth: replicas settle within one of produced rate / per-replica rate."""
     hpa.settle_at_min(kubectl, DEMO_NS, "queue")
@@ -291,7 +292,7 @@ def test_external_metric_queue_depth_settles_near_produce_over_consume(
     history: list[hpa.Observation] = []
     depth = f'sum(queue_depth{{{NS_SEL},service="queue"}})'
     produced_q = f'sum(rate(queue_jobs_produced_total{{{NS_SEL},service="queue"}}[1m]))'
-    with hpa.recorded(kube_api, DEMO_NS, "queue", scenario_dir, run, direct=lambda: stack.promql(depth)):
+    with hpa.recorded(kubectl, DEMO_NS, "queue", scenario_dir, run, direct=lambda: stack.promql(depth)):
         t0 = time.monotonic()
         wait_replicas(kubectl, "queue", lambda n: n > 1, "first scale-up", timeout=300)
         first_up = time.monotonic() - t0
@@ -351,7 +352,7 @@ def test_discovery_through_the_aggregator(stack: Stack, kubectl: Kubectl) -> Non
     external = {r["name"] for r in kubectl.raw("/apis/external.metrics.k8s.io/v1beta1")["resources"]}
     assert "queue_depth" in external
 
-    pods = kubectl.json("-n", DEMO_NS, "get", "pods", "-l", "hpa-kit/scenario=requests")["items"]
+    pods = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=requests")["items"]
     names = {p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"}
 
     def probe() -> tuple[bool, str]:
@@ -376,9 +377,10 @@ def test_kubectl_top_and_metrics_k8s_io_through_the_aggregator(
     node, and the served quantities are the kubelet's own as Prometheus has them (read just before
     and just after the aggregator's answer)."""
     assert "v1beta1.metrics.k8s.io" in stack.apiservices, "the test overlay registers metrics.k8s.io"
-    running = {p["metadata"]["name"] for p in kubectl.json("-n", DEMO_NS, "get", "pods", "-l",
-               "app.kubernetes.io/name=mockmetrics", "--field-selector=status.phase=Running")["items"]}
-    nodes = {n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]}
+    running = {p["metadata"]["name"] for p in kubectl.get(
+        "pods", namespace=DEMO_NS, selector="app.kubernetes.io/name=mockmetrics",
+        fields="status.phase=Running")["items"]}  # fmt: skip
+    nodes = {n["metadata"]["name"] for n in kubectl.get("nodes")["items"]}
     tops: dict[str, str] = {}
 
     def listed() -> tuple[bool, str]:
@@ -424,7 +426,7 @@ def test_kubectl_top_and_metrics_k8s_io_through_the_aggregator(
 
 
 def _adapter_pod(kubectl: Kubectl) -> str:
-    pods = kubectl.json("-n", ADAPTER_NS, "get", "pods", "-l", "app.kubernetes.io/name=hpa-kit-adapter")[
+    pods = kubectl.get("pods", namespace=ADAPTER_NS, selector="app.kubernetes.io/name=hpa-kit-adapter")[
         "items"
     ]
     return "pod/" + next(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
@@ -449,11 +451,11 @@ def test_security_default_install_is_verified_and_refuses_strangers(
         "v1beta2.custom.metrics.k8s.io",
         "v1beta1.external.metrics.k8s.io",
     ):
-        spec = kubectl.json("get", "apiservice", name)["spec"]
+        spec = kubectl.get("apiservice", name)["spec"]
         assert spec.get("caBundle") and not spec.get("insecureSkipTLSVerify"), name
     findings = manifests.detect_insecure(kubeconfig=stack.kubeconfig)
     assert not findings, findings
-    assert not kubectl.json("get", "clusterrolebindings", "-l", "hpa-kit/insecure")["items"]
+    assert not kubectl.get("clusterrolebindings", selector="hpa-kit/insecure")["items"]
 
     path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
     ca = stack.certs_dir / "ca.pem"
@@ -480,14 +482,14 @@ def test_security_default_install_is_verified_and_refuses_strangers(
 
 
 def test_faults_prometheus_down_then_adapter_pod_deleted(
-    stack: Stack, cluster: object, kubectl: Kubectl, kube_api: Any, scenario_dir: Path
+    stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
     hpa.settle_at_min(kubectl, DEMO_NS, "hits")
     run = load_for(
         cluster, kubectl, DEMO_NS, "hits", "HitUser", [Stage(900, HIT_USERS, 10)], scenario_dir / "load"
     )
     metric_path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{DEMO_NS}/services/hits/total_hit_count"
-    with hpa.recorded(kube_api, DEMO_NS, "hits", scenario_dir, run) as rec:
+    with hpa.recorded(kubectl, DEMO_NS, "hits", scenario_dir, run) as rec:
         wait_replicas(kubectl, "hits", lambda n: n > 1, "scaled out under load", timeout=300)
         held = replicas(kubectl, "hits")
 
@@ -502,7 +504,7 @@ def test_faults_prometheus_down_then_adapter_pod_deleted(
         while time.monotonic() - t_down < 60:
             assert replicas(kubectl, "hits") >= held, "HPA scaled down without a metric"
             time.sleep(5)
-        adapter = kubectl.json("-n", ADAPTER_NS, "get", "deployment", ADAPTER_SERVICE)["status"]
+        adapter = kubectl.get("deployment", ADAPTER_SERVICE, namespace=ADAPTER_NS)["status"]
         assert adapter.get("readyReplicas", 0) >= 1, "adapter went unready while Prometheus was down"
 
         set_prometheus_replicas(kubectl, 1)

@@ -34,7 +34,7 @@ def _hits(stack: Stack) -> float:
 
 
 def _locust_jobs(kubectl: Kubectl) -> dict[str, Any]:
-    items = kubectl.json("-n", DEMO_NS, "get", "jobs", "-l", "app.kubernetes.io/name=locust")["items"]
+    items = kubectl.get("jobs", namespace=DEMO_NS, selector="app.kubernetes.io/name=locust")["items"]
     return {j["metadata"]["name"]: j for j in items}
 
 
@@ -79,7 +79,7 @@ def test_in_cluster_locust_loads_a_service_and_cleans_up(
     )
 
     # Pods gone, the installed (suspended) Jobs back as they were.
-    assert kubectl.json("-n", DEMO_NS, "get", "pods", "-l", f"{RUN_LABEL}={run.run_id}")["items"] == []
+    assert kubectl.get("pods", namespace=DEMO_NS, selector=f"{RUN_LABEL}={run.run_id}")["items"] == []
     after = _locust_jobs(kubectl)
     assert set(after) == set(installed)
     for name, job in after.items():
@@ -112,6 +112,6 @@ def test_in_cluster_locust_stopped_mid_run_keeps_history_and_leaves_no_pods(
         stop_s = time.monotonic() - t0
     assert not run.running
     assert stop_s < 60, f"stop() took {stop_s:.0f}s: SIGTERM not reaching Locust?"
-    assert kubectl.json("-n", DEMO_NS, "get", "pods", "-l", f"{RUN_LABEL}={run.run_id}")["items"] == []
+    assert kubectl.get("pods", namespace=DEMO_NS, selector=f"{RUN_LABEL}={run.run_id}")["items"] == []
     assert any(s.users == 2 and s.rps > 0 for s in run.history())
     assert len(list((scenario_dir / "load").glob("locust-worker-*.log"))) == 2

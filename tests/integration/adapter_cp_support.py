@@ -7,7 +7,6 @@ tokens, RBAC), deadline polling, and reading one sample out of the adapter's ``/
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.certs import CertPair
+from harness.waits import wait_for
 
 T = TypeVar("T")
 
@@ -145,19 +145,22 @@ class KubeAdmin:
 
 
 def until(fn: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
-    """Call ``fn`` until it returns something other than None (AssertionError counts as None)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = fn()
-            if value is not None:
-                return value
-        except (AssertionError, httpx.TransportError) as err:
-            last = err
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s (last: {last!r})")
-        time.sleep(interval)
+    """Call ``fn`` until it returns something other than None (AssertionError counts as None).
+
+    A value-returning shape over the one polling primitive, :func:`harness.waits.wait_for`.
+    """
+    got: list[T] = []
+
+    def probe() -> tuple[bool, str]:
+        value = fn()
+        if value is None:
+            return False, "None"
+        got.append(value)
+        return True, "got a value"
+
+    wait_for(what, probe, timeout=timeout, interval=interval, progress=None,
+             error=lambda _k, msg: AssertionError(f"{what}: not within {timeout:g}s ({msg})"))  # fmt: skip
+    return got[0]
 
 
 def metric_sample(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:

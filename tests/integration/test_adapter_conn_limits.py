@@ -1,8 +1,10 @@
 """Connection limits of the REAL adapter process over TLS on loopback (issue 12, finding 1).
 
-Slow and idle clients are cut off (TLS handshake and request-header deadlines), the connection cap
-refuses new connections while pooled ones keep working, and oversized request heads or bodies are
-answered 431/413. Small timeouts by flag keep every test short.
+Slow and idle clients are cut off (TLS handshake and request-header deadlines); a full connection cap
+evicts the flooding source's oldest idle connection for a newcomer from elsewhere while pooled ones
+keep working; the per-source cap refuses one source's excess only; oversized request heads or
+bodies are answered 431/413. Small timeouts by flag keep every test short. Distinct loopback
+addresses (127.0.0.2, .3, ...) stand for distinct clients.
 """
 
 from __future__ import annotations
@@ -184,37 +186,117 @@ def test_oversized_head_and_body_refused(strict: Adapter, certs: Pki) -> None:
     assert got.count(b"200 OK") == 2, got
 
 
-def test_connection_cap(certs: Pki, tmp_path: Path) -> None:
+def _from(source: str, port: int) -> socket.socket:
+    """A TCP connection to the adapter from ``source`` (any 127.0.0.0/8 address is loopback)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+
+
+def _metrics(adapter: Adapter) -> str:
+    return httpx.get(f"http://127.0.0.1:{adapter.metrics_port}/metrics").text
+
+
+def _wait_open(adapter: Adapter, n: int) -> None:
+    """Until the adapter's own gauge counts ``n`` open connections (the accepts are asynchronous)."""
+    deadline = time.monotonic() + 10
+    while f"hpakit_adapter_open_connections {n}.0" not in (m := _metrics(adapter)):
+        assert time.monotonic() < deadline, m
+        time.sleep(0.1)
+
+
+def _get_from(source: str, adapter: Adapter, certs: Pki, path: str = "/healthz") -> httpx.Response:
+    transport = httpx.HTTPTransport(verify=tls(certs), local_address=source)
+    with httpx.Client(transport=transport, timeout=5) as c:
+        return c.get(adapter.url + path)
+
+
+def _still_open(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        s.recv(1)
+    except (BlockingIOError, ssl.SSLWantReadError):  # nothing to read: still open
+        return True
+    except OSError:
+        return False
+    return False  # EOF
+
+
+def test_full_cap_evicts_the_flooding_sources_oldest_for_a_new_source(certs: Pki, tmp_path: Path) -> None:
+    """One source fills the whole cap with idle connections (half never start TLS, half finish it
+    and send nothing); a client from another source still gets a real answer, and the attacker's
+    oldest connection is the one closed for it. A pooled keep-alive connection from a third source,
+    opened first, is not touched."""
+    cap = 40
     adapter = _start(
         certs,
         tmp_path,
-        ["--max-connections", "50", "--tls-handshake-timeout", "60s", "--request-header-timeout", "60s"],
-    )
+        ["--max-connections", str(cap), "--max-connections-per-source", "0",
+         "--tls-handshake-timeout", "60s", "--request-header-timeout", "60s"],
+    )  # fmt: skip
+    held: list[socket.socket] = []
+    path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/p1/static_metric"
+    try:
+        pooled = httpx.Client(
+            transport=httpx.HTTPTransport(verify=tls(certs), local_address="127.0.0.5"), timeout=5
+        )
+        with pooled:
+            assert pooled.get(adapter.url + "/healthz").text == "ok"
+            for i in range(cap - 1):
+                raw = _from("127.0.0.2", adapter.port)
+                held.append(raw if i % 2 == 0 else tls(certs).wrap_socket(raw, server_hostname="localhost"))
+            _wait_open(adapter, cap)
+            r = _get_from("127.0.0.3", adapter, certs, path)
+            assert r.status_code == 200, r.text
+            assert [i["metric"]["name"] for i in r.json()["items"]] == ["static_metric"]
+            assert not _still_open(held[0]), "the flooding source's oldest connection was not the one evicted"
+            assert all(_still_open(s) for s in held[1:])
+            assert pooled.get(adapter.url + "/healthz").text == "ok"  # the pooled connection kept working
+            m = _metrics(adapter)
+            assert 'hpakit_adapter_connections_evicted_total{state="handshake"} 1.0' in m, m
+            assert 'hpakit_adapter_connections_closed_total{reason="over_limit"} 0.0' in m, m
+            # The attacker refills the slot the newcomer left; then the next oldest (TLS done, no
+            # request yet) goes for the next newcomer.
+            _wait_open(adapter, cap - 1)
+            held.append(_from("127.0.0.2", adapter.port))
+            _wait_open(adapter, cap)
+            assert _get_from("127.0.0.4", adapter, certs).text == "ok"
+            assert not _still_open(held[1]) and all(_still_open(s) for s in held[2:])
+            m = _metrics(adapter)
+            assert 'hpakit_adapter_connections_evicted_total{state="no_request"} 1.0' in m, m
+        log = adapter.log_text()
+        assert "connection pressure" in log and "127.0.0.2" in log, log
+    finally:
+        for s in held:
+            s.close()
+        adapter.stop()
+
+
+def test_per_source_cap_refuses_that_source_only(certs: Pki, tmp_path: Path) -> None:
+    per_source = 10
+    adapter = _start(
+        certs,
+        tmp_path,
+        ["--max-connections", "40", "--max-connections-per-source", str(per_source),
+         "--tls-handshake-timeout", "60s", "--request-header-timeout", "60s"],
+    )  # fmt: skip
     held: list[socket.socket] = []
     try:
-        with httpx.Client(verify=tls(certs)) as pooled:
-            assert pooled.get(adapter.url + "/healthz").text == "ok"  # 1 pooled connection
-            for _ in range(49):
-                held.append(socket.create_connection(("127.0.0.1", adapter.port), timeout=5))
-            time.sleep(0.5)
-            extra = socket.create_connection(("127.0.0.1", adapter.port), timeout=5)
-            took = _closed_within(extra, 3)
-            extra.close()
-            assert took is not None and took < 1, "the 51st connection was not refused promptly"
-            for s in held:  # the 49 still open
-                s.setblocking(False)
-                with pytest.raises(BlockingIOError):
-                    s.recv(1)
-            # The pooled, legitimate connection still works.
-            assert pooled.get(adapter.url + "/healthz").text == "ok"
-            for s in held[:10]:
-                s.close()
-            del held[:10]
-            time.sleep(0.5)
-            assert httpx.get(adapter.url + "/healthz", verify=tls(certs)).text == "ok"  # a new one
-            m = httpx.get(f"http://127.0.0.1:{adapter.metrics_port}/metrics").text
-            assert 'hpakit_adapter_connections_closed_total{reason="over_limit"} 1.0' in m, m
-            assert "hpakit_adapter_open_connections 41.0" in m or "hpakit_adapter_open_connections 40.0" in m
+        for _ in range(per_source):
+            held.append(_from("127.0.0.2", adapter.port))
+        _wait_open(adapter, per_source)
+        extra = _from("127.0.0.2", adapter.port)
+        took = _closed_within(extra, 3)
+        extra.close()
+        assert took is not None and took < 1, "the source's 11th connection was not refused promptly"
+        assert all(_still_open(s) for s in held)
+        assert _get_from("127.0.0.3", adapter, certs).text == "ok"  # another source still connects
+        m = _metrics(adapter)
+        assert 'hpakit_adapter_connections_closed_total{reason="per_source_limit"} 1.0' in m, m
+        assert 'hpakit_adapter_connections_evicted_total{state="handshake"} 0.0' in m, m
+        held.pop().close()
+        _wait_open(adapter, per_source - 1)
+        again = _from("127.0.0.2", adapter.port)  # a freed slot is the source's again
+        held.append(again)
+        assert _closed_within(again, 1) is None
     finally:
         for s in held:
             s.close()
@@ -230,7 +312,9 @@ def _rss_kib(pid: int) -> int:
 
 def test_memory_per_open_tls_connection(certs: Pki, tmp_path: Path) -> None:
     """Each open TLS connection costs well under the 256 KiB read buffer asyncio gives it by default."""
-    adapter = _start(certs, tmp_path, ["--request-header-timeout", "60s"])
+    adapter = _start(
+        certs, tmp_path, ["--request-header-timeout", "60s", "--max-connections-per-source", "0"]
+    )
     n = 300
     held: list[ssl.SSLSocket] = []
     try:

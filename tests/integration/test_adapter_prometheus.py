@@ -30,6 +30,7 @@ from adapter.tools.explain import explain, format_explain
 from adapter.tools.lint import format_lint, lint
 from harness.localprom import LocalPrometheus, Target
 from harness.mockproc import MockMetricsProcess
+from harness.waits import wait_for_async
 from tests.support.adapter_support import FIXTURES, FakeLister
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -296,8 +297,5 @@ async def test_prometheus_killed_then_restarted(prom: LocalPrometheus, lister: F
 
 
 async def _until(cond, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
+    await wait_for_async("condition", lambda: (bool(cond()), "not met"), timeout=timeout, interval=0.05,
+                         progress=None, error=lambda _k, msg: AssertionError(msg))  # fmt: skip

@@ -44,6 +44,7 @@ if not (shutil.which("cfssl") and shutil.which("cfssljson")):  # pragma: no cove
 
 from harness.certs import CertPair, ensure_ca, issue_cert  # noqa: E402
 from harness.procs import terminate  # noqa: E402
+from harness.waits import Unresolvable, wait_for  # noqa: E402
 
 
 @dataclass
@@ -127,18 +128,16 @@ class Adapter:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, ca: Path, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
         ctx = ssl.create_default_context(cafile=str(ca))
-        while time.monotonic() < deadline:
+
+        def ready() -> tuple[bool, str]:
             if self.proc.poll() is not None:
-                raise AssertionError(f"adapter exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", verify=ctx, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"adapter not ready after {timeout}s:\n{self.log_text()}")
+                raise Unresolvable(f"adapter exited with {self.proc.returncode}")
+            status = httpx.get(f"{self.url}/readyz", verify=ctx, timeout=2).status_code
+            return status == 200, f"/readyz: HTTP {status}"
+
+        wait_for("adapter ready", ready, timeout=timeout, interval=0.2, progress=None,
+                 error=lambda _k, msg: AssertionError(f"{msg}:\n{self.log_text()}"))  # fmt: skip
 
     def stop(self) -> None:
         terminate(self.proc, timeout=10)

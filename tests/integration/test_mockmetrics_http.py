@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.procs import terminate
+from harness.waits import Unresolvable, wait_for_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -80,25 +80,27 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
 
 
 async def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    base_url = None
+    base_url: str | None = None
     async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
+
+        async def ready() -> tuple[bool, str]:
+            nonlocal base_url
             if proc.poll() is not None:
-                pytest.fail(
-                    f"mockmetrics exited with {proc.returncode} during start:\n{log_path.read_text()}"
-                )
+                raise Unresolvable(f"exited with {proc.returncode} during start")
             if base_url is None:
                 match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log_path.read_text())
                 base_url = match.group(1) if match else None
-            if base_url is not None:
-                try:
-                    if (await client.get(f"{base_url}/readyz")).status_code == 200:
-                        return base_url
-                except httpx.TransportError:
-                    pass
-            await asyncio.sleep(0.05)
-    pytest.fail(f"mockmetrics not ready after {START_TIMEOUT_S}s:\n{log_path.read_text()}")
+            if base_url is None:
+                return False, "no 'listening on' line yet"
+            status = (await client.get(f"{base_url}/readyz")).status_code
+            return status == 200, f"/readyz: HTTP {status}"
+
+        await wait_for_async(
+            "mockmetrics ready", ready, timeout=START_TIMEOUT_S, interval=0.05, progress=None,
+            error=lambda _k, msg: pytest.fail.Exception(f"{msg}:\n{log_path.read_text()}"),
+        )  # fmt: skip
+    assert base_url is not None
+    return base_url
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -144,14 +146,14 @@ async def poll_until(
 ) -> list[Scrape]:
     """Scrape repeatedly until ``done``; returns every scrape taken (for never-exceeded checks)."""
     seen: list[Scrape] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def probe() -> tuple[bool, str]:
         seen.append(await scrape(client, server))
-        if done(seen[-1]):
-            return seen
-        await asyncio.sleep(0.02)
-    last = seen[-1].samples if seen else None
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last scrape: {last}")
+        return done(seen[-1]), f"last scrape: {seen[-1].samples}"
+
+    await wait_for_async(what, probe, timeout=timeout, interval=0.02, progress=None,
+                         error=lambda _k, msg: pytest.fail.Exception(msg))  # fmt: skip
+    return seen
 
 
 # --------------------------------------------------------------------------- tests
@@ -276,10 +278,13 @@ async def test_sigterm_drains_inflight_work_and_exits_zero(start_server, client)
     await poll_until(client, server, lambda s: s.samples["pm_status"][(ACTIVE,)] == 1, "1 active")
 
     server.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while (await client.get(f"{server.base_url}/readyz")).status_code != 503:
-        assert time.monotonic() < deadline, "readyz never turned 503 after SIGTERM"
-        await asyncio.sleep(0.02)
+
+    async def not_ready() -> tuple[bool, str]:
+        status = (await client.get(f"{server.base_url}/readyz")).status_code
+        return status == 503, f"/readyz: HTTP {status}"
+
+    await wait_for_async("readyz to turn 503 after SIGTERM", not_ready, timeout=5, interval=0.02,
+                         progress=None)  # fmt: skip
     assert (await client.get(f"{server.base_url}/healthz")).status_code == 200
 
     resp = await inflight

@@ -25,7 +25,7 @@ from bench.adapters import (
     peer_argv,
     rule_config,
 )
-from bench.exporter import filler_text, kubelet_text, pods_text, sample_line
+from bench.exporter import filler_text, kubelet_text, mix_text, pods_text, sample_line
 from bench.load import check_body
 from bench.report import Row, format_table, ratio, verdict, write_json
 from bench.stats import bursts, percentile, pool, summarize
@@ -124,6 +124,59 @@ def test_filler_text_has_exactly_total_unique_series_grouped_by_name() -> None:
     assert filler_text(0, 5) == ""
     with pytest.raises(ValueError):
         filler_text(10, 0)
+
+
+def test_mix_text_is_total_unique_cluster_like_series() -> None:
+    text = mix_text(total=1003, n_metrics=10, n_namespaces=3, containers=2)
+    families = list(text_string_to_metric_families(text))
+    assert len(families) == 10 and all(f.name.startswith("container_") for f in families)
+    samples = [s for f in families for s in f.samples if not s.name.endswith("_created")]
+    assert len(samples) == 1003
+    assert len({(s.name, tuple(sorted(s.labels.items()))) for s in samples}) == 1003  # no synthetic id
+    assert {s.labels["namespace"] for s in samples} == {"team-0", "team-1", "team-2"}
+    assert len({s.labels["pod"] for s in samples}) == 51  # ceil(1003 / 10) series per name / 2 containers
+    assert {frozenset(s.labels) for s in samples} == {
+        frozenset({"namespace", "pod", "container"}),
+        frozenset({"namespace", "pod", "container", "device"}),
+    }
+    assert mix_text(0) == ""
+    with pytest.raises(ValueError):
+        mix_text(10, n_namespaces=0)
+
+
+def test_discovery_sizes_and_rules() -> None:
+    from adapter.rules.config import parse_config
+    from bench.discovery_bench import DISCOVERY_RULES, parse_sizes
+
+    assert parse_sizes("100k,10k, 1M") == [10_000, 100_000, 1_000_000]
+    for bad in ("10x", "", "5"):
+        with pytest.raises(ValueError, match="--discovery"):
+            parse_sizes(bad)
+    rules = parse_config(DISCOVERY_RULES).all_rules
+    assert [r.series_query for r in rules] == [
+        '{__name__=~"^.*_total$",namespace!="",pod!=""}',
+        '{__name__=~"^container_.*",namespace!="",pod!=""}',
+    ]
+    assert adapter_bench.parse_args(["--discovery", "10k,100k"]).discovery == [10_000, 100_000]
+
+
+def test_wait_for_head_series_reads_the_tsdb_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.prom import BenchPrometheus
+    from harness.localprom import LocalPrometheusError
+
+    prom = BenchPrometheus([], data_dir=tmp_path)
+    seen = iter([10, 500, 1000])
+    paths: list[str] = []
+
+    def fake_get(path: str, params: object = None, timeout: float = 5.0) -> dict:
+        paths.append(path)
+        return {"data": {"headStats": {"numSeries": next(seen, 1000)}}}
+
+    monkeypatch.setattr(prom, "_get", fake_get)
+    prom.wait_for_head_series(1000, timeout=10, progress=None)
+    assert paths == ["/api/v1/status/tsdb"] * 3
+    with pytest.raises(LocalPrometheusError, match="1000 of 2000 series in the head"):
+        prom.wait_for_head_series(2000, timeout=1.5, progress=None)
 
 
 # ------------------------------------------------------------------------------ response checks

@@ -299,7 +299,7 @@ def test_process_lifecycle_and_records(tmp_path: Path) -> None:
         loaded = procs.load_record(tmp_path / "pids", "sleeper")
         assert loaded is not None and loaded.pid == rec.pid and procs.alive(loaded)
         procs.wait_until(
-            lambda: "hi" in (tmp_path / "sleeper.log").read_text(),
+            lambda: ("hi" in (tmp_path / "sleeper.log").read_text(), "no 'hi' in the log yet"),
             component="sleeper",
             timeout=10,
             record=rec,
@@ -322,7 +322,7 @@ def test_wait_until_fails_fast_with_log_tail_when_the_process_dies(tmp_path: Pat
     )
     t0 = time.monotonic()
     with pytest.raises(procs.ComponentError) as err:
-        procs.wait_until(lambda: "never", component="dier", timeout=30, record=rec)
+        procs.wait_until(lambda: (False, "never"), component="dier", timeout=30, record=rec)
     assert time.monotonic() - t0 < 10
     assert "dier: exited before it was ready" in str(err.value)
     assert "boom: bad flag" in str(err.value)
@@ -331,7 +331,7 @@ def test_wait_until_fails_fast_with_log_tail_when_the_process_dies(tmp_path: Pat
 
 def test_wait_until_timeout_names_the_last_check(tmp_path: Path) -> None:
     with pytest.raises(procs.ComponentError, match=r"not ready after 0s .*HTTP 503"):
-        procs.wait_until(lambda: "HTTP 503", component="x", timeout=0.3, interval=0.05)
+        procs.wait_until(lambda: (False, "HTTP 503"), component="x", timeout=0.3, interval=0.05)
 
 
 def test_tail(tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def test_node_ready(
     expected: bool | str,
 ) -> None:
     c = _cluster(tmp_path, monkeypatch, FakeApi(NODE_PATH, status, doc), kubelet=kubelet)
-    assert c._node_ready() == expected
+    got = c._node_ready()
+    assert got[0] if expected is True else got == (False, expected)
 
 
 DEPLOY_PATH = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
@@ -107,9 +108,9 @@ def test_coredns_not_ready_from_the_deployment(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(probes, "query_a", no_dns)
     c = _cluster(tmp_path, monkeypatch, FakeApi(DEPLOY_PATH, 503))
-    assert c._coredns_ready() == "deployment: HTTP 503"
+    assert c._coredns_ready() == (False, "deployment: HTTP 503")
     c = _cluster(tmp_path / "b", monkeypatch, FakeApi(DEPLOY_PATH, 200, {"status": {"conditions": []}}))
-    assert c._coredns_ready() == "readyReplicas=0 conditions=[]"
+    assert c._coredns_ready() == (False, "readyReplicas=0 conditions=[]")
 
 
 @pytest.mark.parametrize(
@@ -136,5 +137,6 @@ def test_coredns_ready_asks_coredns_itself(
 
     monkeypatch.setattr(probes, "query_a", query_a)
     c = _cluster(tmp_path, monkeypatch, FakeApi(DEPLOY_PATH, 200, READY))
-    assert c._coredns_ready() == expected
+    got = c._coredns_ready()
+    assert got[0] if expected is True else got == (False, expected)
     assert asked == [("10.96.0.10", "kubernetes.default.svc.cluster.local", 1.0)]

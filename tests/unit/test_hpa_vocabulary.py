@@ -5,12 +5,14 @@ The kubectl edge is faked with canned API answers; the arithmetic and the verdic
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import hpa
 from harness.hpa import Observation
+from harness.kubectl import Kubectl
 
 HITS_SPEC: dict[str, Any] = {
     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hits"},
@@ -35,17 +37,20 @@ QUEUE_SPEC: dict[str, Any] = {
 }  # fmt: skip
 
 
-class FakeKubectl:
+class FakeKubectl(Kubectl):
+    """The API at its one edge, ``raw``: Deployments in ``demo`` and the metric paths given."""
+
     def __init__(self, raw: dict[str, Any]) -> None:
+        super().__init__(Path("unused-kubeconfig"))
         self.raw_answers = raw
         self.paths: list[str] = []
 
-    def raw(self, path: str) -> Any:
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        base = path.split("?")[0]
+        if base.startswith("/apis/apps/v1/namespaces/demo/deployments/"):
+            return {"spec": {"selector": {"matchLabels": {"app": "requests", "tier": "web"}}}}
         self.paths.append(path)
-        return self.raw_answers[path.split("?")[0]]
-
-    def json(self, *args: str) -> Any:
-        return {"spec": {"selector": {"matchLabels": {"app": "requests", "tier": "web"}}}}
+        return self.raw_answers[base]
 
 
 def test_object_value_is_read_through_the_aggregator() -> None:
@@ -115,17 +120,17 @@ def test_band_uses_the_floor_near_zero() -> None:
     assert hpa.band([100.0, 200.0], rel=0.1, floor=2) == (90.0, 220.0)
 
 
-class ScalingKubectl:
+class ScalingKubectl(Kubectl):
     """An HPA over Deployment ``hits`` whose spec.replicas follow ``replicas`` one read at a time."""
 
     def __init__(self, spec: dict[str, Any], replicas: list[int]) -> None:
+        super().__init__(Path("unused-kubeconfig"))
         self.spec = spec
         self.replicas = replicas
         self.reads = 0
 
-    def json(self, *args: str) -> Any:
-        kind = args[3]
-        if kind == "hpa":
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        if "/horizontalpodautoscalers/" in path:
             return {"spec": self.spec, "status": {"currentMetrics": [{"type": "Object"}], "conditions": [
                 {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound"}]}}
         n = self.replicas[min(self.reads, len(self.replicas) - 1)]
@@ -196,14 +201,14 @@ def test_every_name_the_scenarios_use_is_exported() -> None:
 class ResourceKubectl(FakeKubectl):
     """Pods a, b (app 100m + sidecar 100m requested) and c (not in metrics.k8s.io: just started)."""
 
-    def json(self, *args: str) -> Any:
-        if "pods" in args:
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        if path.split("?")[0] == "/api/v1/namespaces/demo/pods":
             def pod(name: str) -> dict[str, Any]:
                 return {"metadata": {"name": name}, "spec": {"containers": [
                     {"name": "app", "resources": {"requests": {"cpu": "100m"}}},
                     {"name": "sidecar", "resources": {"requests": {"cpu": "100m"}}}]}}
             return {"items": [pod("a"), pod("b"), pod("c")]}
-        return super().json(*args)
+        return super().raw(path, timeout=timeout)
 
 
 POD_METRICS = {"items": [
@@ -257,10 +262,12 @@ def test_resource_hpa_is_steady_only_once_every_pod_is_measured(monkeypatch: pyt
 class ObserveKubectl(FakeKubectl):
     """An HPA on HITS_SPEC at 3 replicas; the Deployment has 3 ready."""
 
-    def json(self, *args: str) -> Any:
-        if "hpa" in args or "horizontalpodautoscaler" in args:
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        if "/horizontalpodautoscalers/" in path:
             return {"spec": HITS_SPEC, "status": {"currentReplicas": 3, "desiredReplicas": 3}}
-        return {"spec": {"selector": {"matchLabels": {"app": "hits"}}}, "status": {"readyReplicas": 3}}
+        if "/deployments/" in path:
+            return {"spec": {"selector": {"matchLabels": {"app": "hits"}}}, "status": {"readyReplicas": 3}}
+        return super().raw(path, timeout=timeout)
 
 
 def test_a_cached_answer_matches_the_reading_from_the_cache_age_ago() -> None:

@@ -40,7 +40,7 @@ def layout(tmp_path: Path) -> Layout:
     (repo / "scripts").mkdir(parents=True)
     (repo / "scripts" / "versions.env").write_text(
         "# pins\nK8S_VERSION=v1.35.4\nCOREDNS_VERSION=v1.12.4\nPROM_OPERATOR_VERSION=v0.85.0\n"
-        "PROMETHEUS_VERSION=v3.5.0\n"
+        "PROMETHEUS_VERSION=v3.5.0\nCERT_MANAGER_VERSION=v1.21.2\n"
     )
     (repo / "pyproject.toml").write_text('[project]\nname = "hpa-kit"\nversion = "0.1.0"\n')
     (repo / "mockmetrics").mkdir()

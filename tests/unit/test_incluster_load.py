@@ -430,12 +430,10 @@ class _Cluster:
 
 
 class _SvcKubectl(Kubectl):
-    def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
-        assert args[:4] == ("-n", "demo", "get", "service")
-        return json.dumps(
-            {"spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "metrics", "port": 9100},
-                                                          {"name": "http", "port": 8080}]}}
-        )  # fmt: skip
+    def raw(self, path: str, *, timeout: float = 60) -> Any:
+        assert path.startswith("/api/v1/namespaces/demo/services/")
+        return {"spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "metrics", "port": 9100},
+                                                             {"name": "http", "port": 8080}]}}
 
 
 def test_load_for_picks_the_runner_by_provider(tmp_path: Path) -> None:

@@ -696,3 +696,118 @@ def test_locustfile_is_generated_only_where_mounted_and_missing() -> None:
     objs = [job("a", "locustfile"), job("b", "locustfile"), defined, job("c", "other")]
     assert manifests.locustfile_namespaces(objs) == ["a"]
     assert manifests.locustfile_namespaces([job("c", "other")]) == []
+
+
+# ------------------------------------------------------------------------------------ registry override
+
+REG = "127.0.0.1:5000/kit"
+
+
+def _containers(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for o in objs:
+        path = manifests._POD_SPEC_PATHS.get(o["kind"])
+        if path is None:
+            continue
+        spec = manifests._dig(o, path)
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            out.append((f"{o['kind']} {o['metadata']['name']}", c))
+    return out
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["test", "default"])
+def test_render_with_registry_runs_every_kit_image_from_it(
+    tmp_path: Path, ca: tuple[bytes, bytes], overlay: str
+) -> None:
+    from harness import images
+
+    secret = _secret(tmp_path / "secret.yaml", ca[0])
+    plain = _objects(manifests.render(overlay, ca_bundle=_b64(ca[0]), serving_secret_yaml=secret,
+                                      out_dir=tmp_path / "plain"))
+    out = manifests.render(overlay, ca_bundle=_b64(ca[0]), serving_secret_yaml=secret,
+                           out_dir=tmp_path / "reg", registry=REG)
+    objs = _objects(out)
+    before = manifests.required_images(plain)
+    # Every image of the install is one the kit builds (upstream ones too: operator, config-reloader,
+    # Prometheus from their Go modules), so every one moves, each to where `images push` puts it.
+    assert images.unbuildable(before) == []
+    assert len(before) >= 5
+    after = manifests.required_images(objs)
+    assert sorted(after) == sorted(images.registry_ref(i, REG) for i in before)
+    assert all(i.startswith(REG + "/") for i in after)
+    # Tags kept: hpa-kit/adapter:0.1.0 -> REG/hpa-kit/adapter:0.1.0, Prometheus' own tag, ...
+    assert f"{REG}/hpa-kit/adapter:{images.kit_version()}" in after
+    assert f"{REG}/prometheus/prometheus:{images.read_versions()['PROMETHEUS_VERSION']}" in after
+    # Pull policy unchanged, and nothing but images changed (same objects, same containers).
+    for where, c in _containers(objs):
+        assert c["image"].startswith(REG + "/"), where
+        assert c.get("imagePullPolicy") == "IfNotPresent", where
+    prom = next(o for o in objs if o["kind"] == "Prometheus")
+    assert prom["spec"]["imagePullPolicy"] == "IfNotPresent"
+    assert len(objs) == len(plain)
+    op = next(c for _, c in _containers(objs) if c["name"] == "prometheus-operator")
+    op_plain = next(c for _, c in _containers(plain) if c["name"] == "prometheus-operator")
+    assert len(op["args"]) == len(op_plain["args"])
+    # Rendering again without a registry takes it all back.
+    again = _objects(manifests.render(overlay, ca_bundle=_b64(ca[0]), serving_secret_yaml=secret,
+                                      out_dir=out))
+    assert manifests.required_images(again) == before
+    assert not (out / "image-fields.yaml").exists()
+
+
+@needs_kubectl
+def test_render_refuses_a_bad_registry_in_one_line(tmp_path: Path, ca: tuple[bytes, bytes]) -> None:
+    with pytest.raises(manifests.ManifestError, match="drop the scheme") as exc:
+        manifests.render("default", ca_bundle=_b64(ca[0]), serving_secret_yaml=None, out_dir=tmp_path / "b",
+                         registry="https://reg.example.com")
+    assert "\n" not in str(exc.value)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["default", "test"])
+def test_the_documented_kubectl_apply_k_snippet_moves_every_image(tmp_path: Path, overlay: str) -> None:
+    """manifests/README.md's `images:` + patch snippet, as a user's own overlay: every image the install
+    runs (the Prometheus CR's spec.image through manifests/base's image-field config, the reloader
+    through the patch) comes from the registry, the same references `images push` pushes to."""
+    from harness import images
+
+    text = (REPO / "manifests" / "README.md").read_text()
+    block = text.split("Applying with `kubectl apply -k` yourself", 1)[1].split("```yaml\n", 1)[1]
+    block = block.split("```", 1)[0].replace("REGISTRY", REG)
+    doc = yaml.safe_load(block)
+    user = tmp_path / "mine"
+    user.mkdir()
+    doc["resources"] = [os.path.relpath(manifests.overlay_dir(overlay), user)]
+    (user / "kustomization.yaml").write_text(yaml.safe_dump(doc))
+    before = manifests.required_images(manifests.build(overlay))
+    after = manifests.required_images(_objects(user))
+    assert sorted(after) == sorted(images.registry_ref(i, REG) for i in before)
+
+
+def test_registry_overrides_add_what_images_cannot_reach() -> None:
+    """No kubectl: an operator without the reloader flag gets one, a Prometheus CR naming only its
+    version gets spec.image, an image the kit does not build is left alone."""
+    from harness import images
+
+    v = images.read_versions()
+    po, prom = v["PROM_OPERATOR_VERSION"], v["PROMETHEUS_VERSION"]
+    objs = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "op", "namespace": "m"},
+         "spec": {"template": {"spec": {"containers": [
+             {"name": "side", "image": "example.com/other/thing:1"},
+             {"name": "o", "image": f"quay.io/prometheus-operator/prometheus-operator:{po}",
+              "args": ["--log-level=info"]}]}}}},
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
+         "metadata": {"name": "p", "namespace": "m"}, "spec": {"version": prom}},
+    ]
+    entries, patches = manifests.registry_overrides(objs, REG)
+    # `images:` only for images in fields it rewrites; the other two are the patches below.
+    assert entries == [{"name": "quay.io/prometheus-operator/prometheus-operator",
+                        "newName": f"{REG}/prometheus-operator/prometheus-operator"}]
+    by_kind = {p["target"]["kind"]: json.loads(p["patch"]) for p in patches}
+    assert by_kind["Deployment"] == [{"op": "add", "path": "/spec/template/spec/containers/1/args/-",
+                                      "value": f"--prometheus-config-reloader={REG}/prometheus-operator/"
+                                               f"prometheus-config-reloader:{po}"}]
+    assert by_kind["Prometheus"] == [{"op": "add", "path": "/spec/image",
+                                      "value": f"{REG}/prometheus/prometheus:{prom}"}]

@@ -84,3 +84,40 @@ def test_metric_of_a_utilization_target_is_in_percent() -> None:
     status = {"currentMetrics": [{"type": "Resource", "resource": {
         "name": "cpu", "current": {"averageValue": "21m", "averageUtilization": 42}}}]}
     assert _metric_of(status, spec) == (42.0, 50.0)
+
+
+def _ramp(t: float, *, direct: float | None, served: float | None, desired: int, ready: int) -> Sample:
+    return Sample(t, desired, ready, ready, 50.0, 100.0, 10, 20.0, "True/x", None,
+                  direct_value=direct, served_value=served)  # fmt: skip
+
+
+def test_scale_up_budget_splits_load_start_to_first_ready_replica_by_stage() -> None:
+    from harness.report import format_budget, scale_up_budget
+
+    # load starts at 10 s; Prometheus crosses 110 (target 100 + 10 %) at 31, the adapter at 37, the
+    # controller wants 2 at 43, the second pod is Ready at 55. One sample every 3 s.
+    samples = []
+    for t in range(1, 70, 3):
+        direct = 50.0 if t < 31 else 150.0
+        served = 50.0 if t < 37 else 150.0
+        desired = 1 if t < 43 else 2
+        ready = 1 if t < 55 else 2
+        samples.append(_ramp(float(t), direct=direct, served=served, desired=desired, ready=ready))
+    budget = scale_up_budget(samples, [(10.0, "load start")])
+    assert budget["parts"] == {"prometheus": 21.0, "adapter": 6.0, "hpa": 6.0, "rollout": 12.0}
+    assert budget["first_ready_s"] == 45.0 and budget["resolution_s"] == 3.0
+    assert format_budget(budget).endswith("= 45s to the first new Ready replica (+-3s per stage)")
+
+
+def test_scale_up_budget_says_what_it_could_not_split() -> None:
+    from harness.report import scale_up_budget
+
+    # no served readings: the adapter's time is in the hpa stage; no scale-out at all: incomplete.
+    samples = [_ramp(float(t), direct=150.0 if t > 20 else 50.0, served=None, desired=1 if t < 40 else 2,
+                     ready=1) for t in range(0, 60, 5)]  # fmt: skip
+    budget = scale_up_budget(samples, [(5.0, "load start")])
+    assert budget["parts"] == {"prometheus": 20.0, "hpa": 15.0}
+    assert budget["first_ready_s"] is None
+    assert any("adapter: not recorded" in n for n in budget["notes"])
+    assert any("rollout: never crossed" in n for n in budget["notes"])
+    assert scale_up_budget(samples, [])["notes"] == ["no 'load start' mark or no samples"]

@@ -154,6 +154,28 @@ def test_a_cluster_that_cannot_pull_gets_every_image_the_install_runs(tmp_path: 
     assert pulling.loaded == []
 
 
+def test_a_registry_on_a_cluster_that_cannot_pull_stops_before_anything_is_applied(tmp_path: Path) -> None:
+    cluster = FakeCluster(pulls_images=False)
+    st = _stack(tmp_path, _overlay(tmp_path, "hpa-kit/adapter:0.1.0"), cluster, registry="127.0.0.1:5000")
+    with pytest.raises(StackError, match=r"cannot pull from registry 127\.0\.0\.1:5000: drop --registry"):
+        st.install(timeout=600)
+    assert cluster.loaded == []
+
+
+def test_install_with_a_registry_renders_the_kit_images_from_it(tmp_path: Path) -> None:
+    """What `hpa-kit install --registry` applies: the overlay's kit image moved to the registry, tag kept;
+    a cluster that pulls gets nothing loaded."""
+    pulling = FakeCluster(pulls_images=True)
+    kit = images.kit_version()
+    st = _stack(tmp_path, _overlay(tmp_path, f"hpa-kit/adapter:{kit}"), pulling,
+                registry="reg.example.com:5000")
+    with pytest.raises(AssertionError, match="something was applied or read"):  # the first cluster call
+        st.install(timeout=600)
+    objs = manifests.load_objects(manifests.kustomize(st.build_dir))
+    assert set(manifests.required_images(objs)) == {f"reg.example.com:5000/hpa-kit/adapter:{kit}"}
+    assert pulling.loaded == []
+
+
 # ------------------------------------------------------------------------------ fail-fast pod states
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)

@@ -15,10 +15,12 @@ client's and not transient, so it raises :class:`PrometheusQueryError` (500) nam
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 
 from adapter.errors import AdapterError, BackendUnavailable
+from adapter.provider.prometheus.series_stream import SeriesShapes, SeriesStreamError, SeriesStreamParser
 from adapter.telemetry import PROM_QUERIES
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,13 @@ class Sample:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(float(self.timestamp), tz=UTC)
+        return _utc_time(self.timestamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_time(timestamp: Decimal) -> datetime:
+    """A sample timestamp as an aware UTC datetime (cached: one query's samples share theirs)."""
+    return datetime.fromtimestamp(float(timestamp), tz=UTC)
 
 
 @dataclass
@@ -190,7 +199,15 @@ class PrometheusClient:
 
     # --- transport ------------------------------------------------------------------------------
 
-    async def _request(self, endpoint: str, params: list[tuple[str, str]], what: str) -> tuple[bytes, str]:
+    async def _request(
+        self,
+        endpoint: str,
+        params: list[tuple[str, str]],
+        what: str,
+        sink: Callable[[bytes], None] | None = None,
+    ) -> tuple[bytes, str]:
+        """(body, method) of a 200 answer. With ``sink``, a 200 body is not kept: each chunk goes
+        to ``sink`` as it arrives (uncapped: the sink bounds its own memory) and body is b""."""
         path = f"/api/v1/{endpoint}"
         encoded = httpx.QueryParams(list[tuple[str, str | int | float | bool | None]](params))
         method = "POST" if len(str(encoded)) > self.post_threshold else "GET"
@@ -206,7 +223,13 @@ class PrometheusClient:
                 )
             resp = await self._client.send(request, stream=True)
             try:
-                status, content = resp.status_code, await self._read_capped(resp, what)
+                status = resp.status_code
+                if sink is not None and status == 200:
+                    async for chunk in resp.aiter_bytes():
+                        sink(chunk)
+                    content = b""
+                else:
+                    content = await self._read_capped(resp, what)
             finally:
                 await resp.aclose()
         except httpx.TimeoutException:
@@ -311,19 +334,47 @@ class PrometheusClient:
     async def series(
         self, match: list[str], start: float | None = None, end: float | None = None
     ) -> list[dict[str, str]]:
-        """``/api/v1/series``: label sets of the series matching any of ``match``."""
+        """``/api/v1/series``: label sets of the series matching any of ``match``.
+
+        Keeps every series; discovery uses :meth:`series_shapes`, which does not.
+        """
+        out: list[dict[str, str]] = []
+        await self._series_stream(match, start, end, lambda labels: out.append(dict(labels)))
+        return out
+
+    async def series_shapes(
+        self, match: list[str], start: float | None = None, end: float | None = None
+    ) -> SeriesShapes:
+        """``/api/v1/series`` reduced while it streams in to series name -> label-name sets.
+
+        Memory is bounded by the distinct (name, label-name set) pairs, not by the series: the
+        body is parsed chunk by chunk and never held, so it is not subject to
+        ``max_response_bytes`` either.
+        """
+        shapes = SeriesShapes()
+        await self._series_stream(match, start, end, shapes.add)
+        return shapes
+
+    async def _series_stream(
+        self,
+        match: list[str],
+        start: float | None,
+        end: float | None,
+        on_series: Callable[[dict[str, str]], None],
+    ) -> None:
         params = [("match[]", m) for m in match]
         if start is not None:
             params.append(("start", f"{start:.3f}"))
         if end is not None:
             params.append(("end", f"{end:.3f}"))
-        body, _ = await self._request("series", params, f"series {match!r}")
+        parser = SeriesStreamParser(on_series)
         try:
-            doc = json.loads(body)
-            return [dict(s) for s in doc.get("data") or []]
-        except (ValueError, TypeError, AttributeError) as err:
+            await self._request("series", params, f"series {match!r}", sink=parser.feed)
+            parser.close()
+        except SeriesStreamError as err:
             raise BackendUnavailable(
-                f"prometheus at {self.url} sent an unparsable series answer: {err}"
+                f"prometheus at {self.url} sent an unparsable series answer: {err}; "
+                "is --prometheus-url pointing at Prometheus (not a proxy that cuts or rewrites answers)?"
             ) from None
 
     async def scrape_interval(self) -> float | None:

@@ -362,15 +362,16 @@ class PrometheusProvider:
         out.result, out.cache = await self._run(out.promql)
         by_key: dict[tuple[str | None, str], Sample] = {}
         scalar = out.result.result_type == "scalar"
+        label, namespace_label = entry.label, entry.namespace_label
         for sample in out.result.samples:
-            name = sample.labels.get(entry.label)
+            name = sample.labels.get(label)
             if name is None:
                 if scalar and len(objects) == 1:
                     name = objects[0].name
                 else:
                     out.unmatched_samples.append(sample)
                     continue
-            key = (sample.labels.get(entry.namespace_label), name)
+            key = (sample.labels.get(namespace_label), name)
             kept = by_key.get(key)
             if kept is None:
                 by_key[key] = sample
@@ -391,6 +392,10 @@ class PrometheusProvider:
                 out.promql,
             )
         selector = metric_selector if metric_selector is not None and not metric_selector.empty else None
+        # Loop invariants, looked up once: this loop runs once per object (1,000s for pods/*).
+        kind, api_version = entry.resource.kind, entry.resource.api_version
+        namespaced, metric, window = entry.resource.namespaced, entry.info.metric, out.window
+        values_append = out.values.append
         for obj in objects:
             found: Sample | None = by_key.get((obj.namespace, obj.name)) or by_key.get((None, obj.name))
             if found is None and obj.namespace is None:
@@ -419,15 +424,8 @@ class PrometheusProvider:
                     entry.info.metric,
                 )
                 continue
-            ref = ObjectReference(
-                entry.resource.kind,
-                obj.name,
-                obj.namespace if entry.resource.namespaced else None,
-                entry.resource.api_version,
-            )
-            out.values.append(
-                MetricValue(ref, entry.info.metric, found.time, found.value, out.window, selector)
-            )
+            ref = ObjectReference(kind, obj.name, obj.namespace if namespaced else None, api_version)
+            values_append(MetricValue(ref, metric, found.time, found.value, window, selector))
         return out
 
     async def get_metric_by_name(

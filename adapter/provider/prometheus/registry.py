@@ -1,7 +1,8 @@
 """Discovery: rules + Prometheus series + cluster resources -> an immutable index of served metrics.
 
 One pass asks Prometheus for each distinct ``seriesQuery`` (rules sharing a query share the
-request, as upstream), strips label values (only name + label names matter), applies
+request, as upstream), strips label values as the answer streams in (only name + label-name sets
+matter, so memory follows those, not the series count; see ``series_stream``), applies
 ``seriesFilters`` and ``name``, maps labels to resources, and builds a fresh :class:`MetricIndex`.
 The index is swapped in whole, so requests never see a half-built one; when a pass fails (Prometheus
 down) the previous index stays and the failure is counted, logged and exposed as the index age.
@@ -98,17 +99,6 @@ class MetricIndex:
 EMPTY_INDEX = MetricIndex({}, {})
 
 
-def _series_shapes(series: list[dict[str, str]]) -> dict[str, set[frozenset[str]]]:
-    """Series name -> distinct label-name sets (values stripped, as upstream)."""
-    shapes: dict[str, set[frozenset[str]]] = {}
-    for labels in series:
-        name = labels.get("__name__")
-        if not name:
-            continue
-        shapes.setdefault(name, set()).add(frozenset(k for k in labels if k != "__name__"))
-    return shapes
-
-
 async def discover(
     config: AdapterConfig,
     prom: PrometheusClient,
@@ -120,12 +110,14 @@ async def discover(
     """Run one discovery pass. Raises BackendUnavailable when Prometheus cannot answer."""
     end = time.time() if now is None else now
     start = end - lookback
-    answers: dict[str, list[dict[str, str]] | PrometheusQueryError] = {}
+    # Each answer is reduced while it streams in (series_shapes): only name -> label-name sets
+    # are kept, never the series themselves.
+    answers: dict[str, dict[str, set[frozenset[str]]] | PrometheusQueryError] = {}
     for rule in config.all_rules:
         if rule.series_query in answers:
             continue
         try:
-            answers[rule.series_query] = await prom.series([rule.series_query], start, end)
+            answers[rule.series_query] = (await prom.series_shapes([rule.series_query], start, end)).shapes
         except PrometheusQueryError as err:
             answers[rule.series_query] = err
 
@@ -143,7 +135,7 @@ async def discover(
             )
             log.error("%s: %s", rule.id, report.error)
             continue
-        shapes = _series_shapes(answer)
+        shapes = answer
         report.raw_series = len(shapes)
         converter = ResourceConverter(rule.resources, mapper)
         for label, why in converter.override_errors:

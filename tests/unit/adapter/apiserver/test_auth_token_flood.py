@@ -167,3 +167,22 @@ def test_serve_flags_default_and_checked(tmp_path) -> None:  # type: ignore[no-u
     for bad in (["--token-review-rate", "0"], ["--token-review-burst", "0"]):
         with pytest.raises(UsageError, match="token-review"):
             validate_serve(build_parser().parse_args([*base, *bad]))
+
+
+async def test_a_flood_does_not_starve_the_recheck_of_a_recently_valid_token() -> None:
+    """Seen in hostile_bench: a valid token's cached identity expired (10 s) while a junk-token flood
+    had spent the review budget, so the client got 429s. Tokens that passed a review recently are
+    re-checked on a budget of their own (still a real TokenReview: a revoked token fails it)."""
+    kube, clock = CountingKube(), Clock()
+    authn = Authenticator(lambda: AuthnConfig(), tokens=reviewer(kube, clock))
+    assert (await authn.authenticate({"Authorization": f"Bearer {GOOD}"}, None)).name == "scraper"
+    clock.now += 11  # its cached identity has expired
+    _, limited = await _flood(authn, 500)
+    assert limited > 0, "the flood should have spent the unknown-token budget"
+    reviews = kube.reviews
+    assert (await authn.authenticate({"Authorization": f"Bearer {GOOD}"}, None)).name == "scraper"
+    assert kube.reviews == reviews + 1, "the recheck is a real TokenReview"
+    # an unknown token is still limited
+    with pytest.raises(AdapterError) as err:
+        await authn.authenticate({"Authorization": "Bearer never-seen-before"}, None)
+    assert not isinstance(err.value, Unauthorized)

@@ -381,6 +381,25 @@ async def test_watch_cache_lists_then_applies_events(api: FakeApiServer, kube: K
         await cache.stop()
 
 
+async def test_watch_cache_kept_answers_are_copies_and_bounded(api: FakeApiServer, kube: KubeClient) -> None:
+    """Repeated selectors are answered from the kept sorted answer; a caller's edits never leak
+    into it, and distinct selectors beyond the bound do not grow it without limit."""
+    from adapter.kube import objects
+
+    cache = WatchCache(kube, sync_timeout=5)
+    try:
+        web = parse_label_selector("app=web")
+        first = await cache.list_objects(PODS, "default", web)
+        first.clear()
+        assert [o.name for o in await cache.list_objects(PODS, "default", web)] == ["web-1"]
+        for i in range(objects._MAX_ANSWERS + 5):
+            await cache.list_objects(PODS, None, parse_label_selector(f"app=x{i}"))
+        assert len(cache._informers[PODS.group_resource].answers) <= objects._MAX_ANSWERS
+        assert [o.name for o in await cache.list_objects(PODS, "default", web)] == ["web-1"]
+    finally:
+        await cache.stop()
+
+
 async def test_watch_cache_relists_after_410(api: FakeApiServer, kube: KubeClient) -> None:
     cache = WatchCache(kube, sync_timeout=5)
     try:

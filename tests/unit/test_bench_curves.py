@@ -1,0 +1,67 @@
+"""The request-cost curve of bench.adapter_bench: text, JSON and PNG from pooled load results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.curves import curve_points, curves_json, format_curve, plot_curves
+from bench.stats import LoadResult
+
+
+def result(target: str, pods: int, version: str, rps: float, p99: float, cpu_s: float | None) -> LoadResult:
+    ok = int(rps * 10)
+    r = LoadResult(target, "https://x", 16, 10.0, ok, ok, 0, rps, p99 / 2, p99, p99 / 2, p99, cpu_s=cpu_s)
+    r.pods, r.version = pods, version
+    return r
+
+
+RESULTS = [
+    result("ours", 100, "v1beta1", 200.0, 50.0, 4.0),
+    result("peer", 100, "v1beta1", 40.0, 500.0, 6.0),
+    result("ours", 1000, "v1beta1", 100.0, 100.0, 10.0),
+    result("peer", 1000, "v1beta1", 10.0, 2000.0, 20.0),
+    result("ours", 10000, "v1beta1", 10.0, 1000.0, 8.0),  # the peer never answered at 10,000
+]
+
+
+def test_points_follow_the_sizes_and_mark_the_missing_ones() -> None:
+    ours = curve_points(RESULTS, "ours", "v1beta1", [100, 1000, 10000])
+    peer = curve_points(RESULTS, "peer", "v1beta1", [100, 1000, 10000])
+    assert ours["rps"] == [200.0, 100.0, 10.0]
+    assert ours["cpu_ms_per_request"] == [2.0, 10.0, 80.0]  # 1000 * cpu_s / ok (ok = 10 * rps)
+    assert peer["p99_ms"] == [500.0, 2000.0, None]
+
+
+def test_table_has_one_line_per_size_with_ratios() -> None:
+    text = format_curve(RESULTS, [100, 1000, 10000], "v1beta1", title="t")
+    lines = text.splitlines()
+    assert lines[0] == "t"
+    assert len(lines) == 5  # title, header, three sizes
+    row_1000 = lines[3].split()
+    assert row_1000[0] == "1000"
+    assert row_1000[1:4] == ["100.0", "10.0", "10.00x"]  # req/s ours, peer, ours/peer
+    assert row_1000[7:10] == ["100", "2000", "0.05x"]  # p99 ours, peer, ours/peer
+    assert lines[4].split()[1:4] == ["10.0", "n/a", "n/a"]  # no made-up ratio without the peer
+
+
+def test_json_and_png(tmp_path: Path) -> None:
+    doc = curves_json(RESULTS, [100, 1000, 10000], ["ours", "peer"])
+    assert doc["v1beta1"]["peer"]["rps"] == [40.0, 10.0, None]
+    png = plot_curves(RESULTS, [100, 1000, 10000], [("ours", "ours"), ("peer", "peer")], tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_durations_give_each_pod_count_its_window() -> None:
+    import pytest
+
+    from bench.adapter_bench import duration_for, parse_args
+
+    args = parse_args(["--pods", "100,1000,10000", "--durations", "8,8,30"])
+    assert [duration_for(args, n) for n in args.pods] == [8.0, 8.0, 30.0]
+    args = parse_args(["--pods", "100,1000", "--duration", "5"])
+    assert [duration_for(args, n) for n in args.pods] == [5.0, 5.0]
+    assert parse_args([]).pods == [100, 1000, 10000]
+    with pytest.raises(SystemExit):
+        parse_args(["--pods", "100,1000", "--durations", "8"])
+    with pytest.raises(SystemExit):
+        parse_args(["--durations", "8,0,3"])
