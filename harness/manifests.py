@@ -23,6 +23,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -51,6 +52,7 @@ __all__ = [
     "Finding",
     "ManifestError",
     "anonymous_access",
+    "apiserver_placeholder_paths",
     "audit",
     "build",
     "cert_manager_secrets",
@@ -92,6 +94,11 @@ CA_BUNDLE_PLACEHOLDER = (
 )
 
 METRICS_GROUPS = ("custom.metrics.k8s.io", "external.metrics.k8s.io")
+
+#: The NetworkPolicy ipBlock that stands for the API server (the source of the aggregator's requests to
+#: the adapter and of service-proxy reads of Prometheus). It matches nothing, so an un-rendered install
+#: fails closed; render(apiserver_cidrs=...) replaces it.
+APISERVER_CIDR_PLACEHOLDER = "255.255.255.255/32"
 
 #: Identities that every unauthenticated request gets.
 _ANONYMOUS = {("User", "system:anonymous"), ("Group", "system:unauthenticated")}
@@ -200,6 +207,46 @@ def placeholder_apiservices(objects: Iterable[Mapping[str, Any]]) -> list[str]:
         for o in objects
         if o.get("kind") == "APIService" and (o.get("spec") or {}).get("caBundle") == CA_BUNDLE_PLACEHOLDER
     )
+
+
+def apiserver_placeholder_paths(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(namespace, NetworkPolicy name) -> JSON-patch paths of the ``from`` peers that carry
+    :data:`APISERVER_CIDR_PLACEHOLDER`."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for o in objects:
+        if o.get("kind") != "NetworkPolicy":
+            continue
+        for i, rule in enumerate((o.get("spec") or {}).get("ingress") or []):
+            for j, peer in enumerate(rule.get("from") or []):
+                if (peer.get("ipBlock") or {}).get("cidr") == APISERVER_CIDR_PLACEHOLDER:
+                    key = (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                    out.setdefault(key, []).append(f"/spec/ingress/{i}/from/{j}")
+    return out
+
+
+def _apiserver_patches(objects: Sequence[Mapping[str, Any]], cidrs: Sequence[str]) -> list[dict[str, Any]]:
+    """Kustomize patches replacing each placeholder peer with one ipBlock peer per API server CIDR."""
+    blocks = []
+    for c in cidrs:
+        try:
+            net = ipaddress.ip_network(c.strip(), strict=False)
+        except ValueError:
+            raise ManifestError(
+                f"apiserver CIDR {c!r} is not an address or CIDR (e.g. 10.0.0.5/32)"
+            ) from None
+        blocks.append({"ipBlock": {"cidr": str(net)}})
+    patches = []
+    for (namespace, name), peers in apiserver_placeholder_paths(objects).items():
+        ops: list[dict[str, Any]] = []
+        for path in reversed(peers):  # later indexes first, so earlier paths stay valid
+            ops.append({"op": "remove", "path": path})
+            ops += [{"op": "add", "path": path, "value": b} for b in reversed(blocks)]
+        patches.append({
+            "target": {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy",
+                       "name": name, "namespace": namespace},
+            "patch": json.dumps(ops),
+        })  # fmt: skip
+    return patches
 
 
 def normalise_ca_bundle(value: str) -> str:
@@ -509,6 +556,7 @@ def registry_overrides(objects: Sequence[Mapping[str, Any]], registry: str) -> t
 def render(
     overlay: str | Path, *, ca_bundle: str, serving_secret_yaml: Path | None, out_dir: Path,
     adapter_rules: Path | None = None, registry: str | None = None,
+    apiserver_cidrs: Sequence[str] = (),
 ) -> Path:  # fmt: skip
     """Write an installable build directory for ``overlay`` into ``out_dir`` and return it.
 
@@ -523,6 +571,9 @@ def render(
     ``registry``: every image the kit builds is run from ``REGISTRY/<path>:<tag>`` instead (a kustomize
     ``images:`` override plus :func:`registry_overrides`' patches), where ``hpa-kit images push
     --registry`` puts them; pull policies stay as the overlay sets them (``IfNotPresent``).
+    ``apiserver_cidrs``: where the API server's connections to pods come from (the cluster's; see
+    Stack.apiserver_cidrs). Each NetworkPolicy peer carrying :data:`APISERVER_CIDR_PLACEHOLDER` becomes
+    one ipBlock per CIDR; without them the placeholder stays and matches nothing (fail closed).
     ``out_dir`` should be outside the repo (or in the git-ignored ``.state/``): it holds a private key.
     """
     source = overlay_dir(overlay)
@@ -599,6 +650,8 @@ def render(
     if adapter_rules is not None:
         merged = merge_adapter_rules(objects, adapter_rules)
         patches += _adapter_config_patches(objects, merged)
+    if apiserver_cidrs:
+        patches += _apiserver_patches(objects, apiserver_cidrs)
     fields_path = out / _IMAGE_FIELDS_FILE
     if registry:
         from harness import images
@@ -627,6 +680,8 @@ def render(
         raise ManifestError(
             f"render left the caBundle placeholder in {', '.join(left)}: report this as a bug"
         )
+    if apiserver_cidrs and apiserver_placeholder_paths(rendered):
+        raise ManifestError("render left the API server ipBlock placeholder: report this as a bug")
     return out
 
 
@@ -1001,6 +1056,11 @@ def _parser() -> argparse.ArgumentParser:
     rend.add_argument("--out", type=Path, required=True, help="build dir to write (outside the repo)")
     rend.add_argument("--registry", default=None,
                       help="run the kit's images from REG/<path>:<tag> (hpa-kit images push --registry REG)")
+    rend.add_argument(
+        "--apiserver-cidr", action="append", default=[], metavar="CIDR",
+        help="where the API server connects to pods from (repeatable, or comma-separated); the "
+        "NetworkPolicies admit it to the adapter and Prometheus (manifests/README.md, NetworkPolicies)",
+    )  # fmt: skip
     show = sub.add_parser("build", help="print the overlay's YAML (rendered when --certs is given)")
     show.add_argument("overlay")
     show.add_argument("--certs", type=Path, default=None)
@@ -1019,9 +1079,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             bundle, secret = _certs_inputs(args.certs) if args.certs is not None else ("", None)
+            cidrs = [c for arg in args.apiserver_cidr for c in arg.replace(",", " ").split()]
             out = render(args.overlay, ca_bundle=bundle, serving_secret_yaml=secret, out_dir=args.out,
-                         registry=args.registry)
+                         registry=args.registry, apiserver_cidrs=cidrs)  # fmt: skip
             print(f"rendered {args.overlay} into {out}\ninstall: kubectl apply --server-side -k {out}")
+            if not cidrs:
+                print(
+                    "WARNING: no --apiserver-cidr: the NetworkPolicies admit nobody to the adapter and "
+                    "Prometheus (the metrics APIs stay unavailable); see manifests/README.md, "
+                    "NetworkPolicies",
+                    file=sys.stderr,
+                )
         elif args.command == "build":
             if args.certs is None:
                 sys.stdout.write(kustomize(overlay_dir(args.overlay)))

@@ -147,31 +147,39 @@ class Stack:
         self.progress(f"stack: installing overlay {self.overlay!r}")
         source = manifests.load_objects(manifests.kustomize(manifests.overlay_dir(self.overlay)))
         issued = manifests.cert_manager_secrets(source)
+        ca_bundle, secret = "", None
         if issued:
             # cert-manager issues the serving Secret and cainjector fills the caBundle: no certs here.
             self.progress("stack: cert-manager issues " + ", ".join(f"{ns}/{n}" for ns, n in issued))
-            manifests.render(self.overlay, ca_bundle="", serving_secret_yaml=None, out_dir=self.build_dir,
-                             adapter_rules=self.adapter_rules, registry=self.registry)  # fmt: skip
         else:
             bundle = certs.serving_bundle(self.certs_dir, ADAPTER_SERVICE, ADAPTER_NS)
             self.progress(
                 f"stack: serving certificate for {ADAPTER_SERVICE}.{ADAPTER_NS}.svc in {self.certs_dir}"
             )
+            ca_bundle, secret = str(bundle["ca_bundle"]), Path(str(bundle["secret"]))
+
+        def render(apiserver_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
             manifests.render(
                 self.overlay,
-                ca_bundle=str(bundle["ca_bundle"]),
-                serving_secret_yaml=Path(str(bundle["secret"])),
+                ca_bundle=ca_bundle,
+                serving_secret_yaml=secret,
                 out_dir=self.build_dir,
                 adapter_rules=self.adapter_rules,
                 registry=self.registry,
+                apiserver_cidrs=apiserver_cidrs,
             )
-        self._objects = manifests.load_objects(manifests.kustomize(self.build_dir))
+            return manifests.load_objects(manifests.kustomize(self.build_dir))
+
+        self._objects = render()
         cm = self._cert_manager() if issued else None
+        # Images are checked before the cluster is read for the API server's address.
         if cm is not None:
             cm.build()
             self.load_images([*self._objects, *certmanager.objects()])
         else:
             self.load_images(self._objects)
+        if manifests.apiserver_placeholder_paths(self._objects):
+            self._objects = render(self.apiserver_cidrs())
         self.install_crds()
         if cm is not None:
             cm.install(timeout=min(timeout, 300))
@@ -186,6 +194,28 @@ class Stack:
             )
         self.wait_ready(timeout=timeout)
         self.warn_insecure()
+
+    def apiserver_cidrs(self) -> list[str]:
+        """Where the API server's connections to pods come from: the addresses it advertises for the
+        ``default/kubernetes`` Service (its EndpointSlices; one /32 or /128 each), for the
+        NetworkPolicies' ipBlocks.
+
+        Right when the API server reaches pods from its own address (the local and kind providers, most
+        self-managed clusters); a control plane behind a tunnel or NAT (konnectivity, some managed
+        offerings) connects from elsewhere: see manifests/README.md, "NetworkPolicies".
+        """
+        slices = self.kubectl.json(
+            "-n", "default", "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"
+        )
+        endpoints = [e for s in slices.get("items") or [] for e in s.get("endpoints") or []]
+        ips = [ip for e in endpoints for ip in e.get("addresses") or []]
+        if not ips:
+            raise StackError(
+                "the default/kubernetes EndpointSlices list no API server address, so the "
+                "NetworkPolicies cannot name it: check `kubectl -n default get endpointslices "
+                "-l kubernetes.io/service-name=kubernetes`"
+            )
+        return [f"{ip}/128" if ":" in ip else f"{ip}/32" for ip in dict.fromkeys(ips)]
 
     def certificate_manager(self) -> certmanager.CertManager:
         return certmanager.CertManager(self.kubectl, progress=self.progress)
@@ -231,8 +261,10 @@ class Stack:
                 "Stack(preloaded=...), or reference an image from `python -m harness.images list`. "
                 "Nothing was applied."
             )
-        self.progress(f"stack: loading {len(to_load)} image(s) into the {self.cluster.provider} cluster: "
-                      + ", ".join(sorted(to_load)))
+        self.progress(
+            f"stack: loading {len(to_load)} image(s) into the {self.cluster.provider} cluster: "
+            + ", ".join(sorted(to_load))
+        )
         self.cluster.load_images(sorted(to_load), self.progress)
         return sorted(required)
 
@@ -260,8 +292,19 @@ class Stack:
         with "field is immutable" (a Job's pod template cannot change)."""
         from harness.incluster_load import RUN_LABEL
 
-        out = self.kubectl.run("-n", DEMO_NS, "delete", "jobs", "-l", RUN_LABEL, "--ignore-not-found",
-                               "--wait=true", "--timeout=60s", check=False, timeout=90)
+        out = self.kubectl.run(
+            "-n",
+            DEMO_NS,
+            "delete",
+            "jobs",
+            "-l",
+            RUN_LABEL,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=60s",
+            check=False,
+            timeout=90,
+        )
         if out.strip():
             self.progress(f"stack: removed Locust Jobs an interrupted load run left: {out.strip()}")
 
@@ -351,16 +394,25 @@ class Stack:
     def scraped_services(self) -> tuple[str, ...]:
         """Services Prometheus must scrape before the install is ready (the kubelets with resource
         metrics: the adapter's resourceRules read them)."""
-        kubelet = any(o.get("kind") == "ServiceMonitor" and o["metadata"]["name"] == KUBELET_SERVICE
-                      for o in self._built()) if self.build_dir.exists() else False
+        kubelet = (
+            any(
+                o.get("kind") == "ServiceMonitor" and o["metadata"]["name"] == KUBELET_SERVICE
+                for o in self._built()
+            )
+            if self.build_dir.exists()
+            else False
+        )
         return SCRAPED_SERVICES + ((KUBELET_SERVICE,) if kubelet else ())
 
     def _targets_up(self) -> tuple[bool, str]:
         targets = self.prometheus_api("/api/v1/targets?state=active")["data"]["activeTargets"]
         up = {t["labels"].get("service") for t in targets if t.get("health") == "up"}
         missing = [s for s in self.scraped_services if s not in up]
-        down = [f"{t['scrapeUrl']}: {t.get('lastError')}" for t in targets
-                if t["labels"].get("service") in missing and t.get("lastError")]
+        down = [
+            f"{t['scrapeUrl']}: {t.get('lastError')}"
+            for t in targets
+            if t["labels"].get("service") in missing and t.get("lastError")
+        ]
         if down:
             return False, f"missing {missing}; last errors: {'; '.join(down)[:600]}"
         return not missing, f"{len(up)} services up; missing {missing}" if missing else f"{sorted(up)} up"

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   golang-cfssl openssl
   # local cluster node
   containerd runc containernetworking-plugins conntrack iptables iproute2 ethtool socat kmod
+  # kube-router (the local node's NetworkPolicy enforcer) keeps its address sets with ipset(8)
+  ipset
   # real Prometheus for integration tests and the local cluster's Prometheus image
   prometheus
   # offline images (harness/images/common.py HOST_PACKAGES: every host input an image build reads)
@@ -70,5 +72,6 @@ if ((want_cluster)); then
   if [[ -x scripts/build-addons.sh ]]; then bash scripts/build-addons.sh; fi
   # the loopback registry `hpa-kit images push`'s integration test pushes to (seconds to build)
   bash scripts/build-registry.sh
+  bash scripts/build-kube-router.sh
 fi
 log "ready"

@@ -32,6 +32,11 @@ ALLOWED: list[tuple[str, str, str]] = [
         "the cert-manager overlay on kind (6 min of the 90-minute CI budget): the same run proves it on "
         "the local provider; HPA_KIT_CERT_MANAGER_ON_KIND=1 runs it",
     ),
+    (
+        r"^tests/e2e/test_netpol\.py",
+        r"specific to the local provider",
+        "NetworkPolicy enforcement: only the local node enforces it (kind's bridge CNI does not)",
+    ),
 ]
 
 

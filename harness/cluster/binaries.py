@@ -18,7 +18,17 @@ from harness.cluster.base import ClusterError
 from harness.progress import ProgressFn
 from harness.waits import WaitTimeout, wait_for
 
-__all__ = ["CONTROL_PLANE", "NODE", "bin_dir", "ensure_binaries", "missing", "repo_root", "versions"]
+__all__ = [
+    "CONTROL_PLANE",
+    "NODE",
+    "bin_dir",
+    "ensure_binaries",
+    "ensure_kube_router",
+    "kube_router_path",
+    "missing",
+    "repo_root",
+    "versions",
+]
 
 CONTROL_PLANE = ("etcd", "kube-apiserver")
 NODE = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns")
@@ -56,6 +66,38 @@ def bin_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "hpa-kit"
     )
     return Path(cache) / "bin" / f"k8s-{v}"
+
+
+def _cache() -> Path:
+    return Path(
+        os.environ.get("HPA_KIT_CACHE")
+        or os.path.join(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "hpa-kit")
+    )
+
+
+def kube_router_path() -> Path:
+    """The NetworkPolicy enforcer ``scripts/build-kube-router.sh`` builds (keyed by version)."""
+    v = versions().get("KUBE_ROUTER_VERSION", "v2.1.0")
+    return _cache() / "bin" / f"kube-router-{v}" / "kube-router"
+
+
+def ensure_kube_router(*, build: bool, progress: ProgressFn) -> Path:
+    """kube-router's path, built with ``scripts/build-kube-router.sh`` first when missing and allowed."""
+    path = kube_router_path()
+    if os.access(path, os.X_OK):
+        return path
+    script = repo_root() / "scripts" / "build-kube-router.sh"
+    if not build:
+        raise ClusterError(
+            f"missing {path}: run {script} (or unset HPA_KIT_BUILD=0 to let the harness build it)"
+        )
+    progress(f"building kube-router with {script} (cold: ~6 min)")
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + ":/usr/local/go/bin"
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not os.access(path, os.X_OK):
+        raise ClusterError(f"{script} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return path
 
 
 def missing(names: tuple[str, ...] | list[str]) -> list[str]:

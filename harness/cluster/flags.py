@@ -24,6 +24,7 @@ __all__ = [
     "kube_apiserver",
     "kube_controller_manager",
     "kube_proxy",
+    "kube_router",
     "kube_scheduler",
     "kubelet",
 ]
@@ -194,5 +195,26 @@ def kube_proxy(s: LocalSettings, p: NodePaths, *, bin_dir: Path) -> list[str]:
     return [
         str(bin_dir / "kube-proxy"),
         f"--config={p.kube_proxy_config}",
+        f"--v={s.verbosity}",
+    ]
+
+
+def kube_router(s: LocalSettings, pki: PKI, *, binary: Path) -> list[str]:
+    """kube-router as the node's NetworkPolicy enforcer only (iptables + ipset on the host).
+
+    Pod networking stays with the bridge CNI and Services with kube-proxy: routing (BGP) and its IPVS
+    service proxy are off. It needs to list pods, namespaces and NetworkPolicies cluster-wide, so it
+    uses the admin kubeconfig, like the other host components of this single-user test cluster.
+    """
+    return [
+        str(binary),
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        f"--kubeconfig={pki.kubeconfigs['admin']}",
+        f"--hostname-override={s.node_name}",
+        f"--service-cluster-ip-range={s.service_cidr}",
+        f"--health-port={s.kube_router_health_port}",
+        "--metrics-port=0",
         f"--v={s.verbosity}",
     ]

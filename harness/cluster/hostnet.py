@@ -2,8 +2,9 @@
 
 ``up`` records what it is about to change (sysctls, which iptables chains and cgroups already
 existed) in ``host-baseline.json``; ``down`` restores from that record. Everything here acts only on
-names the cluster owns: its bridge, veths attached to it, chains named KUBE-*/CNI-*/HPAKIT-* that were
-not there before, mounts under its own directories, processes in its own cgroups or talking to its own
+names the cluster owns: its bridge, veths attached to it, chains named KUBE-*/CNI-*/HPAKIT-* and ipsets
+named KUBE-*/TMP-* (kube-router's) that were not there before, mounts under its own directories,
+processes in its own cgroups or talking to its own
 containerd socket.
 """
 
@@ -16,12 +17,14 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
     "CGROUP_ROOT",
+    "GUARD_TABLE",
     "OWNED_CHAIN",
+    "OWNED_IPSET",
     "SYSCTLS",
     "Baseline",
     "delete_bridge",
@@ -29,6 +32,8 @@ __all__ = [
     "ensure_egress_guard",
     "ensure_ingress_guard",
     "ingress_guard_rules",
+    "ipset_cleanup",
+    "ipsets",
     "iptables_cleanup",
     "kill_cgroup_procs",
     "mounts_under",
@@ -54,6 +59,14 @@ SYSCTLS: dict[str, str | None] = {
 }
 
 OWNED_CHAIN = re.compile(r"^(KUBE-|CNI-|HPAKIT-)")
+#: kube-router's ipsets (the NetworkPolicy enforcer): KUBE-SRC-/KUBE-DST-, its TMP- swap sets, and
+#: their IPv6 twins (``inet6:`` prefix).
+OWNED_IPSET = re.compile(r"^(inet6:)?(KUBE-|TMP-)")
+#: Where the guards live. Not ``filter``: kube-router moves its jumps to the top of filter's INPUT,
+#: FORWARD and OUTPUT on every sync and ACCEPTs traffic a policy allows there, which would bypass a
+#: guard below it. ``mangle`` runs before ``filter`` on the same hooks and nobody else uses it here;
+#: REJECT exists only in ``filter``, so every guard DROPs.
+GUARD_TABLE = "mangle"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 EGRESS_CHAIN = "HPAKIT-EGRESS"
 #: Forwarded traffic into the pod bridge (pods, ClusterIPs) from any other interface.
@@ -109,6 +122,7 @@ class Baseline:
         self.data = {
             "sysctls": {k: read_sysctl(k) for k in SYSCTLS},
             "chains": {f"{fam}/{table}": sorted(chains) for (fam, table), chains in _all_chains().items()},
+            "ipsets": ipsets(),
             "cgroups": sorted(str(p) for p in _kubepods_dirs()),
             "var_log_containers": Path("/var/log/containers").exists(),
             "bridge_existed": Path(f"/sys/class/net/{bridge}").exists(),
@@ -139,6 +153,9 @@ class Baseline:
             except OSError as exc:
                 problems.append(f"restore {name}={value}: {exc.strerror}")
         return problems
+
+    def preexisting_ipsets(self) -> set[str]:
+        return set(self.data.get("ipsets", []))
 
     def preexisting_chains(self) -> set[str]:
         return {f"{k}/{c}" for k, chains in self.data.get("chains", {}).items() for c in chains}
@@ -276,6 +293,29 @@ def iptables_cleanup(preexisting: set[str] | None = None) -> int:
     return deleted
 
 
+def ipsets() -> list[str]:
+    """Names of the host's ipsets ([] when the ``ipset`` tool is missing)."""
+    try:
+        out = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return []
+    return sorted(out.stdout.split()) if out.returncode == 0 else []
+
+
+def ipset_cleanup(preexisting: set[str] | None = None) -> list[str]:
+    """Destroy the owned ipsets (:data:`OWNED_IPSET`) that were not there before ``up``; run it after
+    :func:`iptables_cleanup` (a set still referenced by a rule cannot be destroyed). Returns the sets
+    that could not be destroyed."""
+    pre = preexisting or set()
+    left = []
+    for name in ipsets():
+        if not OWNED_IPSET.match(name) or name in pre:
+            continue
+        if subprocess.run(["ipset", "destroy", name], capture_output=True, check=False).returncode != 0:
+            left.append(name)
+    return left
+
+
 def _split_rule(rule: str) -> list[str]:
     import shlex
 
@@ -283,21 +323,23 @@ def _split_rule(rule: str) -> list[str]:
 
 
 def _load_chain(chain: str, rules: list[list[str]]) -> None:
-    """Create ``chain`` (filter table) if needed and make its rules exactly ``rules``."""
-    subprocess.run(["iptables", "-N", chain], capture_output=True, check=False)
-    run(["iptables", "-F", chain])
+    """Create ``chain`` (in :data:`GUARD_TABLE`) if needed and make its rules exactly ``rules``."""
+    t = ["-t", GUARD_TABLE]
+    subprocess.run(["iptables", *t, "-N", chain], capture_output=True, check=False)
+    run(["iptables", *t, "-F", chain])
     for rule in rules:
-        run(["iptables", "-A", chain, *rule])
+        run(["iptables", *t, "-A", chain, *rule])
 
 
 def _keep_on_top(builtin: str, chain: str) -> None:
     """Make sure ``builtin`` jumps to ``chain`` before any rule that is not another guard's jump.
 
-    kube-proxy prepends its own jumps (KUBE-FORWARD ACCEPTs masquerade-marked and established
-    traffic), so a guard below them could be bypassed. The guards match disjoint traffic, so their
-    order among themselves does not matter and re-asserting one never moves another.
+    Only the guards use :data:`GUARD_TABLE` today, but anything that prepends an ACCEPT there later
+    would bypass a guard below it. The guards match disjoint traffic, so their order among
+    themselves does not matter and re-asserting one never moves another.
     """
-    rules = [r for r in run(["iptables", "-S", builtin], check=False).splitlines() if r.startswith("-A ")]
+    t = ["-t", GUARD_TABLE]
+    rules = [r for r in run(["iptables", *t, "-S", builtin], check=False).splitlines() if r.startswith("-A ")]
     ours = f"-A {builtin} -j {chain}"
     for rule in rules:
         if rule == ours:
@@ -305,29 +347,31 @@ def _keep_on_top(builtin: str, chain: str) -> None:
         parts = rule.split()  # another guard's jump is exactly "-A <builtin> -j HPAKIT-..."
         if not (len(parts) == 4 and parts[2] == "-j" and parts[3].startswith("HPAKIT-")):
             break
-    while subprocess.run(["iptables", "-D", builtin, "-j", chain], capture_output=True).returncode == 0:
+    while subprocess.run(["iptables", *t, "-D", builtin, "-j", chain], capture_output=True).returncode == 0:
         pass
-    run(["iptables", "-I", builtin, "1", "-j", chain])
+    run(["iptables", *t, "-I", builtin, "1", "-j", chain])
 
 
 def ensure_egress_guard(bridge: str, pod_cidr: str) -> None:
-    """Reject traffic forwarded from the pod bridge to anything outside the pod network.
+    """Drop traffic forwarded from the pod bridge to anything outside the pod network.
 
     Pods may talk to each other and to the host (INPUT, not FORWARD); nothing they send is routed
-    off this machine.
+    off this machine. DROP, not REJECT: see :data:`GUARD_TABLE`.
     """
     _load_chain(
         EGRESS_CHAIN,
         [
             ["-i", bridge, "-o", bridge, "-j", "RETURN"],
             ["-i", bridge, "-d", pod_cidr, "-j", "RETURN"],
-            ["-i", bridge, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"],
+            ["-i", bridge, "-j", "DROP"],
         ],
     )
     _keep_on_top("FORWARD", EGRESS_CHAIN)
 
 
-def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list[list[str]]]:
+def ingress_guard_rules(
+    bridge: str, node_ip: str, closed_ports: Sequence[int] = ()
+) -> dict[tuple[str, str], list[list[str]]]:
     """(built-in chain, our chain) -> our chain's rules: nothing from another host reaches the node.
 
     * FORWARD: a packet routed out of the bridge that did not come in on it is dropped. Every pod IP
@@ -335,7 +379,9 @@ def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list
       every ClusterIP and NodePort leaves through the bridge, so this covers the pod and service
       CIDRs; traffic bridged on other bridges (Docker's, kind's) has another ``-o`` and is untouched.
     * INPUT: the node address (where kube-apiserver and the kubelet answer pods) only from the
-      bridge and loopback; the host's own connections to it come in on ``lo``.
+      bridge and loopback; the host's own connections to it come in on ``lo``. ``closed_ports``:
+      TCP ports of node components that listen on every address (kube-router's health port) are
+      closed the same way on all of the host's addresses.
 
     The host reaching pods is unaffected: its packets leave through OUTPUT and the replies arrive on
     the bridge. DROP rather than REJECT: a scan from outside learns nothing.
@@ -348,16 +394,17 @@ def ingress_guard_rules(bridge: str, node_ip: str) -> dict[tuple[str, str], list
         ("INPUT", INPUT_CHAIN): [
             ["-i", bridge, "-j", "RETURN"],
             ["-i", "lo", "-j", "RETURN"],
+            *(["-p", "tcp", "--dport", str(port), "-j", "DROP"] for port in closed_ports),
             ["-d", f"{node_ip}/32", "-j", "DROP"],
         ],
     }
 
 
-def ensure_ingress_guard(bridge: str, node_ip: str) -> None:
+def ensure_ingress_guard(bridge: str, node_ip: str, closed_ports: Sequence[int] = ()) -> None:
     """Drop traffic from other interfaces (other hosts that route to this one) to the pods, the
     services and the node address; see :func:`ingress_guard_rules`. ``down`` removes the chains
     (``HPAKIT-*``) with the rest."""
-    for (builtin, chain), rules in ingress_guard_rules(bridge, node_ip).items():
+    for (builtin, chain), rules in ingress_guard_rules(bridge, node_ip, closed_ports).items():
         _load_chain(chain, rules)
         _keep_on_top(builtin, chain)
 

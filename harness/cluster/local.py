@@ -3,7 +3,8 @@
 Processes (each with a log file, a pid record and a health wait):
 
     etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler
-    containerd (own socket, own root/state) -> kubelet -> node Ready -> kube-proxy -> CoreDNS
+    containerd (own socket, own root/state) -> kubelet -> node Ready -> kube-proxy -> kube-router
+    (NetworkPolicy enforcer, firewall only; ``network_policy=False`` leaves it out) -> CoreDNS
 
 This module is the lifecycle (start order, waits, host changes, stop); each component's command
 line comes from :mod:`harness.cluster.flags` and each health wait polls :mod:`harness.cluster.probes`.
@@ -64,6 +65,7 @@ class _Timeouts:
     kubelet: float = 60
     node_ready: float = 90
     kube_proxy: float = 60
+    kube_router: float = 60
     coredns: float = 180
 
 
@@ -109,7 +111,8 @@ class LocalCluster(Cluster):
                 raise ClusterError(
                     f"cannot read {stored}: {exc}; run `hpa-kit delete --name {name}`"
                 ) from exc
-            for key in ("images", "verbosity", "build", "dns_upstreams", "egress_guard", "ingress_guard"):
+            mutable = ("images", "verbosity", "build", "dns_upstreams", "egress_guard", "ingress_guard")
+            for key in (*mutable, "network_policy"):
                 if overrides.get(key) is not None:
                     setattr(settings, key, overrides[key])
         else:
@@ -126,6 +129,11 @@ class LocalCluster(Cluster):
         for tool in ("containerd", "runc", "ctr", "iptables", "ip"):
             if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
                 return False, f"{tool} not found: apt-get install containerd runc iptables iproute2"
+        if shutil.which("ipset") is None and not Path("/usr/sbin/ipset").exists():
+            return (
+                False,
+                "ipset not found (kube-router, the NetworkPolicy enforcer, needs it): apt-get install ipset",
+            )
         if not Path(configs.CNI_BIN_DIR, "bridge").exists():
             return (
                 False,
@@ -167,7 +175,9 @@ class LocalCluster(Cluster):
         return f"https://{self.settings.apiserver_address}:{self.settings.apiserver_port}"
 
     def components(self) -> list[str]:
-        return CONTROL_PLANE + (NODE_COMPONENTS if self.settings.with_node else [])
+        if not self.settings.with_node:
+            return list(CONTROL_PLANE)
+        return CONTROL_PLANE + NODE_COMPONENTS + (["kube-router"] if self.settings.network_policy else [])
 
     def logs(self, component: str) -> Path:
         if component not in self.components():
@@ -276,6 +286,8 @@ class LocalCluster(Cluster):
                 raise ProviderUnavailable(why)
         needed = CONTROL_PLANE + (list(binaries.NODE) if s.with_node else [])
         binaries.ensure_binaries(needed, build=s.build, progress=progress)
+        if s.with_node and s.network_policy:
+            binaries.ensure_kube_router(build=s.build, progress=progress)
         with self._lock():
             return self._create_locked(progress)
 
@@ -375,14 +387,29 @@ class LocalCluster(Cluster):
             component="kubelet",
         )
         self._wait("kube-proxy", proxy, probes.kube_proxy_healthy, self.timeouts.kube_proxy, progress)
-        # back in front of the chains kube-proxy just prepended
+        router = None
+        if s.network_policy:
+            # After kube-proxy (both program the filter table; kube-router keeps its jumps on top).
+            # Its health wait overlaps the image join and the CoreDNS apply below.
+            router = self._start_if_needed(
+                "kube-router", flags.kube_router(s, pki, binary=binaries.kube_router_path())
+            )
+        # re-assert the guards (mangle table: neither kube-proxy nor kube-router moves them)
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
         if s.ingress_guard:
-            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip, self._closed_ports)
         assert images_thread is not None
         images_thread.join(progress, "images")
         self._apply(coredns_manifests(s), progress, "CoreDNS")
+        if router is not None:
+            self._wait(
+                "kube-router",
+                router,
+                probes.kube_router_healthy(s.kube_router_health_port),
+                self.timeouts.kube_router,
+                progress,
+            )
         procs.wait_until(
             self._coredns_ready, component="coredns", timeout=self.timeouts.coredns, what="ready"
         )
@@ -480,6 +507,12 @@ class LocalCluster(Cluster):
         )
         progress(f"{name} {what}")
 
+    @property
+    def _closed_ports(self) -> tuple[int, ...]:
+        """Host ports the ingress guard closes to other hosts: kube-router's health port binds
+        every address (it has no bind-address flag)."""
+        return (self.settings.kube_router_health_port,) if self.settings.network_policy else ()
+
     def _node_ready(self) -> tuple[bool, str]:
         return probes.node_ready(self.api(), self.settings.node_name, self._record("kubelet"))
 
@@ -533,7 +566,7 @@ class LocalCluster(Cluster):
         if s.egress_guard:
             hostnet.ensure_egress_guard(s.bridge, s.pod_cidr)
         if s.ingress_guard:
-            hostnet.ensure_ingress_guard(s.bridge, s.node_ip)
+            hostnet.ensure_ingress_guard(s.bridge, s.node_ip, self._closed_ports)
         for d in (
             p.containerd_root,
             p.containerd_state,
@@ -666,6 +699,7 @@ class LocalCluster(Cluster):
             self._kill_pods(progress)
             self._stop_component("containerd", progress)
             self._kill_shims(progress)
+            self._stop_component("kube-router", progress)
             self._stop_component("kube-proxy", progress)
         for comp in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             if comp in self.components():
@@ -726,6 +760,9 @@ class LocalCluster(Cluster):
             problems.append(f"still mounted: {', '.join(left[:5])}")
         base = self._baseline()
         n = hostnet.iptables_cleanup(base.preexisting_chains())
+        stuck_sets = hostnet.ipset_cleanup(base.preexisting_ipsets())
+        if stuck_sets:
+            problems.append(f"ipsets not removable: {', '.join(stuck_sets[:5])}")
         removed = hostnet.delete_bridge(s.bridge)
         problems += base.restore()
         stuck = hostnet.remove_cgroups(base.data.get("cgroups", []))

@@ -26,6 +26,7 @@ __all__ = [
     "etcd_healthy",
     "https_healthz",
     "kube_proxy_healthy",
+    "kube_router_healthy",
     "kubelet_healthy",
     "node_ready",
 ]
@@ -58,6 +59,12 @@ def kubelet_healthy() -> tuple[bool, str]:
 
 def kube_proxy_healthy() -> tuple[bool, str]:
     return ApiClient("http://127.0.0.1:10256", ca=None, timeout=2).ok("/healthz")
+
+
+def kube_router_healthy(port: int) -> Callable[[], tuple[bool, str]]:
+    """kube-router's ``/healthz`` (200 once its controllers, here only the firewall, report in)."""
+    client = ApiClient(f"http://127.0.0.1:{port}", ca=None, timeout=2)
+    return lambda: client.ok("/healthz")
 
 
 def node_ready(api: ApiClient, node_name: str, kubelet: procs.ProcessRecord | None) -> tuple[bool, str]:

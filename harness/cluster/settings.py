@@ -94,6 +94,9 @@ class LocalSettings:
     egress_guard: bool = True
     #: Drop traffic from other interfaces (other hosts) to the pods, services and node address.
     ingress_guard: bool = True
+    #: Enforce NetworkPolicies: run kube-router (firewall only) on the host (harness/cluster/flags.py).
+    network_policy: bool = True
+    kube_router_health_port: int = 20244
     #: Point containerd's registry traffic at a dead loopback proxy (images come from archives only).
     block_registry_pulls: bool = True
     #: Build missing binaries on ``up`` (``HPA_KIT_BUILD=0`` disables).

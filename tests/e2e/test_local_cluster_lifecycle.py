@@ -50,6 +50,10 @@ def _leftovers(cluster: Any, baseline: dict[str, Any]) -> dict[str, Any]:
     chains = hostnet.owned_chains(pre)
     if chains:
         found["iptables"] = chains
+    pre_sets = set(baseline.get("ipsets", []))
+    sets = [n for n in hostnet.ipsets() if hostnet.OWNED_IPSET.match(n) and n not in pre_sets]
+    if sets:
+        found["ipsets"] = sets
     mounts = hostnet.mounts_under([cluster.state_dir, cluster.run_dir])
     if mounts:
         found["mounts"] = mounts
@@ -115,6 +119,32 @@ def _kind_delete_leaves_nothing_and_create_is_warm(cluster: Any, capsys: pytest.
               f"(+CoreDNS {time.monotonic() - t0 - create_s:.1f}s)")
 
 
+LIFECYCLE_NS = "hpakit-t-lifecycle"
+
+
+def _make_kube_router_create_an_ipset(cluster: Any, baseline: dict[str, Any]) -> None:
+    """A NetworkPolicy in a throwaway namespace, so ``down`` has kube-router's ipsets to remove."""
+    from harness.kubectl import Kubectl
+    from harness.waits import wait_for
+
+    kubectl = Kubectl(cluster.kubeconfig)
+    ns = LIFECYCLE_NS
+    kubectl.run("create", "namespace", ns, check=False)
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "ipsets", "namespace": ns},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]},
+    }
+    kubectl.run("apply", "-f", "-", stdin=json.dumps(policy))
+
+    def created() -> tuple[bool, str]:
+        sets = [n for n in hostnet.ipsets() if hostnet.OWNED_IPSET.match(n)]
+        return bool(set(sets) - set(baseline.get("ipsets", []))), f"kube-router's ipsets: {sets}"
+
+    wait_for("kube-router creates an ipset for a NetworkPolicy", created, timeout=60, progress=None)
+
+
 def test_down_leaves_nothing_and_up_is_warm(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
     if cluster.provider == "kind":
         _kind_delete_leaves_nothing_and_create_is_warm(cluster, capsys)
@@ -124,6 +154,8 @@ def test_down_leaves_nothing_and_up_is_warm(cluster: Any, capsys: pytest.Capture
     baseline_path = cluster.state_dir / "host-baseline.json"
     baseline = json.loads(baseline_path.read_text())
     lines: list[str] = []
+    if cluster.settings.network_policy:
+        _make_kube_router_create_an_ipset(cluster, baseline)
 
     t0 = time.monotonic()
     cluster.stop(lines.append)
@@ -138,5 +170,7 @@ def test_down_leaves_nothing_and_up_is_warm(cluster: Any, capsys: pytest.Capture
     assert info.running
     states = {c.name: c.state for c in info.components}
     assert states[f"node/{cluster.settings.node_name}"] == "ready" and states["coredns"] == "ready", states
+    subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "delete", "namespace", LIFECYCLE_NS,
+                    "--ignore-not-found", "--wait=false"], capture_output=True, check=False)  # fmt: skip
     with capsys.disabled():
         print(f"\n[lifecycle] down {down_s:.1f}s, warm up (incl. CoreDNS) {up_s:.1f}s")

@@ -135,6 +135,17 @@ def test_the_node_address_is_closed_to_other_hosts(cluster: Any, outside: str) -
     )
 
 
+def test_kube_routers_health_port_is_closed_to_other_hosts(cluster: Any, outside: str) -> None:
+    """It listens on every address of the host (no bind-address flag): the guard closes it."""
+    s = cluster.settings
+    if not s.network_policy:
+        pytest.skip("this cluster runs without kube-router (network_policy=False)")
+    assert tcp_connects("127.0.0.1", s.kube_router_health_port), "kube-router's health port must listen"
+    assert not tcp_connects(HOST_IP, s.kube_router_health_port, ns=outside), (
+        f"another host reached kube-router's health port on {HOST_IP}:{s.kube_router_health_port}"
+    )
+
+
 def test_cluster_ips_are_closed_to_other_hosts(cluster: Any, outside: str) -> None:
     ip = cluster.settings.kubernetes_service_ip
     assert tcp_connects(ip, 443), "the host itself must reach the kubernetes Service"

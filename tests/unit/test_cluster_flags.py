@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.certs import CertPair
-from harness.cluster import flags
+from harness.cluster import binaries, flags
 from harness.cluster.local import LocalCluster
 from harness.cluster.pki import PKI, EtcdPKI
 from harness.cluster.settings import HPASettings, LocalSettings
@@ -81,6 +81,7 @@ def _argvs(s: LocalSettings) -> dict[str, object]:
         "containerd-env": flags.containerd_env(s),
         "kubelet": flags.kubelet(s, pki, p, bin_dir=bins),
         "kube-proxy": flags.kube_proxy(s, p, bin_dir=bins),
+        "kube-router": flags.kube_router(s, pki, binary=binaries.kube_router_path()),
     }
 
 
@@ -205,12 +206,26 @@ NODE = {
         "--v=3",
     ],
     "kube-proxy": [f"{BIN}/kube-proxy", f"--config={ST}/config/kube-proxy.yaml", "--v=3"],
+    # issue 12: the NetworkPolicy enforcer only - no routing, no service proxy (kube-proxy has those)
+    "kube-router": [
+        "/cache/bin/kube-router-v2.1.0/kube-router",
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        f"--kubeconfig={KC}/admin.kubeconfig",
+        "--hostname-override=pin",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--health-port=20244",
+        "--metrics-port=0",
+        "--v=3",
+    ],
 }
 
 
 @pytest.fixture(autouse=True)
 def _bin_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPA_KIT_BIN_DIR", BIN)
+    monkeypatch.setenv("HPA_KIT_CACHE", "/cache")
 
 
 @pytest.mark.parametrize("component", list(NODE))

@@ -1,7 +1,7 @@
 """The host firewall of the local node (issue 12): what the guards load and where their jumps sit.
 
-``iptables`` is replaced by a small in-memory model of the filter table, so the tests see exactly
-the argv the guards run and the chain layout that results, without root.
+``iptables`` is replaced by a small in-memory model of the guards' table (mangle), so the tests see
+exactly the argv the guards run and the chain layout that results, without root.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ KUBE_PROXY_FORWARD = "-A FORWARD -m comment --comment kubernetes-forwarding-rule
 
 
 class FakeIptables:
-    """The filter table as rule strings per chain, driven by the argv the guards run."""
+    """The mangle table as rule strings per chain, driven by the argv the guards run (which must
+    name it: the filter table's top belongs to kube-router, see hostnet.GUARD_TABLE)."""
 
     def __init__(self) -> None:
         self.chains: dict[str, list[str]] = {"INPUT": [], "FORWARD": [KUBE_PROXY_FORWARD], "OUTPUT": []}
         self.argvs: list[list[str]] = []
 
     def __call__(self, argv: list[str]) -> tuple[int, str]:
-        assert argv[0] == "iptables", argv
+        assert argv[:3] == ["iptables", "-t", "mangle"], argv
+        argv = ["iptables", *argv[3:]]
         self.argvs.append(argv)
         op, chain, rest = argv[1], argv[2], argv[3:]
         rules = self.chains.get(chain)
@@ -85,6 +87,16 @@ def test_ingress_guard_rules_are_pinned() -> None:
             ["-d", "10.244.0.1/32", "-j", "DROP"],
         ],
     }
+
+
+def test_ingress_guard_closes_listed_ports_on_every_address() -> None:
+    rules = hostnet.ingress_guard_rules("hpakit0", "10.244.0.1", closed_ports=(20244,))
+    assert rules[("INPUT", "HPAKIT-INPUT")] == [
+        ["-i", "hpakit0", "-j", "RETURN"],
+        ["-i", "lo", "-j", "RETURN"],
+        ["-p", "tcp", "--dport", "20244", "-j", "DROP"],  # kube-router's health port binds ":20244"
+        ["-d", "10.244.0.1/32", "-j", "DROP"],
+    ]
 
 
 def test_ingress_guard_loads_its_chains_above_kube_proxy(ipt: FakeIptables) -> None:
@@ -153,3 +165,29 @@ def test_down_removes_the_ingress_guard(monkeypatch: pytest.MonkeyPatch) -> None
         "-X HPAKIT-INGRESS",
     ):
         assert line in scripts[0].splitlines()
+
+
+def test_guards_stay_out_of_the_filter_table_kube_router_reorders(ipt: FakeIptables) -> None:
+    """kube-router re-inserts its jumps at position 1 of filter's INPUT/FORWARD/OUTPUT on every sync
+    and ACCEPTs what a policy allows there; a guard in filter would end up below it and be bypassed.
+    Every guard command names the mangle table (the fake refuses anything else)."""
+    hostnet.ensure_egress_guard("hpakit0", "10.244.0.0/16")
+    hostnet.ensure_ingress_guard("hpakit0", "10.244.0.1")
+    assert hostnet.GUARD_TABLE == "mangle"
+    assert ipt.chains["HPAKIT-EGRESS"][-1] == "-A HPAKIT-EGRESS -i hpakit0 -j DROP"  # REJECT is filter-only
+
+
+def test_down_destroys_only_the_ipsets_it_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = ["KUBE-DST-AAA", "KUBE-SRC-BBB", "TMP-CCC", "inet6:KUBE-SRC-DDD", "KUBE-SRC-OLD", "docker-set"]
+    destroyed: list[str] = []
+
+    def sp_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        if argv[:3] == ["ipset", "list", "-n"]:
+            return subprocess.CompletedProcess(argv, 0, "\n".join(sets) + "\n", "")
+        assert argv[:2] == ["ipset", "destroy"], argv
+        destroyed.append(argv[2])
+        return subprocess.CompletedProcess(argv, 1 if argv[2] == "TMP-CCC" else 0, "", "in use")
+
+    monkeypatch.setattr(hostnet.subprocess, "run", sp_run)
+    assert hostnet.ipset_cleanup({"KUBE-SRC-OLD"}) == ["TMP-CCC"]
+    assert destroyed == ["KUBE-DST-AAA", "KUBE-SRC-BBB", "TMP-CCC", "inet6:KUBE-SRC-DDD"]

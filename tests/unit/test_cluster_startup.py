@@ -26,6 +26,7 @@ def _recorded(with_node: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[st
     c = LocalCluster(_settings(with_node))
     fake_pki = _pki(c.state_dir / "pki")
     monkeypatch.setenv("HPA_KIT_BIN_DIR", BIN)
+    monkeypatch.setenv("HPA_KIT_CACHE", "/cache")
     rec = procs.ProcessRecord("x", 1, 1, [], "/dev/null")
 
     def start(component: str, argv: list[str], env: dict[str, str] | None = None) -> procs.ProcessRecord:
@@ -88,10 +89,12 @@ def test_node_cluster_startup_order_and_command_lines(monkeypatch: pytest.Monkey
         "wait kubelet",
         "wait node/pin",
         "wait kube-proxy",
+        "start kube-router",
         "egress guard",
         "ingress guard",
         "images: joined",
         "apply CoreDNS",
+        "wait kube-router",
         "wait coredns",
     ]
     assert argvs == NODE

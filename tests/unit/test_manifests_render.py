@@ -314,7 +314,16 @@ def test_cli_render_and_audit(
     (certs / "cabundle.txt").write_text(_b64(ca[0]) + "\n")
     _secret(certs / "secret.yaml", ca[0])
     assert manifests.main(["render", "default", "--certs", str(certs), "--out", str(tmp_path / "b")]) == 0
-    assert "kubectl apply --server-side -k" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "kubectl apply --server-side -k" in out.out
+    assert "WARNING: no --apiserver-cidr" in out.err  # the NetworkPolicies would admit no API server
+    argv = ["render", "default", "--certs", str(certs), "--out", str(tmp_path / "n")]
+    argv += ["--apiserver-cidr", "10.0.0.5,10.0.0.6", "--apiserver-cidr", "fd00::5"]
+    assert manifests.main(argv) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    adapter = next(o for o in _objects(tmp_path / "n") if o["metadata"]["name"] == "adapter-ingress")
+    peers = [p["ipBlock"]["cidr"] for p in adapter["spec"]["ingress"][0]["from"]]
+    assert peers == ["10.0.0.5/32", "10.0.0.6/32", "fd00::5/128"]
     assert manifests.main(["audit", "--overlay", "default"]) == 0
     assert manifests.main(["audit", "--overlay", "insecure"]) == 1
     assert "CRITICAL" in capsys.readouterr().out
