@@ -84,24 +84,24 @@ class Aggregator:
             raise ApiError(status, f"DELETE {path}: {text}")
         return status
 
-    def apply(self, path: str, name: str, body: dict[str, Any]) -> None:
-        """Create, or replace what is there (keeping its resourceVersion)."""
-        status, text = self.api.request("GET", f"{path}/{name}")
-        if status == 404:
-            self.create(path, body, exist_ok=False)
-            return
-        if status != 200:
-            raise ApiError(status, f"GET {path}/{name}: {text}")
-        body = {
-            **body,
-            "metadata": {
-                **body["metadata"],
-                "resourceVersion": json.loads(text)["metadata"]["resourceVersion"],
-            },
-        }
-        status, text = self.api.request("PUT", f"{path}/{name}", body)
-        if status != 200:
-            raise ApiError(status, f"PUT {path}/{name}: {text}")
+    def apply(self, path: str, name: str, body: dict[str, Any], attempts: int = 5) -> None:
+        """Create, or replace what is there (with its resourceVersion; a 409 because a controller
+        wrote the object's status in between is retried)."""
+        for _ in range(attempts):
+            status, text = self.api.request("GET", f"{path}/{name}")
+            if status == 404:
+                self.create(path, body, exist_ok=False)
+                return
+            if status != 200:
+                raise ApiError(status, f"GET {path}/{name}: {text}")
+            version = json.loads(text)["metadata"]["resourceVersion"]
+            doc = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+            status, text = self.api.request("PUT", f"{path}/{name}", doc)
+            if status == 200:
+                return
+            if status != 409:
+                break
+        raise ApiError(status, f"PUT {path}/{name}: {text}")
 
     def namespace(self, ns: str) -> None:
         """The namespace and its ``default`` ServiceAccount (no controller-manager creates it here)."""
