@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import sys
@@ -149,7 +150,6 @@ async def _emulate(
             k = 0
             while (due := t0 + phases[j] + k * interval) < end:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                k += 1
                 s = time.perf_counter()
                 try:
                     r = await client.get(url)
@@ -163,6 +163,10 @@ async def _emulate(
                     latencies.append(time.perf_counter() - s)
                 else:
                     errors[kind] = errors.get(kind, 0) + 1
+                # A sync that outlasted its interval does not queue the slots it overran: as in the
+                # controller's resync, the next sync is at the next slot (``syncs`` drops below N x
+                # duration / interval).
+                k = max(k + 1, math.ceil((time.monotonic() - t0 - phases[j]) / interval))
 
         await asyncio.gather(*(hpa(j) for j in range(n)))
     return latencies, errors, syncs
@@ -215,7 +219,8 @@ def _measure(
         if lat:
             res.p50_ms, res.p99_ms = percentile(lat, 50) * 1000, percentile(lat, 99) * 1000
         progress(
-            f"  {key} N={n}: {syncs} syncs, {res.error_count} errors {errors or ''}, "
+            f"  {key} N={n}: {syncs} syncs (of {n * int(res.duration_s // args.interval)} slots), "
+            f"{res.error_count} errors {errors or ''}, "
             f"p50 {res.p50_ms or 0:.1f} ms, p99 {res.p99_ms or 0:.1f} ms, "
             f"adapter {res.per_sync_ms(res.adapter_cpu_s) or 0:.2f} CPU-ms/sync"
         )
