@@ -435,8 +435,9 @@ async def _soak(st: SoakStack, cfg: SoakConfig, progress: Any) -> SoakResult:
         for _ in range(3):
             await asyncio.sleep(1)
             base.append(await _gauges(plain, st.metrics_url))
-        res.baseline = {k: max((b[k] for b in base if b[k] is not None), default=None)
-                        for k in ("open_connections", "asyncio_tasks")}  # fmt: skip
+        for key in ("open_connections", "asyncio_tasks"):
+            seen = [v for b in base if (v := b[key]) is not None]
+            res.baseline[key] = max(seen) if seen else None
         served0 = base[-1]["served_200"]
         progress(f"baseline from the adapter's /metrics: {res.baseline}")
         t0 = time.monotonic()
