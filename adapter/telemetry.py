@@ -77,6 +77,12 @@ OPEN_CONNECTIONS = Gauge(
     "Connections open on the secure port (TLS handshake pending or done), counted by the gate.",
     registry=REGISTRY,
 )
+ASYNCIO_TASKS = Gauge(
+    "hpakit_adapter_asyncio_tasks",
+    "asyncio tasks not yet done in the server's event loop, counted when /metrics is scraped "
+    "(the scrape's own handler task included): a number that only grows is a task leak.",
+    registry=REGISTRY,
+)
 CONNECTIONS_CLOSED = Counter(
     "hpakit_adapter_connections_closed",
     "Connections the gate closed, by reason: refused at accept: over_limit (--max-connections "

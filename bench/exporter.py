@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         "--kubelet", default=None, help="JSON spec of kubelet-like resource series (kubelet_text)"
     )
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--namespace", default=NAMESPACE, help=f"the pods' namespace label (default {NAMESPACE})"
+    )
     args = parser.parse_args(argv)
     if args.pods < 1:
         parser.error("--pods must be >= 1")
@@ -219,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         filler = filler_text(args.filler, args.pods, args.filler_metrics).encode()
     pods_server = ThreadingHTTPServer(
-        (args.host, 0), _handler(lambda: pods_text(args.pods, time.monotonic() - start).encode())
+        (args.host, 0),
+        _handler(lambda: pods_text(args.pods, time.monotonic() - start, args.namespace).encode()),
     )
     filler_server = ThreadingHTTPServer((args.host, 0), _handler(lambda: filler))
     servers = [pods_server, filler_server]

@@ -285,6 +285,7 @@ def build_app(
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    telemetry.ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
     body = generate_latest(telemetry.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

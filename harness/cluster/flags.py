@@ -105,7 +105,11 @@ def kube_apiserver(s: LocalSettings, pki: PKI, *, bin_dir: Path) -> list[str]:
         f"--requestheader-username-headers={','.join(REQUESTHEADER_USERNAME_HEADERS)}",
         f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
         f"--proxy-client-key-file={pki.front_proxy_client.key}",
-        "--enable-aggregator-routing=true",
+        # With a node, the aggregator dials an APIService's endpoint IPs (no kube-proxy needed).
+        # Without one there is no routable endpoint (Endpoints refuse loopback IPs), so the
+        # aggregator resolves the Service itself: an ExternalName Service reaches an aggregated
+        # server on loopback (bench/aggregated.py), as the Service's cluster IP would in a cluster.
+        f"--enable-aggregator-routing={'true' if s.with_node else 'false'}",
         "--profiling=false",
         "--event-ttl=1h",
         f"--v={s.verbosity}",

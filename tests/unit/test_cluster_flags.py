@@ -113,7 +113,7 @@ ETCD = [
 ]
 
 
-def _apiserver(bind: str) -> list[str]:
+def _apiserver(bind: str, *, aggregator_routing: bool = True) -> list[str]:
     return [
         f"{BIN}/kube-apiserver",
         "--etcd-servers=https://127.0.0.1:12379",
@@ -143,7 +143,7 @@ def _apiserver(bind: str) -> list[str]:
         "--requestheader-username-headers=X-Remote-User",
         f"--proxy-client-cert-file={PK}/front-proxy-client.pem",
         f"--proxy-client-key-file={PK}/front-proxy-client-key.pem",
-        "--enable-aggregator-routing=true",
+        f"--enable-aggregator-routing={str(aggregator_routing).lower()}",
         "--profiling=false",
         "--event-ttl=1h",
         "--v=3",
@@ -235,7 +235,7 @@ def test_node_cluster_command_lines_are_pinned(component: str) -> None:
 
 @pytest.mark.parametrize(
     ("component", "expected"),
-    [("etcd", ETCD), ("kube-apiserver", _apiserver("127.0.0.1"))],
+    [("etcd", ETCD), ("kube-apiserver", _apiserver("127.0.0.1", aggregator_routing=False))],
 )
 def test_control_plane_command_lines_are_pinned(component: str, expected: list[str]) -> None:
     """``with_node=False`` (the ``control_plane`` fixture, the bench): loopback, no advertise address."""

@@ -101,3 +101,26 @@ def test_metrics_bind_address_help_says_loopback() -> None:
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     (action,) = [a for a in serve._actions if "--metrics-bind-address" in a.option_strings]
     assert "127.0.0.1" in (action.help or "") and "loopback" in (action.help or "")
+
+
+async def test_metrics_reports_open_asyncio_tasks_at_scrape_time() -> None:
+    """``hpakit_adapter_asyncio_tasks`` follows tasks that are started and that finish (the soak
+    reads it to tell a task leak from a steady state)."""
+    import asyncio
+
+    from adapter.apiserver.server import metrics_only_app
+    from tests.integration.adapter_cp_support import metric_sample
+
+    async with TestClient(TestServer(metrics_only_app())) as client:
+
+        async def scrape() -> float:
+            return metric_sample(await (await client.get("/metrics")).text(), "hpakit_adapter_asyncio_tasks")
+
+        before = await scrape()
+        assert before >= 1  # at least the scrape's own handler task
+        stop = asyncio.Event()
+        extra = [asyncio.create_task(stop.wait()) for _ in range(7)]
+        assert await scrape() == before + 7
+        stop.set()
+        await asyncio.gather(*extra)
+        assert await scrape() == before
