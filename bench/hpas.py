@@ -53,7 +53,7 @@ from bench.report import Row, format_table, write_json
 from bench.soak import wait_exporter_address
 from bench.stats import percentile
 
-__all__ = ["SyncResult", "main", "run"]
+__all__ = ["PLOT_PANELS", "SyncResult", "main", "plot_hpas", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "hpas"
@@ -89,6 +89,45 @@ class SyncResult:
             "adapter_cpu_ms_per_sync": self.per_sync_ms(self.adapter_cpu_s),
             "apiserver_cpu_ms_per_sync": self.per_sync_ms(self.apiserver_cpu_s),
         }
+
+
+#: What the N-HPA plot shows: (label, value of a result, y axis).
+PLOT_PANELS: tuple[tuple[str, Any, str], ...] = (
+    ("p99 sync latency", lambda r: r.p99_ms, "ms"),
+    ("adapter CPU per sync", lambda r: r.per_sync_ms(r.adapter_cpu_s), "ms"),
+    ("kube-apiserver CPU per sync", lambda r: r.per_sync_ms(r.apiserver_cpu_s), "ms"),
+    ("failed syncs", lambda r: r.error_count, "count"),
+)
+
+
+def plot_hpas(results: list[SyncResult], path: Path, *, title: str = "") -> Path:
+    """One panel per :data:`PLOT_PANELS` entry against N (log x), one line per adapter; a run that
+    failed or a value not measured is left out of its line, never drawn as zero."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PLOT_PANELS), figsize=(4.2 * len(PLOT_PANELS), 3.8))
+    for ax, (name, value, unit) in zip(axes, PLOT_PANELS, strict=True):
+        for target in dict.fromkeys(r.target for r in results):
+            pts = sorted((r.hpas, value(r)) for r in results
+                         if r.target == target and not r.failed and value(r) is not None)  # fmt: skip
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=target)
+        ax.set_xscale("log")
+        ax.set_xlabel("HPAs, each syncing every 15 s")
+        ax.set_ylabel(unit)
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _hpa_counts(text: str) -> list[int]:
@@ -357,7 +396,13 @@ def run(args: argparse.Namespace) -> int:
         "results": [r.to_json() for r in results],
         "table": table,
     }
-    print(f"results: {write_json(args.out / f'hpas-{started:%Y%m%d-%H%M%S}.json', doc)}")
+    out = write_json(args.out / f"hpas-{started:%Y%m%d-%H%M%S}.json", doc)
+    print(f"results: {out}")
+    try:
+        png = plot_hpas(results, out.with_suffix(".png"), title=f"{args.minutes:g} min per adapter and N")
+        print(f"plot: {png}")
+    except ImportError:
+        print("plot: skipped (matplotlib is not installed: the [harness] extra has it)")
     return 0 if not any(r.failed for r in results) else 1
 
 

@@ -65,3 +65,40 @@ def test_durations_give_each_pod_count_its_window() -> None:
         parse_args(["--pods", "100,1000", "--durations", "8"])
     with pytest.raises(SystemExit):
         parse_args(["--durations", "8,0,3"])
+
+
+def test_hpas_plot_draws_each_adapter_against_n_and_leaves_out_failed_runs(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from bench.hpas import PLOT_PANELS, SyncResult, plot_hpas
+
+    def res(target: str, n: int, p99: float, failed: str | None = None) -> SyncResult:
+        return SyncResult(target, n, 60.0, syncs=4 * n, ok=4 * n, p99_ms=p99, adapter_cpu_s=0.02 * n,
+                          apiserver_cpu_s=None, failed=failed)  # fmt: skip
+
+    results = [res("ours", 10, 38.0), res("ours", 100, 179.0), res("peer", 10, 63.0),
+               res("peer", 100, 18_100.0), res("peer", 1000, 1.0, failed="APIService race")]  # fmt: skip
+    drawn: list[object] = []
+    real = plt.Figure.savefig
+
+    def spy(fig: plt.Figure, *args: object, **kw: object) -> None:
+        drawn.append(fig)
+        real(fig, *args, **kw)  # type: ignore[arg-type]
+
+    plt.Figure.savefig = spy  # type: ignore[method-assign]
+    try:
+        path = plot_hpas(results, tmp_path / "hpas.png", title="t")
+    finally:
+        plt.Figure.savefig = real  # type: ignore[method-assign]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [fig] = drawn
+    p99, cpu, apiserver, _errors = fig.axes  # type: ignore[attr-defined]
+    assert len(fig.axes) == len(PLOT_PANELS)  # type: ignore[attr-defined]
+    lines = {line.get_label(): line for line in p99.lines}
+    assert list(lines["ours"].get_xdata()) == [10, 100] and list(lines["ours"].get_ydata()) == [38.0, 179.0]
+    assert list(lines["peer"].get_xdata()) == [10, 100], "the failed N=1000 run is not drawn"
+    assert [list(line.get_ydata()) for line in cpu.lines] == [[5.0, 5.0], [5.0, 5.0]]  # 0.02*n s / 4n syncs
+    assert len(apiserver.lines) == 0, "an unmeasured value is left out, not drawn as zero"
