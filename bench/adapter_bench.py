@@ -670,6 +670,31 @@ def _first_answers(
     return live
 
 
+def sample_cpu(
+    live: list[Target], seconds: float, *, note_every: float,
+    note: Callable[[float, dict[str, list[float]]], None],
+    start: dict[str, float | None] | None = None,
+) -> dict[str, list[float]]:
+    """Each adapter's CPU seconds used in every 1 s step for ``seconds`` (a relist shows as a burst:
+    :func:`bursts`); ``note(elapsed, deltas so far)`` every ``note_every`` seconds. ``start`` is the
+    CPU reading to count from (read now when not given)."""
+    last = dict(start) if start is not None else {t.key: cpu_seconds(t.proc.pid) for t in live}
+    deltas: dict[str, list[float]] = {t.key: [] for t in live}
+    t0 = time.monotonic()
+    next_note = t0 + note_every
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1.0)
+        for t in live:
+            now = cpu_seconds(t.proc.pid)
+            if now is not None and last[t.key] is not None:
+                deltas[t.key].append(now - (last[t.key] or 0.0))
+            last[t.key] = now
+        if time.monotonic() >= next_note:
+            note(time.monotonic() - t0, deltas)
+            next_note += note_every
+    return deltas
+
+
 def _settle(live: list[Target], settle_s: float, args: argparse.Namespace, progress: Progress) -> None:
     """5a. Memory and idle CPU (per relist, too) of each adapter after discovery settled."""
     progress(
@@ -677,21 +702,12 @@ def _settle(live: list[Target], settle_s: float, args: argparse.Namespace, progr
         "to read memory and idle CPU"
     )
     cpu0 = {t.key: cpu_seconds(t.proc.pid) for t in live}
-    last = dict(cpu0)
-    deltas: dict[str, list[float]] = {t.key: [] for t in live}
-    settle_start = time.monotonic()
-    next_note = settle_start + 10
-    while time.monotonic() - settle_start < settle_s:
-        time.sleep(1.0)
-        for t in live:
-            now_cpu = cpu_seconds(t.proc.pid)
-            if now_cpu is not None and last[t.key] is not None:
-                deltas[t.key].append(now_cpu - (last[t.key] or 0.0))
-            last[t.key] = now_cpu
-        if time.monotonic() >= next_note:
-            used = ", ".join(f"{k} {sum(v):.2f}s" for k, v in deltas.items())
-            progress(f"  settling: {time.monotonic() - settle_start:.0f}/{settle_s:.0f}s, CPU used: {used}")
-            next_note += 10
+
+    def note(elapsed: float, deltas: dict[str, list[float]]) -> None:
+        used = ", ".join(f"{k} {sum(v):.2f}s" for k, v in deltas.items())
+        progress(f"  settling: {elapsed:.0f}/{settle_s:.0f}s, CPU used: {used}")
+
+    deltas = sample_cpu(live, settle_s, note_every=10, note=note, start=cpu0)
     for t in live:
         relists = bursts(deltas[t.key], RELIST_BURST_S)
         t.relist_cpu_s = sum(relists) / len(relists) if relists else None

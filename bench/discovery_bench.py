@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import adapter_bench as ab
-from bench.adapters import AdapterProcess, CommonArgs, cpu_seconds, memory_kib, ours_argv, peer_argv
+from bench.adapters import AdapterProcess, CommonArgs, memory_kib, ours_argv, peer_argv, rule_config
 from bench.report import Row, format_table, ratio, write_json
 from bench.stats import bursts
 from harness.progress import Progress
@@ -52,17 +52,7 @@ from harness.progress import Progress
 PODS = 10
 MIX_METRICS = 200
 
-DISCOVERY_RULES = """\
-rules:
-- seriesQuery: '{__name__=~"^.*_total$",namespace!="",pod!=""}'
-  resources:
-    overrides:
-      namespace: {resource: "namespace"}
-      pod: {resource: "pod"}
-  name:
-    matches: "^(.*)_total$"
-    as: "${1}"
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+DISCOVERY_RULES = rule_config() + """\
 - seriesQuery: '{__name__=~"^container_.*",namespace!="",pod!=""}'
   seriesFilters:
   - isNot: "^container_.*_total$"
@@ -256,20 +246,8 @@ def _settle(
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Per-second CPU of each adapter while it only relists; memory at the end. Returns how many
     complete relists (bursts) each showed, and each one's total CPU seconds while settling."""
-    last = {t.key: cpu_seconds(t.proc.pid) for t in live}
-    deltas: dict[str, list[float]] = {t.key: [] for t in live}
-    t0 = time.monotonic()
-    next_note = t0 + 15
-    while time.monotonic() - t0 < settle_s:
-        time.sleep(1.0)
-        for t in live:
-            now = cpu_seconds(t.proc.pid)
-            if now is not None and last[t.key] is not None:
-                deltas[t.key].append(now - (last[t.key] or 0.0))
-            last[t.key] = now
-        if time.monotonic() > next_note:
-            progress(f"  settling {time.monotonic() - t0:.0f}/{settle_s:.0f}s")
-            next_note += 15
+    deltas = ab.sample_cpu(live, settle_s, note_every=15,
+                           note=lambda elapsed, _d: progress(f"  settling {elapsed:.0f}/{settle_s:.0f}s"))
     seen: dict[str, int] = {}
     totals = {k: sum(v) for k, v in deltas.items()}
     for t in live:
