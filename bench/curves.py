@@ -113,6 +113,13 @@ def plot_curves(
         ax.set_xlabel("pods matched by pods/*")
         ax.set_title(f"{name} ({better} is better)")
         ax.grid(True, which="both", alpha=0.3)
+    return save_panels(fig, axes, path, title=title)
+
+
+def save_panels(fig: Any, axes: Any, path: Path, *, title: str = "") -> Path:
+    """The end of every bench plot: legend on the first panel, title, layout, PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)

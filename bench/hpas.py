@@ -48,6 +48,7 @@ from bench.adapters import (
     rule_config,
 )
 from bench.aggregated import Aggregator, parallel, serving_cert
+from bench.curves import save_panels
 from bench.load import check_body
 from bench.report import Row, format_table, write_json
 from bench.soak import wait_exporter_address
@@ -120,14 +121,7 @@ def plot_hpas(results: list[SyncResult], path: Path, *, title: str = "") -> Path
         ax.set_ylabel(unit)
         ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_panels(fig, axes, path, title=title)
 
 
 def _hpa_counts(text: str) -> list[int]:
