@@ -397,7 +397,8 @@ class InClusterLocust:
             for pod in pods:
                 problem = _container_problem(pod)
                 if problem:
-                    raise Unresolvable(self._pod_error(pod, problem))
+                    seen[0] = self._pod_error(pod, problem)
+                    raise Unresolvable(seen[0])
             phases = [(self._role(p), (p.get("status") or {}).get("phase")) for p in pods]
             master = [ph for role, ph in phases if role == "master"]
             running_workers = sum(1 for role, ph in phases if role == "worker" and ph == "Running")
@@ -406,8 +407,8 @@ class InClusterLocust:
             return up, seen[0]
 
         def error(kind: str, msg: str) -> LoadError:
-            if kind == "unresolvable":
-                return LoadError(msg.split(": ", 1)[1])
+            if kind == "unresolvable":  # seen[0] is the stuck pod's own message
+                return LoadError(seen[0])
             return LoadError(f"Locust pods not Running after {self.start_timeout:.0f}s ({seen[0]}). "
                              + self._events_hint())  # fmt: skip
 
