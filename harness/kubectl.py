@@ -47,9 +47,8 @@ class KubeApiError(KubectlError):
 
 
 #: The kinds the harness reads, by every name kubectl accepts for them: (group, version, plural,
-#: namespaced). A kind not here is read with kubectl (``json("get", ...)``).
-RESOURCES: dict[str, tuple[str, str, str, bool]] = {}
-for _names, _where in (
+#: namespaced). For a kind not here, Kubectl.get refuses and says to use ``Kubectl.json("get", ...)``.
+_KINDS: tuple[tuple[tuple[str, ...], tuple[str, str, str, bool]], ...] = (
     (("pod", "pods", "po"), ("", "v1", "pods", True)),
     (("service", "services", "svc"), ("", "v1", "services", True)),
     (("endpoints", "ep"), ("", "v1", "endpoints", True)),
@@ -71,9 +70,8 @@ for _names, _where in (
     (("clusterrolebinding", "clusterrolebindings"),
      ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", False)),
     (("rolebinding", "rolebindings"), ("rbac.authorization.k8s.io", "v1", "rolebindings", True)),
-):
-    for _n in _names:
-        RESOURCES[_n] = _where
+)
+RESOURCES: dict[str, tuple[str, str, str, bool]] = {name: where for names, where in _KINDS for name in names}
 
 
 def resource_path(kind: str, name: str | None = None, namespace: str | None = None) -> str:
