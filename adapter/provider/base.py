@@ -7,6 +7,7 @@ selectors, asks a provider, and renders Kubernetes JSON. Providers never see HTT
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -72,6 +73,19 @@ class MetricValue:
     value: Decimal
     window_seconds: int | None = None
     metric_selector: LabelSelector | None = None
+
+
+class SharedValues(list[MetricValue]):
+    """Values a provider hands out again, the same list, for the same answer (while the answer it
+    was derived from is cached). Read-only by contract: every request that gets it shares it. The
+    API keeps what it rendered of it in ``rendered`` (by API version and selector), so a repeated
+    ``pods/*`` answer over thousands of objects is encoded once, not once per request."""
+
+    __slots__ = ("rendered",)
+
+    def __init__(self, values: Iterable[MetricValue] = ()) -> None:
+        super().__init__(values)
+        self.rendered: dict[Hashable, str] = {}
 
 
 @dataclass(frozen=True)

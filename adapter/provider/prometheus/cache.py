@@ -19,12 +19,13 @@ import functools
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from adapter.telemetry import CACHE
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -108,3 +109,51 @@ class QueryCache(Generic[T]):
             self._drop(next(iter(self._results)))  # least recently used first
         self._results[key] = (now + self.ttl, value, size)
         self.bytes += size
+
+
+class Memo(Generic[V]):
+    """A small least-recently-used memo bounded by entry count and by a total weight.
+
+    For answers derived from cached answers (a pods/* evaluation over a cached Prometheus result):
+    the caller says what an entry weighs (objects, characters) so a few huge entries cannot pin
+    unbounded memory, and checks an entry is still valid; the memo only keeps and bounds.
+    """
+
+    def __init__(self, max_entries: int, max_weight: int) -> None:
+        if max_entries < 1 or max_weight < 1:
+            raise ValueError("a memo needs room for at least one entry of weight 1")
+        self.max_entries = max_entries
+        self.max_weight = max_weight
+        self.weight = 0
+        self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Hashable, value: V, weight: int) -> None:
+        """Keep ``value`` (replacing ``key``'s); one heavier than the whole memo is not kept."""
+        self.discard(key)
+        if weight > self.max_weight:
+            return
+        entries = self._entries
+        while entries and (len(entries) >= self.max_entries or self.weight + weight > self.max_weight):
+            _, (_, dropped) = entries.popitem(last=False)
+            self.weight -= dropped
+        entries[key] = (value, weight)
+        self.weight += weight
+
+    def discard(self, key: Hashable) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.weight -= entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.weight = 0

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import operator
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +36,9 @@ from adapter.provider.base import (
     ObjectReference,
     ProviderStatus,
     ResourceMapper,
+    SharedValues,
 )
-from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES, QueryCache
+from adapter.provider.prometheus.cache import DEFAULT_MAX_BYTES, Memo, QueryCache
 from adapter.provider.prometheus.client import (
     MAX_RESPONSE_BYTES,
     PrometheusClient,
@@ -69,6 +72,43 @@ class CustomOutcome:
     result: QueryResult | None = None
     cache: str | None = None
     window: int | None = None
+
+
+#: Objects the evaluation memo may hold in all (a 10,000-pod answer is 10,000): bounds its memory.
+EVALUATED_MAX_OBJECTS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    """What one custom evaluation produced, kept to answer the same request again for as long as
+    the Prometheus answer it came from stays cached (held weakly: the cache decides its life)."""
+
+    entry: CustomEntry
+    result: weakref.ref[QueryResult]
+    promql: str
+    objects: list[ObjectMeta]
+    values: SharedValues
+    without_data: list[ObjectMeta]
+    nonfinite: list[tuple[ObjectMeta, str]]
+    unmatched_samples: list[Sample]
+    duplicate_samples: list[Sample]
+
+    @classmethod
+    def of(cls, out: CustomOutcome) -> _Evaluated:
+        assert out.result is not None and out.promql is not None and isinstance(out.values, SharedValues)
+        return cls(
+            out.entry, weakref.ref(out.result), out.promql, out.objects, out.values, out.without_data,
+            out.nonfinite, out.unmatched_samples, out.duplicate_samples,
+        )  # fmt: skip
+
+    def asks_the_same(self, entry: CustomEntry, objects: list[ObjectMeta]) -> bool:
+        """The same rule entry (discovery rebuilds entries) over the same objects: the watch cache
+        hands out the same object instances, in the same order, until one of them changes."""
+        return (
+            self.entry is entry
+            and len(self.objects) == len(objects)
+            and all(map(operator.is_, self.objects, objects))
+        )
 
 
 @dataclass
@@ -131,6 +171,8 @@ class PrometheusProvider:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._config_state = _file_state(self.config_path) if self.config_path else None
+        #: The last evaluation per (metric, namespace, metric selector): see :class:`_Evaluated`.
+        self._evaluated: Memo[_Evaluated] = Memo(max_entries=256, max_weight=EVALUATED_MAX_OBJECTS)
         self.config_error: str | None = None
 
     @classmethod
@@ -348,18 +390,30 @@ class PrometheusProvider:
         out = CustomOutcome(entry, namespace, objects)
         if not objects:
             return out
-        args = custom_query_args(
-            entry.rule,
-            entry.series,
-            entry.label,
-            [o.name for o in objects],
-            namespace=namespace,
-            namespace_label=entry.namespace_label,
-            metric_selector=metric_selector,
-        )
-        out.promql = render(entry.rule, args)
+        memo_key = (entry.info, namespace, metric_selector)
+        prev = self._evaluated.get(memo_key)
+        if prev is not None and prev.asks_the_same(entry, objects):
+            out.promql = prev.promql  # the same rule over the same objects renders the same query
+        else:
+            prev = None
+            args = custom_query_args(
+                entry.rule,
+                entry.series,
+                entry.label,
+                [o.name for o in objects],
+                namespace=namespace,
+                namespace_label=entry.namespace_label,
+                metric_selector=metric_selector,
+            )
+            out.promql = render(entry.rule, args)
         out.window = window_seconds(out.promql)
         out.result, out.cache = await self._run(out.promql)
+        if prev is not None and prev.result() is out.result:
+            # The very same cached Prometheus answer over the same objects: the same outcome, shared.
+            out.values, out.without_data, out.nonfinite = prev.values, prev.without_data, prev.nonfinite
+            out.unmatched_samples, out.duplicate_samples = prev.unmatched_samples, prev.duplicate_samples
+            self._account(out)
+            return out
         by_key: dict[tuple[str | None, str], Sample] = {}
         scalar = out.result.result_type == "scalar"
         label, namespace_label = entry.label, entry.namespace_label
@@ -382,6 +436,32 @@ class PrometheusProvider:
                 by_key[key] = sample
             else:
                 out.duplicate_samples.append(sample)
+        selector = metric_selector if metric_selector is not None and not metric_selector.empty else None
+        # Loop invariants, looked up once: this loop runs once per object (1,000s for pods/*).
+        kind, api_version = entry.resource.kind, entry.resource.api_version
+        namespaced, metric, window = entry.resource.namespaced, entry.info.metric, out.window
+        out.values = values = SharedValues()
+        values_append = values.append
+        for obj in objects:
+            found: Sample | None = by_key.get((obj.namespace, obj.name)) or by_key.get((None, obj.name))
+            if found is None and obj.namespace is None:
+                found = next((s for (ns, n), s in by_key.items() if n == obj.name), None)
+            if found is None:
+                out.without_data.append(obj)
+                continue
+            if not found.finite:
+                out.nonfinite.append((obj, str(found.value)))
+                continue
+            ref = ObjectReference(kind, obj.name, obj.namespace if namespaced else None, api_version)
+            values_append(MetricValue(ref, metric, found.time, found.value, window, selector))
+        self._account(out)
+        self._evaluated.put(memo_key, _Evaluated.of(out), len(objects))
+        return out
+
+    @staticmethod
+    def _account(out: CustomOutcome) -> None:
+        """Log and count what an evaluation could not serve, on every request that gets it."""
+        entry = out.entry
         if out.duplicate_samples:
             log.warning(
                 "metric %s: %d extra sample(s) for the same object; using the one whose labels sort "
@@ -391,42 +471,26 @@ class PrometheusProvider:
                 entry.rule.id,
                 out.promql,
             )
-        selector = metric_selector if metric_selector is not None and not metric_selector.empty else None
-        # Loop invariants, looked up once: this loop runs once per object (1,000s for pods/*).
-        kind, api_version = entry.resource.kind, entry.resource.api_version
-        namespaced, metric, window = entry.resource.namespaced, entry.info.metric, out.window
-        values_append = out.values.append
-        for obj in objects:
-            found: Sample | None = by_key.get((obj.namespace, obj.name)) or by_key.get((None, obj.name))
-            if found is None and obj.namespace is None:
-                found = next((s for (ns, n), s in by_key.items() if n == obj.name), None)
-            if found is None:
-                out.without_data.append(obj)
-                OBJECTS_WITHOUT_DATA.labels(str(entry.info.group_resource), entry.info.metric).inc()
-                log.info(
-                    "no data for %s %s/%s metric %s (query: %s)",
-                    entry.resource.kind,
-                    obj.namespace or "-",
-                    obj.name,
-                    entry.info.metric,
-                    out.promql,
-                )
-                continue
-            if not found.finite:
-                out.nonfinite.append((obj, str(found.value)))
-                NONFINITE_VALUES.labels("custom").inc()
-                log.warning(
-                    "non-finite value %s for %s %s/%s metric %s: not served",
-                    found.value,
-                    entry.resource.kind,
-                    obj.namespace or "-",
-                    obj.name,
-                    entry.info.metric,
-                )
-                continue
-            ref = ObjectReference(kind, obj.name, obj.namespace if namespaced else None, api_version)
-            values_append(MetricValue(ref, metric, found.time, found.value, window, selector))
-        return out
+        for obj in out.without_data:
+            OBJECTS_WITHOUT_DATA.labels(str(entry.info.group_resource), entry.info.metric).inc()
+            log.info(
+                "no data for %s %s/%s metric %s (query: %s)",
+                entry.resource.kind,
+                obj.namespace or "-",
+                obj.name,
+                entry.info.metric,
+                out.promql,
+            )
+        for obj, value in out.nonfinite:
+            NONFINITE_VALUES.labels("custom").inc()
+            log.warning(
+                "non-finite value %s for %s %s/%s metric %s: not served",
+                value,
+                entry.resource.kind,
+                obj.namespace or "-",
+                obj.name,
+                entry.info.metric,
+            )
 
     async def get_metric_by_name(
         self, name: ObjectName, info: CustomMetricInfo, metric_selector: LabelSelector
