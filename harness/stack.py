@@ -33,6 +33,10 @@ ADAPTER_NS = "custom-metrics"
 ADAPTER_SERVICE = "custom-metrics-apiserver"
 MONITORING_NS = "monitoring"
 DEMO_NS = "hpa-demo"
+#: The rate() window of the install's request-rate rules (total_hit_count, http_requests in
+#: manifests/base/adapter/config.yaml): six 5 s scrapes. A direct query that checks what the adapter
+#: serves for them uses the same window.
+RATE_WINDOW = "30s"
 APISERVICES = (
     "v1beta1.custom.metrics.k8s.io",
     "v1beta2.custom.metrics.k8s.io",

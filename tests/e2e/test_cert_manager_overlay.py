@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from harness import certmanager, hpa, manifests
 from harness.kubectl import Kubectl
 from harness.pytest_plugin import setting
-from harness.stack import ADAPTER_NS, APISERVICES, DEMO_NS, Stack
+from harness.stack import ADAPTER_NS, APISERVICES, DEMO_NS, RATE_WINDOW, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive, pytest.mark.timeout(2400)]
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.disruptive, pytest.mark.timeout(2400)
 CA_SECRET = "hpa-kit-adapter-ca"
 SERVING_SECRET = "custom-metrics-apiserver-tls"
 DEPTH = f'sum(queue_depth{{namespace="{DEMO_NS}",service="queue"}})'
-HITS = f'sum(rate(total_hit_count{{namespace="{DEMO_NS}",service="hits"}}[1m]))'
+HITS = f'sum(rate(total_hit_count{{namespace="{DEMO_NS}",service="hits"}}[{RATE_WINDOW}]))'
 
 
 def _secret_pem(kubectl: Kubectl, name: str, key: str) -> bytes:
@@ -149,7 +149,7 @@ def _check_stack(st: Stack, kubectl: Kubectl) -> None:
                               direct_at=lambda at: st.promql(query, at=at))  # fmt: skip
             last[:] = [obs]
             lo, hi = obs.direct_span or (obs.direct, obs.direct)
-            steady = hi - lo <= 0.10 * hi  # not while rate()[1m] still ramps up after the dial starts
+            steady = hi - lo <= 0.10 * hi  # not while rate() still ramps up after the dial starts
             ok = obs.served > 0 and steady and obs.served_matches(rel=0.10, floor=0.5)
             return ok, f"served {obs.served:g} ({obs.served_items} item(s)), Prometheus {obs.direct_span}"
 

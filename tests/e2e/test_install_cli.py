@@ -19,7 +19,7 @@ import pytest
 
 from harness import hpa
 from harness.kubectl import Kubectl
-from harness.stack import ADAPTER_NS, DEMO_NS, MONITORING_NS, Stack
+from harness.stack import ADAPTER_NS, DEMO_NS, MONITORING_NS, RATE_WINDOW, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive, pytest.mark.timeout(1500)]
@@ -68,7 +68,7 @@ def test_install_and_uninstall_in_one_step_each(
     running = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=requests",
                           fields="status.phase=Running")["items"]  # fmt: skip
     direct = (f'avg(sum by (pod) (rate(http_requests_total{{namespace="{DEMO_NS}",service="requests",'
-              'path="/"}[1m])))')  # fmt: skip
+              f'path="/"}}[{RATE_WINDOW}])))')  # fmt: skip
 
     def served() -> tuple[bool, str]:
         try:

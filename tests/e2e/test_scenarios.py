@@ -31,7 +31,7 @@ from harness.incluster_load import load_for
 from harness.kubectl import Kubectl, KubectlError
 from harness.load import Stage, served_rps
 from harness.report import quantity
-from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, Stack
+from harness.stack import ADAPTER_NS, ADAPTER_SERVICE, DEMO_NS, MONITORING_NS, RATE_WINDOW, Stack
 from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -117,7 +117,7 @@ class Scaling:
 
 
 #: How far the adapter's value may be from the direct query's, and the load generator's count from
-#: Prometheus' (different clocks and windows: Locust averages ~10 s, rate() one minute).
+#: Prometheus' (different clocks and windows: Locust averages ~10 s, rate() its rule's window).
 VALUE_ERROR = 0.10
 #: The kubelet stamps its /metrics/resource samples with its own stats time, refreshed every 10-15 s
 #: per container and scraped up to 5 s later: a sample lands in Prometheus *backdated*, so the answer
@@ -150,8 +150,8 @@ SCALING = [
     # Object metric: total_hit_count rate of the `hits` Service, 100 hits/s per replica; 1 -> N -> 1.
     Scaling(
         "hits", "Object", "total_hit_count", "HitUser", HIT_USERS, min_peak=3,
-        direct=f'sum(rate(total_hit_count{{{NS_SEL},service="hits"}}[1m]))',
-        window_s=60, floor=2.0, from_load=lambda rps, pods: rps,
+        direct=f'sum(rate(total_hit_count{{{NS_SEL},service="hits"}}[{RATE_WINDOW}]))',
+        window_s=30, floor=2.0, from_load=lambda rps, pods: rps,
     ),
     # Pods metric fpm_active_rate = active / total processes: slow concurrent requests scale out.
     # Not asserted back to 1 here: its max_over_time[2m] window holds the value for two minutes.
@@ -166,8 +166,9 @@ SCALING = [
     # Pods metric http_requests (rate of http_requests_total), 10 req/s average per pod.
     Scaling(
         "requests", "Pods", "http_requests", "HitUser", max(4, HIT_USERS // 8), min_peak=2,
-        direct=f'avg(sum by (pod) (rate(http_requests_total{{{NS_SEL},service="requests",path="/"}}[1m])))',
-        window_s=60, floor=1.0, from_load=lambda rps, pods: rps / pods,
+        direct=(f'avg(sum by (pod) (rate(http_requests_total{{{NS_SEL},service="requests",path="/"}}'
+                f'[{RATE_WINDOW}])))'),
+        window_s=30, floor=1.0, from_load=lambda rps, pods: rps / pods,
     ),
     # Resource metric: CPU utilization (usage / 100m request) through metrics.k8s.io, target 50 %.
     Scaling(

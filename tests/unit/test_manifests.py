@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from harness import manifests
+from harness.stack import RATE_WINDOW
 
 pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("KUBECTL", "kubectl")) is None, reason="needs kubectl"
@@ -676,7 +677,9 @@ def test_fpm_rule_is_the_active_over_total_ratio(built: dict[str, list[dict[str,
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
     hits = next(r for r in config["rules"] if (r.get("name") or {}).get("as") == "total_hit_count")
     assert set(hits["resources"]["overrides"]) == {"namespace", "service"}
-    assert "rate(" in hits["metricsQuery"] and "[1m]" in hits["metricsQuery"]
+    assert "rate(" in hits["metricsQuery"] and f"[{RATE_WINDOW}]" in hits["metricsQuery"]
+    requests = next(r for r in config["rules"] if "http_requests_total" in r["seriesQuery"])
+    assert f"[{RATE_WINDOW}]" in requests["metricsQuery"]  # the e2e direct queries use the same window
 
 
 # ---------------------------------------------------------------------------------------------- HPAs
