@@ -130,3 +130,70 @@ def test_runs_are_counted_as_forks_of_their_tool() -> None:
     before = procs.fork_counts().get("true", 0)
     procs.run(["true"])
     assert procs.fork_counts().get("true", 0) == before + 1
+
+
+# ------------------------------------------------------------------ callers keep their exception types
+
+
+def _fake_tool(tmp_path: Path, name: str, script: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_kubectl_errors_are_kubectl_errors(tmp_path: Path) -> None:
+    from harness.kubectl import Kubectl, KubectlError
+
+    fake = _fake_tool(tmp_path, "kubectl", 'echo "reading $KUBECONFIG" >&2; echo "Error: boom" >&2; exit 2')
+    k = Kubectl(tmp_path / "kc", binary=str(fake))
+    with pytest.raises(KubectlError) as info:
+        k.run("get", "ns", "-l", "a b")
+    kc = tmp_path / "kc"
+    assert str(info.value) == f"`kubectl get ns -l 'a b'` failed (exit 2):\nreading {kc}\nError: boom"
+    assert k.run("get", "ns", check=False) == ""
+    slow = _fake_tool(tmp_path, "slow", "sleep 5")
+    with pytest.raises(KubectlError, match=r"`kubectl get ns` timed out after 0.2s"):
+        Kubectl(tmp_path / "kc", binary=str(slow)).run("get", "ns", timeout=0.2)
+    nope = tmp_path / "nope"
+    with pytest.raises(KubectlError) as info:
+        Kubectl(tmp_path / "kc", binary=str(nope)).run("get", "ns")
+    assert str(info.value) == f"{nope} not found: install kubectl or set KUBECTL (now {str(nope)!r})"
+
+
+def test_manifests_name_the_missing_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import manifests
+
+    monkeypatch.setenv("KUBECTL", str(tmp_path / "no-kubectl"))
+    with pytest.raises(manifests.ManifestError, match=r"no-kubectl not found: install kubectl \(>= 1.27, it"):
+        manifests.kustomize(tmp_path)
+    failing = _fake_tool(tmp_path, "kubectl", "echo 'error: no kustomization' >&2; exit 1")
+    monkeypatch.setenv("KUBECTL", str(failing))
+    with pytest.raises(manifests.ManifestError) as info:
+        manifests.kustomize(tmp_path)
+    assert str(info.value) == f"kubectl kustomize {tmp_path} failed (exit 1): error: no kustomization"
+
+
+def test_existing_cluster_without_kubectl_is_not_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cluster.existing import ExistingCluster
+
+    (tmp_path / "kc").write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECTL", str(tmp_path / "no-kubectl"))
+    assert ExistingCluster("x", kubeconfig=tmp_path / "kc").running() is False
+
+
+def test_hostnet_tools_raise_runtime_error_and_a_missing_ipset_means_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cluster import hostnet
+
+    with pytest.raises(RuntimeError, match=r"^sh -c 'echo in use >&2; exit 1' failed \(exit 1\): in use$"):
+        hostnet.run(["sh", "-c", "echo in use >&2; exit 1"])
+    assert hostnet.run(["sh", "-c", "cat; exit 1"], input="kept", check=False) == "kept"
+    _fake_tool(tmp_path, "ipset", "echo KUBE-SRC-A; echo other")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert hostnet.ipsets() == ["KUBE-SRC-A", "other"]
+    (tmp_path / "ipset").unlink()
+    assert hostnet.ipsets() == []  # no ipset tool: no ipsets to clean up
