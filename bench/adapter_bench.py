@@ -64,6 +64,8 @@ from bench.curves import curves_json, format_curve, plot_curves
 from bench.load import Check, check_body, run_load
 from bench.report import Row, format_table, write_json
 from bench.stats import LoadResult, bursts, pool
+from harness import procs
+from harness.errors import HarnessError
 from harness.progress import Progress
 
 if TYPE_CHECKING:  # imported where used: the run's pieces load only when a run starts
@@ -312,6 +314,7 @@ def _build_peer(progress: Progress) -> tuple[Path | None, str]:
     """(binary, status): run scripts/build-peer.sh; a failure disables the peer, with the reason."""
     script = REPO / "scripts" / "build-peer.sh"
     progress(f"peer: building prometheus-adapter {PEER_VERSION} ({script.name}; cached after the first run)")
+    # Its lines go to ``progress`` as they come (procs.run only returns at the end): a Popen.
     proc = subprocess.Popen(
         [str(script)],
         stdout=subprocess.PIPE,
@@ -326,7 +329,7 @@ def _build_peer(progress: Progress) -> tuple[Path | None, str]:
         progress(f"  {line.rstrip()}")
     if proc.wait() != 0:
         return None, "build failed: " + " | ".join(lines[-5:])
-    path = subprocess.run([str(script), "--print-path"], capture_output=True, text=True).stdout.strip()
+    path = procs.run([script, "--print-path"], timeout=60, check=False).stdout.strip()
     if not path or not Path(path).is_file():
         return None, f"build reported success but {path or 'no path'} is missing"
     return Path(path), "built"
@@ -338,14 +341,9 @@ def _loadavg() -> tuple[float, float, float]:
 
 def _git_rev() -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        out = procs.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=5, check=False)
         return out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
+    except HarnessError:  # no git, or it hung
         return None
 
 

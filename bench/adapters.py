@@ -146,6 +146,7 @@ class AdapterProcess:
     def start(self) -> AdapterProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            # Long-running (the adapter under benchmark): a Popen, not procs.run.
             self.proc = subprocess.Popen(
                 list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},

@@ -81,6 +81,7 @@ def images() -> dict[str, str]:
 def _script(*args: str, progress: Callable[[str], None] | None = None, timeout: float = 3600) -> str:
     """Run scripts/build-cert-manager.sh, passing its progress lines on; returns its stdout."""
     argv = ["bash", str(paths.scripts_dir() / _SCRIPT), *args]
+    # Its progress lines are passed on as they come (procs.run only returns at the end): a Popen.
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tail: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None

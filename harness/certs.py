@@ -1,4 +1,4 @@
-"""Certificate generation for the kit, with cfssl + cfssljson driven through subprocess.
+"""Certificate generation for the kit, with cfssl + cfssljson driven through :func:`harness.procs.run`.
 
 Why cfssl and not pure ``cryptography``: the kit documents a cfssl workflow for users (the scripts they
 copy call cfssl), so the harness exercises exactly that path. ``cryptography`` is used only to *inspect*
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness import procs
 from harness.errors import HarnessError
 
 __all__ = [
@@ -211,22 +211,13 @@ def _tools() -> tuple[str, str]:
     return _tool("CFSSL", "cfssl"), _tool("CFSSLJSON", "cfssljson")
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
 def _run(argv: list[str], stdin: bytes, what: str) -> bytes:
-    try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=CFSSL_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise CertError(f"{what} timed out after {CFSSL_TIMEOUT_S}s: check that {argv[0]} works") from exc
-    except OSError as exc:
-        raise CertError(f"cannot run {argv[0]}: {exc.strerror}; reinstall it or set CFSSL/CFSSLJSON") from exc
-    if proc.returncode != 0:
-        err = _last_line(proc.stderr.decode(errors="replace") or proc.stdout.decode(errors="replace"))
-        raise CertError(f"{what} failed: {err}")
-    return proc.stdout
+    """``argv`` fed ``stdin``; its stdout. A failure quotes cfssl's last line (its error; the lines
+    before it are progress)."""
+    return procs.run(
+        argv, input=stdin, text=False, timeout=CFSSL_TIMEOUT_S, what=what, lines=1, error=CertError,
+        missing="reinstall it or set CFSSL/CFSSLJSON",
+    ).stdout  # fmt: skip
 
 
 def _cfssl_pair(tmp: Path, name: str, gencert_args: list[str], csr: dict[str, object]) -> CertPair:

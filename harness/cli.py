@@ -165,6 +165,7 @@ def _logs(cluster, args: argparse.Namespace) -> int:
         ]
         if args.follow:
             argv.append("-f")
+        # Passthrough: kubectl writes to the user's terminal (``-f`` until Ctrl-C), so not procs.run.
         return subprocess.call(argv)
     path = cluster.logs(args.component)
     if not path.exists():
@@ -172,7 +173,7 @@ def _logs(cluster, args: argparse.Namespace) -> int:
         return 1
     argv = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + [str(path)]
     try:
-        return subprocess.call(argv)
+        return subprocess.call(argv)  # passthrough to the terminal, like kubectl logs above
     except KeyboardInterrupt:
         return 0
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 import urllib.parse
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import procs
 from harness.errors import HarnessError
 from harness.procs import terminate
 
@@ -118,15 +120,14 @@ class Kubectl:
         return [self.binary, *(("--context", self.context) if self.context else ()), *args]
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
-        argv = self.argv(*args)
-        proc = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
-        )
-        if check and proc.returncode != 0:
-            raise KubectlError(
-                f"`kubectl {' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()[-800:]}"
-            )
-        return proc.stdout
+        """``kubectl ARGS``'s stdout; a failure (with ``check``), a timeout or a missing kubectl raises
+        :class:`KubectlError` with the command, its exit code and its stderr's tail."""
+        cmd = shlex.join(args)
+        return procs.run(
+            self.argv(*args), input=stdin, env=self.env(), timeout=timeout, check=check,
+            what=f"`kubectl {cmd if len(cmd) <= 200 else cmd[:196] + ' ...'}`", error=KubectlError,
+            missing=f"install kubectl or set KUBECTL (now {self.binary!r})",
+        ).stdout  # fmt: skip
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json"))
@@ -169,6 +170,7 @@ class Kubectl:
         pod IPs are not routable from here (on this VM, traffic to them even meets a TLS proxy).
         """
         argv = self.argv("-n", namespace, "port-forward", "--address=127.0.0.1", target, f":{port}")
+        # Long-running (it forwards until the caller is done): a Popen read line by line, not procs.run.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.env())
         try:

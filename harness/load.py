@@ -170,6 +170,7 @@ class LocustRun:
             self.locustfile_path.write_text(locustfile_text(self.locustfile))
         log = self.log_path.open("wb")
         self._log = log
+        # Long-running (the load runs while the test watches the HPA): a Popen, not procs.run.
         self._proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
             start_new_session=True,

@@ -128,6 +128,7 @@ class LocalPrometheus:
         ]
         log = self.log_path.open("ab")
         try:
+            # Long-running (a server the tests talk to): a Popen, not procs.run.
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )

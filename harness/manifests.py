@@ -26,7 +26,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from harness import paths
+from harness import paths, procs
 from harness.errors import HarnessError
 
 __all__ = [
@@ -139,18 +138,10 @@ def overlay_dir(overlay: str | Path) -> Path:
 
 
 def _run(argv: list[str], what: str) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_KUBECTL_TIMEOUT_S, check=False)
-    except FileNotFoundError:
-        raise ManifestError(
-            f"{argv[0]} not found: install kubectl (>= 1.27, it embeds kustomize) or set KUBECTL"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise ManifestError(f"{what} took more than {_KUBECTL_TIMEOUT_S}s: {' '.join(argv)}") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
-        raise ManifestError(f"{what} failed: {detail}")
-    return proc.stdout
+    return procs.run(
+        argv, timeout=_KUBECTL_TIMEOUT_S, what=what, error=ManifestError,
+        missing="install kubectl (>= 1.27, it embeds kustomize) or set KUBECTL",
+    ).stdout  # fmt: skip
 
 
 def kustomize(path: Path) -> str:
@@ -971,13 +962,10 @@ def _anonymous_allowed(argv: list[str], attributes: Mapping[str, str]) -> bool:
         "spec": {"user": ANONYMOUS_USER, "groups": list(ANONYMOUS_GROUPS),
                  "resourceAttributes": dict(attributes)},
     }
-    try:
-        proc = subprocess.run(argv, input=json.dumps(review), capture_output=True, text=True,
-                              timeout=_KUBECTL_TIMEOUT_S, check=False)  # fmt: skip
-    except FileNotFoundError:
-        raise ManifestError(f"{argv[0]} not found: install kubectl or set KUBECTL") from None
-    except subprocess.TimeoutExpired:
-        raise ManifestError(f"a SubjectAccessReview took more than {_KUBECTL_TIMEOUT_S}s") from None
+    proc = procs.run(
+        argv, input=json.dumps(review), timeout=_KUBECTL_TIMEOUT_S, check=False, what="a SubjectAccessReview",
+        error=ManifestError, missing="install kubectl or set KUBECTL",
+    )  # fmt: skip
     try:
         status = json.loads(proc.stdout).get("status") or {} if proc.returncode == 0 else None
     except json.JSONDecodeError:

@@ -38,6 +38,7 @@ class MockMetricsProcess:
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
+            # Long-running (a server the tests talk to): a Popen, not procs.run.
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mockmetrics", "--host", "127.0.0.1", "--port", "0", *self.flags],
                 env=env, stdout=log, stderr=subprocess.STDOUT,

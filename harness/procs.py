@@ -1,4 +1,11 @@
-"""Supervision of long-running helper processes (etcd, kube-apiserver, containerd, ...).
+"""The harness's one way to run a subprocess: :func:`run` for short-lived commands (kubectl, docker,
+buildah, cfssl, iptables, ...), and supervision of long-running helper processes (etcd,
+kube-apiserver, containerd, ...).
+
+:func:`run` words every failure the same way (the command, its exit code and the tail of its
+stderr, or the log it streamed into; a timeout; a missing program with the caller's install hint)
+and raises the caller's own exception type, so each module keeps its ``KubectlError``,
+``ImageError``... without its own copy of the ``subprocess`` handling.
 
 Why not plain ``subprocess.Popen`` objects: the CLI's ``up`` and ``down`` run in different Python
 processes, so each component is started in its own session (it survives the process that started it)
@@ -25,11 +32,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from harness.errors import HarnessError
 
 __all__ = [
+    "INHERIT",
     "ComponentError",
     "ProcessRecord",
     "alive",
@@ -39,6 +47,7 @@ __all__ = [
     "load_record",
     "port_free",
     "proc_rss_kib",
+    "run",
     "start",
     "stop",
     "tail",
@@ -142,6 +151,107 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+#: ``run(..., stdout=INHERIT)``: the command writes to this process's stdout and stderr (a build
+#: script whose progress the user watches); a failure then says "output above".
+INHERIT: Literal["inherit"] = "inherit"
+
+#: Longest command line quoted in an error message; the rest is elided.
+_CMD_CHARS = 200
+
+
+def _command(argv: Sequence[str | os.PathLike[str]]) -> str:
+    text = shlex.join(os.fspath(a) for a in argv)
+    return text if len(text) <= _CMD_CHARS else text[: _CMD_CHARS - 4] + " ..."
+
+
+def _last_lines(output: str | bytes | None, lines: int) -> str:
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    kept = [line.rstrip() for line in (output or "").splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])[-2000:]
+
+
+def _detail(text: str) -> str:
+    """``text`` after a colon: on the same line when it is one line, below it otherwise."""
+    if not text:
+        return ""
+    return f":\n{text}" if "\n" in text else f": {text}"
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = 120,
+    check: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+    text: bool = True,
+    stdout: IO[Any] | int | Literal["inherit"] | None = None,
+    what: str | None = None,
+    error: Callable[[str], BaseException] = HarnessError,
+    missing: str | None = None,
+    lines: int = 10,
+) -> subprocess.CompletedProcess[Any]:
+    """Run a short-lived command to its end; every failure raises ``error(message)``.
+
+    Output is captured (``.stdout``/``.stderr`` of the result) unless ``stdout`` is given: a file
+    handle or descriptor (a log file) receives stdout and stderr both, and the result's ``stdout``
+    and ``stderr`` are empty; :data:`INHERIT` lets the command write to this process's own.
+    ``env`` replaces the environment (``None`` inherits it); ``input`` is fed to stdin. ``what``
+    names the command in messages (default: the command line, shortened).
+
+    - exit code != 0 with ``check``: "<what> failed (exit N): <last ``lines`` lines of stderr (or
+      stdout)>", or "...; see <log>" and the log's tail when streamed into a named file;
+    - ``timeout`` seconds passed (``None``: no limit): "<what> timed out after Ns";
+    - the program cannot be executed: "<program> not found: <missing>" (``missing`` is the hint
+      that says how to install it), also with ``check=False``.
+
+    With ``check=False`` a non-zero exit is returned as is, for callers that read ``returncode``.
+    """
+    argv = [os.fspath(a) for a in argv]
+    label = what or _command(argv)
+    log = getattr(stdout, "name", None) if stdout is not None and not isinstance(stdout, (int, str)) else None
+    log_path = Path(log) if isinstance(log, str) else None
+    streamed = stdout is not None
+    kw: dict[str, Any] = {}
+    if stdout == INHERIT:
+        pass
+    elif streamed:
+        if hasattr(stdout, "flush"):
+            stdout.flush()  # type: ignore[union-attr]  # what the caller wrote first stays first
+        kw.update(stdout=stdout, stderr=subprocess.STDOUT)
+    else:
+        kw.update(capture_output=True)
+    try:
+        proc = subprocess.run(
+            argv, input=input, env=None if env is None else dict(env), cwd=cwd, text=text,
+            timeout=timeout, check=False, **kw,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        where = f"; see {log_path}" if log_path else ""
+        partial = "" if streamed else _last_lines(exc.stderr or exc.output, lines)
+        raise error(f"{label} timed out after {timeout:g}s{where}{_detail(partial)}") from exc
+    except OSError as exc:
+        hint = missing or f"install {os.path.basename(argv[0])} or put it on PATH"
+        if isinstance(exc, FileNotFoundError) and (cwd is None or Path(cwd).is_dir()):
+            raise error(f"{argv[0]} not found: {hint}") from exc
+        raise error(f"cannot run {argv[0]}: {exc.strerror or exc}; {hint}") from exc
+    if streamed:
+        proc.stdout = proc.stderr = "" if text else b""
+    if check and proc.returncode != 0:
+        if stdout == INHERIT:
+            raise error(f"{label} failed (exit {proc.returncode}); output above")
+        if log_path is not None:
+            raise error(f"{label} failed (exit {proc.returncode}); see {log_path}"
+                        f"{_detail(tail(log_path, lines))}")  # fmt: skip
+        if streamed:
+            raise error(f"{label} failed (exit {proc.returncode})")
+        out = _last_lines(proc.stderr, lines) or _last_lines(proc.stdout, lines)
+        raise error(f"{label} failed (exit {proc.returncode}){_detail(out)}")
+    return proc
 
 
 def _start_ticks(pid: int) -> int | None:

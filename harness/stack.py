@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import certmanager, certs, manifests, paths, podstate
+from harness import certmanager, certs, manifests, paths, podstate, procs
 from harness.errors import HarnessError
 from harness.kubectl import Kubectl
 from harness.waits import wait_for
@@ -280,12 +279,10 @@ class Stack:
         return findings
 
     def install_crds(self) -> None:
-        proc = subprocess.run(
-            ["bash", str(paths.scripts_dir() / "operator-crds.sh"), "--apply"],
-            env=self.kubectl.env(), capture_output=True, text=True, check=False, timeout=300,
+        procs.run(
+            ["bash", str(paths.scripts_dir() / "operator-crds.sh"), "--apply"], env=self.kubectl.env(),
+            timeout=300, what="installing the Prometheus Operator CRDs", error=StackError,
         )  # fmt: skip
-        if proc.returncode != 0:
-            raise StackError(f"installing the Prometheus Operator CRDs failed: {proc.stderr.strip()[-800:]}")
         self.progress("stack: Prometheus Operator CRDs established")
 
     def remove_stale_load_jobs(self) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import paths
+from harness import paths, procs
 from harness.cluster.base import ClusterError
 from harness.progress import ProgressFn
 from harness.waits import WaitTimeout, wait_for
@@ -94,9 +94,9 @@ def ensure_kube_router(*, build: bool, progress: ProgressFn) -> Path:
     progress(f"building kube-router with {script} (cold: ~6 min)")
     env = dict(os.environ)
     env["PATH"] = env.get("PATH", "") + ":/usr/local/go/bin"
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not os.access(path, os.X_OK):
-        raise ClusterError(f"{script} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    procs.run(["bash", str(script)], env=env, timeout=3600, what=str(script), lines=40, error=ClusterError)
+    if not os.access(path, os.X_OK):
+        raise ClusterError(f"{script} succeeded but left no executable {path}: check the script")
     return path
 
 
@@ -137,6 +137,7 @@ def ensure_binaries(names: tuple[str, ...] | list[str], *, build: bool, progress
     env["PATH"] = env.get("PATH", "") + ":/usr/local/go/bin"
     progress(f"building {', '.join(need)} with scripts/build-binaries.sh (cold: ~10 min; log below)")
     t0 = time.monotonic()
+    # Its progress lines are passed on as they come (procs.run only returns at the end): a Popen.
     proc = subprocess.Popen(
         ["bash", str(_script())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )

@@ -2,7 +2,7 @@
 layer's identity (TokenReview, SubjectAccessReview, front-proxy client certs) but no node.
 
     with control_plane(tmp_dir) as cp:
-        subprocess.run(["kubectl", "--kubeconfig", cp.kubeconfig, "get", "ns"])
+        procs.run(["kubectl", "--kubeconfig", cp.kubeconfig, "get", "ns"])
 """
 
 from __future__ import annotations

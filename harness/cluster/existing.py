@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness import procs
 from harness.cluster.base import Cluster, ClusterError, ClusterInfo, ComponentState
 from harness.progress import ProgressFn
 
@@ -45,9 +46,10 @@ class ExistingCluster(Cluster):
         return self._kubeconfig
 
     def _kubectl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """``kubectl ARGS`` for callers that read its exit code; a timeout raises ClusterError."""
         kubectl = self.kubectl()
-        return subprocess.run(kubectl.argv(*args), capture_output=True, text=True, env=kubectl.env(),
-                              timeout=timeout)  # fmt: skip
+        return procs.run(kubectl.argv(*args), env=kubectl.env(), timeout=timeout, check=False,
+                         error=ClusterError, missing="install kubectl or set KUBECTL")  # fmt: skip
 
     def exists(self) -> bool:
         return self.kubeconfig.is_file()
@@ -57,7 +59,7 @@ class ExistingCluster(Cluster):
             return False
         try:
             return self._kubectl("get", "--raw", "/readyz", timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
+        except ClusterError:  # no kubectl, or it hung
             return False
 
     def create(self, progress: ProgressFn = print) -> ClusterInfo:

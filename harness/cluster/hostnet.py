@@ -15,10 +15,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from harness import procs
 
 __all__ = [
     "CGROUP_ROOT",
@@ -76,11 +77,14 @@ INPUT_CHAIN = "HPAKIT-INPUT"
 
 
 def run(argv: list[str], *, check: bool = True, input: str | None = None, timeout: float = 30) -> str:
-    """Run a host tool, returning stdout; raise RuntimeError with its stderr on failure."""
-    proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+    """Run a host tool, returning stdout; raise RuntimeError with its stderr on failure (also for a
+    missing tool or a timeout, whatever ``check``)."""
+    return procs.run(argv, input=input, timeout=timeout, check=check, error=RuntimeError).stdout
+
+
+def _rc(argv: list[str]) -> int:
+    """The exit code of a host tool run for its effect only (its output is not wanted)."""
+    return procs.run(argv, check=False, error=RuntimeError).returncode
 
 
 def _sysctl_path(name: str) -> Path:
@@ -194,7 +198,7 @@ def delete_bridge(bridge: str) -> list[str]:
     """Delete the veths attached to ``bridge`` and the bridge itself; returns what was removed."""
     removed = []
     for port in bridge_ports(bridge):
-        if subprocess.run(["ip", "link", "del", port], capture_output=True, check=False).returncode == 0:
+        if _rc(["ip", "link", "del", port]) == 0:
             removed.append(port)
     if Path(f"/sys/class/net/{bridge}").exists():
         run(["ip", "link", "del", bridge], check=False)
@@ -210,7 +214,7 @@ _FAMILIES = {"ipv4": ("iptables-save", "iptables-restore"), "ipv6": ("ip6tables-
 def _save(family: str) -> str:
     try:
         return run([_FAMILIES[family][0]], check=False)
-    except (OSError, subprocess.SubprocessError):
+    except RuntimeError:  # the tool is missing or hung: no rules known
         return ""
 
 
@@ -284,11 +288,11 @@ def iptables_cleanup(preexisting: set[str] | None = None) -> int:
                 # Fall back to one command at a time, ignoring rules that vanished meanwhile.
                 tool = save_cmd.replace("-save", "")
                 for r in refs:
-                    subprocess.run([tool, "-t", table, *_split_rule(r)], capture_output=True, check=False)
+                    _rc([tool, "-t", table, *_split_rule(r)])
                 for c in mine:
-                    subprocess.run([tool, "-t", table, "-F", c], capture_output=True, check=False)
+                    _rc([tool, "-t", table, "-F", c])
                 for c in mine:
-                    if subprocess.run([tool, "-t", table, "-X", c], capture_output=True).returncode == 0:
+                    if _rc([tool, "-t", table, "-X", c]) == 0:
                         deleted += 1
     return deleted
 
@@ -296,9 +300,11 @@ def iptables_cleanup(preexisting: set[str] | None = None) -> int:
 def ipsets() -> list[str]:
     """Names of the host's ipsets ([] when the ``ipset`` tool is missing)."""
     try:
-        out = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return []
+        out = procs.run(["ipset", "list", "-n"], timeout=30, check=False, error=RuntimeError)
+    except RuntimeError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return []
+        raise
     return sorted(out.stdout.split()) if out.returncode == 0 else []
 
 
@@ -311,7 +317,7 @@ def ipset_cleanup(preexisting: set[str] | None = None) -> list[str]:
     for name in ipsets():
         if not OWNED_IPSET.match(name) or name in pre:
             continue
-        if subprocess.run(["ipset", "destroy", name], capture_output=True, check=False).returncode != 0:
+        if _rc(["ipset", "destroy", name]) != 0:
             left.append(name)
     return left
 
@@ -325,7 +331,7 @@ def _split_rule(rule: str) -> list[str]:
 def _load_chain(chain: str, rules: list[list[str]]) -> None:
     """Create ``chain`` (in :data:`GUARD_TABLE`) if needed and make its rules exactly ``rules``."""
     t = ["-t", GUARD_TABLE]
-    subprocess.run(["iptables", *t, "-N", chain], capture_output=True, check=False)
+    _rc(["iptables", *t, "-N", chain])
     run(["iptables", *t, "-F", chain])
     for rule in rules:
         run(["iptables", *t, "-A", chain, *rule])
@@ -347,7 +353,7 @@ def _keep_on_top(builtin: str, chain: str) -> None:
         parts = rule.split()  # another guard's jump is exactly "-A <builtin> -j HPAKIT-..."
         if not (len(parts) == 4 and parts[2] == "-j" and parts[3].startswith("HPAKIT-")):
             break
-    while subprocess.run(["iptables", *t, "-D", builtin, "-j", chain], capture_output=True).returncode == 0:
+    while _rc(["iptables", *t, "-D", builtin, "-j", chain]) == 0:
         pass
     run(["iptables", *t, "-I", builtin, "1", "-j", chain])
 
@@ -439,8 +445,8 @@ def unmount_under(prefixes: Iterable[Path]) -> list[str]:
         if not mps:
             return []
         for mp in mps:
-            if subprocess.run(["umount", mp], capture_output=True, check=False).returncode != 0:
-                subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+            if _rc(["umount", mp]) != 0:
+                _rc(["umount", "-l", mp])
     return mounts_under(prefixes)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from harness import procs
 from harness.cluster.base import Cluster, ClusterError, ClusterInfo, ComponentState, ProviderUnavailable
 from harness.cluster.settings import HPASettings, default_state_root
 from harness.progress import ProgressFn
@@ -99,7 +100,9 @@ def kind_config(name: str, hpa: HPASettings, node_image: str | None = None,
 
 
 def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    """``docker ARGS`` for callers that read its exit code; a timeout or no docker CLI raises ClusterError."""
+    return procs.run(["docker", *args], timeout=timeout, check=False, error=ClusterError,
+                     missing=f"install the docker CLI; {ENGINE_HINT}")  # fmt: skip
 
 
 def _docker_ok() -> tuple[bool, str]:
@@ -107,7 +110,7 @@ def _docker_ok() -> tuple[bool, str]:
         return False, f"Docker engine not reachable: the docker CLI is not installed; {ENGINE_HINT}"
     try:
         out = _docker("info", "--format", "{{.ServerVersion}}", timeout=15)
-    except (OSError, subprocess.SubprocessError) as exc:
+    except ClusterError as exc:
         return False, f"Docker engine not reachable ({exc}); {ENGINE_HINT}"
     if out.returncode != 0:
         err = (out.stderr.strip().splitlines() or ["docker info failed"])[-1]
@@ -160,10 +163,13 @@ class KindCluster(Cluster):
         return self._kind_path
 
     def _kind(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.kind_path), *args], capture_output=True, text=True, timeout=timeout)
+        """``kind ARGS`` for callers that read its exit code; a timeout raises ClusterError."""
+        return procs.run([self.kind_path, *args], timeout=timeout, check=False, error=ClusterError,
+                         missing="run scripts/build-kind.sh")  # fmt: skip
 
     def _kind_streamed(self, *args: str, progress: ProgressFn, timeout: float = 900) -> tuple[int, list[str]]:
         """Run kind, passing each output line to ``progress`` (a create takes tens of seconds)."""
+        # Its lines go to ``progress`` as they come (procs.run only returns at the end): a Popen.
         proc = subprocess.Popen([str(self.kind_path), *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None

@@ -477,7 +477,7 @@ class LocalCluster(Cluster):
         if self.settings.with_node:
             data["coredns"] = v.get("COREDNS_VERSION", "?")
             with contextlib.suppress(Exception):
-                out = subprocess.run(["containerd", "--version"], capture_output=True, text=True, timeout=5)
+                out = procs.run(["containerd", "--version"], timeout=5, check=False)
                 data["containerd"] = out.stdout.split()[2]
         (self.state_dir / "versions.json").write_text(json.dumps(data))
 
@@ -630,25 +630,9 @@ class LocalCluster(Cluster):
 
     def _apply(self, docs: list[dict], progress: ProgressFn, what: str) -> None:
         text = yaml.safe_dump_all(docs, sort_keys=False)
-        out = subprocess.run(
-            [
-                "kubectl",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=hpa-kit",
-                "-f",
-                "-",
-            ],
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if out.returncode != 0:
-            raise ClusterError(f"applying {what} failed: {out.stderr.strip()}")
+        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig), "apply", "--server-side",
+                "--force-conflicts", "--field-manager=hpa-kit", "-f", "-"]  # fmt: skip
+        procs.run(argv, input=text, timeout=120, what=f"applying {what}", error=ClusterError)
         progress(f"{what} applied")
 
     def _maybe_update_controller_manager(self, progress: ProgressFn) -> bool:
@@ -711,12 +695,9 @@ class LocalCluster(Cluster):
         progress(f"cluster {self.name} stopped (state kept in {self.state_dir})")
 
     def _ctr(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ctr", "-a", str(self.paths.containerd_sock), "-n", "k8s.io", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        """``ctr ARGS`` in k8s.io for callers that read its output; a timeout raises ClusterError."""
+        return procs.run(["ctr", "-a", str(self.paths.containerd_sock), "-n", "k8s.io", *args],
+                         timeout=timeout, check=False, error=ClusterError)  # fmt: skip
 
     def _kill_pods(self, progress: ProgressFn) -> None:
         """Kill every pod container: through containerd while it runs, then whatever is left in cgroups.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def https_healthz(port: int) -> Callable[[], tuple[bool, str]]:
 def containerd_healthy(sock: Path) -> tuple[bool, str]:
     if not sock.exists():
         return False, f"{sock} not there yet"
-    out = subprocess.run(["ctr", "-a", str(sock), "version"], capture_output=True, text=True, timeout=10)
+    out = procs.run(["ctr", "-a", str(sock), "version"], timeout=10, check=False)
     return (True, "ctr version answers") if out.returncode == 0 else (False, out.stderr.strip())
 
 

@@ -8,10 +8,10 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
+from harness import procs
 from harness.images.common import (
     BASE_IMAGE,
     BASE_PACKAGES,
@@ -89,7 +89,7 @@ def ensure_base_rootfs(layout: Layout | None = None, *, progress: Progress = pri
 def remove_tree(path: Path) -> None:
     """``rm -rf --one-file-system`` a root-fs: debootstrap leaves read-only dirs and device nodes;
     plain rm copes with both."""
-    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
+    procs.run(["rm", "-rf", "--one-file-system", str(path)], timeout=600, error=ImageError)
 
 
 def trim_rootfs(root: Path) -> None:

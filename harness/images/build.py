@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shlex
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import procs
 from harness.images.base import ensure_base_image
 from harness.images.common import (
     BASE_IMAGE,
@@ -263,9 +263,8 @@ def ensure_addons(layout: Layout, specs: Sequence[ImageSpec], *, progress: Progr
         return
     progress(f"addons missing ({', '.join(missing)}): running scripts/build-addons.sh")
     env = {**os.environ, "HPA_KIT_CACHE": str(layout.cache)}
-    proc = subprocess.run([str(layout.repo / "scripts" / "build-addons.sh")], env=env, timeout=3600)
-    if proc.returncode != 0:
-        raise ImageError("scripts/build-addons.sh failed (output above); fix it and retry")
+    procs.run([str(layout.repo / "scripts" / "build-addons.sh")], env=env, timeout=3600, stdout=procs.INHERIT,
+              what="scripts/build-addons.sh", error=ImageError)
 
 
 def ensure_all(names: Iterable[str] | None = None, *, layout: Layout | None = None,

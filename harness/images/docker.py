@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from harness import procs
 from harness.images.base import base_config_args, ensure_base_rootfs
 from harness.images.common import (
     BASE_IMAGE,
@@ -87,6 +88,8 @@ def import_tree(source: Path, name: str, config: Sequence[str], *,
     instructions (``STOPSIGNAL``), and a ``FROM <local image>`` build pulls nothing."""
     staging = f"{name}-rootfs"
     if source.is_dir():
+        # A pipeline (tar's stdout is docker's stdin), which procs.run does not do: both stay Popen/run
+        # here, and a failure of either is reported below with docker's stderr.
         tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(source), "-c", "."],
                                stdout=subprocess.PIPE)
         try:
@@ -118,7 +121,8 @@ def _ca_bundle_differs(rootfs_tar: Path) -> bool:
     if not host.is_file():
         return False
     member = "." + HOST_CA_BUNDLE
-    proc = subprocess.run(["tar", "-xOf", str(rootfs_tar), member], capture_output=True, timeout=120)
+    proc = procs.run(["tar", "-xOf", str(rootfs_tar), member], text=False, check=False, timeout=120,
+                     error=ImageError)
     if proc.returncode != 0:  # a symlink or missing in the root-fs: use the host's
         return True
     return hashlib.sha256(proc.stdout).hexdigest() != file_digest(host)

@@ -1,5 +1,6 @@
-"""The subprocess edge: run a host tool (buildah, ctr, debootstrap, tar) with a timeout and an
-``ImageError`` that quotes its output; buildah's store; the cross-process build lock."""
+"""The subprocess edge: run a host tool (buildah, ctr, debootstrap, tar) through
+:func:`harness.procs.run`, with a timeout and an ``ImageError`` that quotes its output; buildah's
+store; the cross-process build lock."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import contextlib
 import fcntl
 import json
 import os
-import shlex
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import procs
 from harness.images.common import HOST_PACKAGES, INPUTS_LABEL, SHORT_TIMEOUT_S, ImageError
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
@@ -21,29 +21,15 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 def run(argv: Sequence[str], *, timeout: float = SHORT_TIMEOUT_S, check: bool = True,
         log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure raise ``ImageError`` quoting the command and its output (or log)."""
+    """:func:`harness.procs.run` for the image tools: failures raise ``ImageError`` quoting the
+    command and its stderr (or ``log``, which receives the output when given)."""
     tool = argv[0]
-    if shutil.which(tool) is None:
-        raise ImageError(f"'{tool}' not found: apt-get install {HOST_PACKAGES.get(tool, tool)} "
-                         "(scripts/bootstrap.sh installs it)")
-    try:
-        if log is not None:
-            with log.open("w") as fh:
-                proc = subprocess.run(list(argv), stdout=fh, stderr=subprocess.STDOUT, text=True,
-                                      timeout=timeout, env=env)
-            proc.stdout = proc.stderr = ""
-        else:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as e:
-        where = f"; see {log}" if log else ""
-        raise ImageError(f"timed out after {timeout:.0f}s: {shlex.join(argv)}{where}") from e
-    if check and proc.returncode != 0:
-        if log is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise ImageError(f"{shlex.join(argv)} failed (exit {proc.returncode}); full log: {log}\n{tail}")
-        out = (proc.stderr or proc.stdout).strip()
-        raise ImageError(f"{shlex.join(argv)} failed (exit {proc.returncode}): {out[-2000:]}")
-    return proc
+    missing = f"apt-get install {HOST_PACKAGES.get(tool, tool)} (scripts/bootstrap.sh installs it)"
+    if log is None:
+        return procs.run(argv, timeout=timeout, check=check, env=env, error=ImageError, missing=missing)
+    with log.open("w") as fh:
+        return procs.run(argv, timeout=timeout, check=check, env=env, stdout=fh, lines=15,
+                         error=ImageError, missing=missing)  # fmt: skip
 
 
 def buildah_global_args() -> list[str]:

@@ -419,7 +419,7 @@ def test_cfssl_failure_keeps_good_pair(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CFSSL", str(failing))
     with pytest.raises(CertError) as info:
         issue_cert(tmp_path, "leaf", ca, "leaf", hosts=["a.example"], reissue=True)
-    assert str(info.value) == "cfssl gencert failed: open ca.pem: permission denied"
+    assert str(info.value) == "cfssl gencert failed (exit 1): open ca.pem: permission denied"
     assert snapshot(tmp_path) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cfssl-")]
     load(leaf).verify_directly_issued_by(load(ca))
@@ -429,7 +429,7 @@ def test_real_cfssl_error_is_reported(tmp_path: Path) -> None:
     ca_pair = ensure_ca(tmp_path)
     broken = CertPair(cert=ca_pair.cert, key=tmp_path / "missing-key.pem")
     broken.key.write_text("not a key")
-    with pytest.raises(CertError, match=r"^cfssl gencert failed: "):
+    with pytest.raises(CertError, match=r"^cfssl gencert failed \(exit 1\): "):
         issue_cert(tmp_path, "leaf", broken, "leaf")
     assert not (tmp_path / "leaf.pem").exists()
 

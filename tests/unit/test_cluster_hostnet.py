@@ -69,7 +69,7 @@ def ipt(monkeypatch: pytest.MonkeyPatch) -> FakeIptables:
         return subprocess.CompletedProcess(argv, rc, out, "")
 
     monkeypatch.setattr(hostnet, "run", run)
-    monkeypatch.setattr(hostnet.subprocess, "run", sp_run)
+    monkeypatch.setattr(hostnet.procs, "run", sp_run)
     return fake
 
 
@@ -188,6 +188,6 @@ def test_down_destroys_only_the_ipsets_it_created(monkeypatch: pytest.MonkeyPatc
         destroyed.append(argv[2])
         return subprocess.CompletedProcess(argv, 1 if argv[2] == "TMP-CCC" else 0, "", "in use")
 
-    monkeypatch.setattr(hostnet.subprocess, "run", sp_run)
+    monkeypatch.setattr(hostnet.procs, "run", sp_run)
     assert hostnet.ipset_cleanup({"KUBE-SRC-OLD"}) == ["TMP-CCC"]
     assert destroyed == ["KUBE-DST-AAA", "KUBE-SRC-BBB", "TMP-CCC", "inet6:KUBE-SRC-DDD"]
