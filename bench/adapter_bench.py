@@ -310,8 +310,14 @@ def _signals_as_interrupt() -> Iterator[None]:
             signal.signal(sig, h)
 
 
-def _build_peer(progress: Progress) -> tuple[Path | None, str]:
-    """(binary, status): run scripts/build-peer.sh; a failure disables the peer, with the reason."""
+def build_peer(progress: Progress) -> tuple[Path | None, str]:
+    """Build (or reuse the cached) prometheus-adapter ``PEER_VERSION`` with scripts/build-peer.sh.
+
+    Returns ``(binary, status)``: the binary's path and ``"built"``, or ``None`` and why the build
+    failed, so a caller runs without the peer and reports the reason instead of stopping. The
+    script's output goes to ``progress`` line by line. Used by the adapter, hpas and resource-diff
+    benches.
+    """
     script = REPO / "scripts" / "build-peer.sh"
     progress(f"peer: building prometheus-adapter {PEER_VERSION} ({script.name}; cached after the first run)")
     # Its lines go to ``progress`` as they come (procs.run only returns at the end): a Popen.
@@ -339,7 +345,8 @@ def _loadavg() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-def _git_rev() -> str | None:
+def git_rev() -> str | None:
+    """The repository's short HEAD commit for a bench report, or None without git (or a checkout)."""
     try:
         out = procs.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=5, check=False)
         return out.stdout.strip() or None
@@ -405,7 +412,7 @@ def _peer(args: argparse.Namespace, progress: Progress) -> tuple[Path | None, st
     """(binary, status) of the peer: None when it is not measured (``--no-peer``, build failed)."""
     if not args.peer:
         return None, "disabled (--no-peer)"
-    peer_bin, peer_status = _build_peer(progress)
+    peer_bin, peer_status = build_peer(progress)
     if peer_bin is None:
         progress(f"peer: UNAVAILABLE ({peer_status}); measuring ours alone, no ratios")
     return peer_bin, peer_status
@@ -846,7 +853,7 @@ def _report(
     doc = {
         "benchmark": "adapter",
         "started_at": plan.started_at.isoformat(timespec="seconds"),
-        "git_rev": _git_rev(),
+        "git_rev": git_rev(),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -327,7 +327,7 @@ def _report(
     doc = {
         "benchmark": "discovery",
         "started_at": started_at.isoformat(timespec="seconds"),
-        "git_rev": ab._git_rev(),
+        "git_rev": ab.git_rev(),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

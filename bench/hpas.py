@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench.adapter_bench import PEER_VERSION, _build_peer, _git_rev
+from bench.adapter_bench import PEER_VERSION, build_peer, git_rev
 from bench.adapters import (
     AdapterProcess,
     CommonArgs,
@@ -321,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(stream=sys.stderr, prefix="hpas: ")
     started = datetime.now()
     load_start = os.getloadavg()
-    peer_bin, peer_status = _build_peer(progress) if args.peer else (None, "disabled (--no-peer)")
+    peer_bin, peer_status = build_peer(progress) if args.peer else (None, "disabled (--no-peer)")
     results: list[SyncResult] = []
     per, max_n = args.pods_per_hpa, max(args.hpas)
     with tempfile.TemporaryDirectory(prefix="hpa-kit-hpas-") as tmp, contextlib.ExitStack() as stack:
@@ -383,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
     doc = {
         "benchmark": "hpas",
         "started_at": started.isoformat(timespec="seconds"),
-        "git_rev": _git_rev(),
+        "git_rev": git_rev(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "peer": {"version": PEER_VERSION, "status": peer_status, "client_qps": args.peer_client_qps},
         "loadavg": {"start": load_start, "end": os.getloadavg()},

@@ -595,7 +595,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hpa-kit-resource-diff-"))
     with contextlib.ExitStack() as stack, ab._signals_as_interrupt():
         stack.callback(lambda: progress(f"kept {tmp}") if args.keep_tmp else shutil.rmtree(tmp, True))
-        peer_bin, peer_status = ab._build_peer(progress)
+        peer_bin, peer_status = ab.build_peer(progress)
         if peer_bin is None:
             raise ab.BenchError(f"the peer is needed for a differential: {peer_status}")
         cp = ab._start_control_plane(stack, tmp, 0, progress)
