@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import textwrap
 import time
 import uuid
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import waits
+from harness.kubectl import KubeApiError, Kubectl
+from harness.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,46 +31,10 @@ REQUESTS = 40
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def kubectl(
-    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and out.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
-    return out
-
-
-def apply(kubeconfig: Path, docs: list[dict[str, Any]]) -> None:
-    kubectl(kubeconfig, "apply", "-f", "-", input=yaml.safe_dump_all(docs, sort_keys=False))
-
-
-def get_json(kubeconfig: Path, *args: str) -> Any:
-    return json.loads(kubectl(kubeconfig, "get", *args, "-o", "json").stdout)
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    """Poll ``check`` until it returns something other than a string (a string says why not yet).
-
-    A value-returning shape over the one polling primitive, :func:`harness.waits.wait_for`.
-    """
-    got: list[Any] = []
-
-    def probe() -> tuple[bool, str]:
-        last = check()
-        if last is not None and last is not False and not isinstance(last, str):
-            got.append(last)
-            return True, "ok"
-        return False, str(last)
-
-    waits.wait_for(what, probe, timeout=timeout, interval=interval, progress=None,
-                   error=lambda _k, msg: pytest.fail.Exception(msg))  # fmt: skip
-    return got[0]
+def failed(_kind: str, msg: str) -> BaseException:
+    """``wait_for(..., error=failed)``: a wait that runs out or cannot resolve fails the test with its
+    message."""
+    return pytest.fail.Exception(msg)
 
 
 def image_ref(alias: str) -> str:
@@ -82,9 +46,9 @@ def image_ref(alias: str) -> str:
     raise LookupError(alias)
 
 
-def describe_on_failure(kubeconfig: Path, ns: str) -> str:
-    pods = kubectl(kubeconfig, "get", "pods", "-n", ns, "-o", "wide", check=False).stdout
-    events = kubectl(kubeconfig, "get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout
+def describe_on_failure(kubectl: Kubectl, ns: str) -> str:
+    pods = kubectl.run("get", "pods", "-n", ns, "-o", "wide", check=False)
+    events = kubectl.run("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False)
     return f"pods:\n{pods}\nevents:\n{events[-3000:]}"
 
 
@@ -98,17 +62,16 @@ def load_images(cluster: Any, *aliases: str) -> None:
 # ---------------------------------------------------------------------------------------- fixtures
 
 
-def rolled_out(kubeconfig: Path, ns: str, deploy: str, timeout: int = 180) -> None:
+def rolled_out(kubectl: Kubectl, ns: str, deploy: str, timeout: int = 180) -> None:
     """Wait for a Deployment's rollout (stops at once on a pod that cannot start); show the namespace
     on failure."""
-    from harness.kubectl import Kubectl
     from harness.stack import wait_rollout
     from harness.waits import Unresolvable, WaitTimeout
 
     try:
-        wait_rollout(Kubectl(kubeconfig), ns, deploy, timeout=timeout, progress=lambda _: None)
+        wait_rollout(kubectl, ns, deploy, timeout=timeout, progress=lambda _: None)
     except (Unresolvable, WaitTimeout) as exc:
-        pytest.fail(f"{deploy} did not roll out: {exc}\n{describe_on_failure(kubeconfig, ns)}", pytrace=False)
+        pytest.fail(f"{deploy} did not roll out: {exc}\n{describe_on_failure(kubectl, ns)}", pytrace=False)
 
 
 def deployment(
@@ -137,88 +100,96 @@ def deployment(
 
 
 @pytest.fixture(scope="module")
-def ns(kubeconfig: Path) -> Iterator[str]:
+def ns(kubectl: Kubectl) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    kubectl(kubeconfig, "create", "namespace", name)
+    kubectl.run("create", "namespace", name)
     yield name
-    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
-def mockmetrics(cluster: Any, kubeconfig: Path, ns: str) -> str:
+def mockmetrics(cluster: Any, kubectl: Kubectl, ns: str) -> str:
     """Two mockmetrics replicas behind a ClusterIP Service ``mm``; returns the image reference."""
     load_images(cluster, "mockmetrics")
     image = image_ref("mockmetrics")
     labels = {"app": "mm"}
-    apply(
-        kubeconfig,
-        [
-            deployment(
-                "mm",
-                ns,
-                labels,
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                deployment(
+                    "mm",
+                    ns,
+                    labels,
+                    {
+                        "name": "mockmetrics",
+                        "image": image,
+                        "args": ["--port", "8080"],
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
+                    },
+                    replicas=2,
+                ),
                 {
-                    "name": "mockmetrics",
-                    "image": image,
-                    "args": ["--port", "8080"],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "mm", "namespace": ns},
+                    "spec": {
+                        "selector": labels,
+                        "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+                    },
                 },
-                replicas=2,
-            ),
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "mm", "namespace": ns},
-                "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
-            },
-        ],
+            ],
+            sort_keys=False,
+        ),
     )
-    rolled_out(kubeconfig, ns, "mm", timeout=240)
+    rolled_out(kubectl, ns, "mm", timeout=240)
     return image
 
 
 # ------------------------------------------------------------------------------------------- tests
 
 
-def test_node_is_ready(kubeconfig: Path) -> None:
-    nodes = get_json(kubeconfig, "nodes")["items"]
+def test_node_is_ready(kubectl: Kubectl) -> None:
+    nodes = kubectl.get("nodes")["items"]
     assert nodes, "no nodes registered"
     for node in nodes:
         ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}.get("Ready")
         assert ready == "True", f"node {node['metadata']['name']} not Ready: {node['status']['conditions']}"
 
 
-def test_two_mockmetrics_pods_ready(kubeconfig: Path, ns: str, mockmetrics: str) -> None:
-    pods = get_json(kubeconfig, "pods", "-n", ns, "-l", "app=mm")["items"]
+def test_two_mockmetrics_pods_ready(kubectl: Kubectl, ns: str, mockmetrics: str) -> None:
+    pods = kubectl.get("pods", namespace=ns, selector="app=mm")["items"]
     ready = [
         p
         for p in pods
         if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
     ]
-    assert len(ready) == 2, describe_on_failure(kubeconfig, ns)
+    assert len(ready) == 2, describe_on_failure(kubectl, ns)
     assert len({p["status"]["podIP"] for p in ready}) == 2
 
 
-def test_a_pod_whose_image_is_not_loaded_fails_fast_with_its_name(kubeconfig: Path, ns: str) -> None:
+def test_a_pod_whose_image_is_not_loaded_fails_fast_with_its_name(kubectl: Kubectl, ns: str) -> None:
     # A fresh machine's stack install once waited out its 600 s timeout on an operator image that was
     # never loaded. The rollout wait must stop within seconds, naming the image and the reason.
-    from harness.kubectl import Kubectl
     from harness.stack import wait_rollout
     from harness.waits import Unresolvable
 
     image = f"hpa-kit/never-loaded:{uuid.uuid4().hex[:8]}"
-    apply(kubeconfig, [deployment("not-loaded", ns, {"app": "not-loaded"}, {"name": "app", "image": image})])
+    not_loaded = deployment("not-loaded", ns, {"app": "not-loaded"}, {"name": "app", "image": image})
+    kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([not_loaded], sort_keys=False))
     start = time.monotonic()
     with pytest.raises(Unresolvable) as err:
-        wait_rollout(Kubectl(kubeconfig), ns, "not-loaded", timeout=300, progress=lambda _: None)
+        wait_rollout(kubectl, ns, "not-loaded", timeout=300, progress=lambda _: None)
     elapsed = time.monotonic() - start
     text = str(err.value)
     assert image in text, text
     assert re.search(r"ErrImagePull|ImagePullBackOff|ErrImageNeverPull", text), text
     assert f"pod {ns}/not-loaded-" in text and "container app" in text, text
     assert elapsed < 60, f"took {elapsed:.0f}s to give up; the timeout was 300s"
-    kubectl(kubeconfig, "-n", ns, "delete", "deployment", "not-loaded", "--wait=false")
+    kubectl.run("-n", ns, "delete", "deployment", "not-loaded", "--wait=false")
 
 
 CLIENT = textwrap.dedent("""
@@ -234,52 +205,59 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def _hits(kubeconfig: Path, ns: str, pod: str) -> float:
-    text = kubectl(
-        kubeconfig, "get", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/metrics"
-    ).stdout
+def _hits(kubectl: Kubectl, ns: str, pod: str) -> float:
+    # Prometheus text, not JSON (which is all Kubectl.raw decodes): read through kubectl itself.
+    text = kubectl.run("get", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/metrics")
     m = re.search(r"^total_hit_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
     assert m, f"no total_hit_count in {pod}'s /metrics:\n{text[:1000]}"
     return float(m.group(1))
 
 
-def test_service_resolves_through_coredns_and_balances(kubeconfig: Path, ns: str, mockmetrics: str) -> None:
-    pods = [p["metadata"]["name"] for p in get_json(kubeconfig, "pods", "-n", ns, "-l", "app=mm")["items"]]
-    before = {p: _hits(kubeconfig, ns, p) for p in pods}
+def test_service_resolves_through_coredns_and_balances(kubectl: Kubectl, ns: str, mockmetrics: str) -> None:
+    pods = [p["metadata"]["name"] for p in kubectl.get("pods", namespace=ns, selector="app=mm")["items"]]
+    before = {p: _hits(kubectl, ns, p) for p in pods}
     fqdn = f"mm.{ns}.svc.cluster.local"
-    apply(
-        kubeconfig,
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "client", "namespace": ns},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "client",
-                            "image": mockmetrics,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["python3", "-c", CLIENT, fqdn, str(REQUESTS)],
-                        }
-                    ],
-                },
-            }
-        ],
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "client", "namespace": ns},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "client",
+                                "image": mockmetrics,
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["python3", "-c", CLIENT, fqdn, str(REQUESTS)],
+                            }
+                        ],
+                    },
+                }
+            ],
+            sort_keys=False,
+        ),
     )
 
-    def finished() -> Any:
-        phase = get_json(kubeconfig, "pod", "client", "-n", ns)["status"].get("phase")
-        return {"phase": phase} if phase in ("Succeeded", "Failed") else f"phase {phase}"
+    seen: dict[str, str | None] = {}
 
-    phase = wait_for(finished, 120, "the client pod to finish")["phase"]
-    logs = kubectl(kubeconfig, "logs", "-n", ns, "client", check=False).stdout
-    assert phase == "Succeeded", f"client pod {phase}:\n{logs}\n{describe_on_failure(kubeconfig, ns)}"
+    def finished() -> tuple[bool, str]:
+        phase = seen["phase"] = kubectl.get("pod", "client", namespace=ns)["status"].get("phase")
+        return phase in ("Succeeded", "Failed"), f"phase {phase}"
+
+    wait_for("the client pod to finish", finished, timeout=120, progress=None, error=failed)
+    phase = seen["phase"]
+    logs = kubectl.run("logs", "-n", ns, "client", check=False)
+    assert phase == "Succeeded", f"client pod {phase}:\n{logs}\n{describe_on_failure(kubectl, ns)}"
     result = json.loads(logs.strip().splitlines()[-1])
-    cluster_ip = get_json(kubeconfig, "service", "mm", "-n", ns)["spec"]["clusterIP"]
+    cluster_ip = kubectl.get("service", "mm", namespace=ns)["spec"]["clusterIP"]
     assert result == {"addr": cluster_ip, "ok": REQUESTS}
-    after = {p: _hits(kubeconfig, ns, p) for p in pods}
+    after = {p: _hits(kubectl, ns, p) for p in pods}
     delta = {p: after[p] - before[p] for p in pods}
     assert sum(delta.values()) == REQUESTS, delta
     assert all(d > 0 for d in delta.values()), f"kube-proxy sent every request to one pod: {delta}"
@@ -322,82 +300,89 @@ def _serving_secret(tmp: Path, service: str, ns: str) -> tuple[dict[str, Any], s
     return secret, ca_bundle(bundle["ca"])  # type: ignore[arg-type]
 
 
-def _apiservice_available(kubeconfig: Path, name: str) -> Any:
-    obj = get_json(kubeconfig, "apiservice", name)
+def _apiservice_available(kubectl: Kubectl, name: str) -> tuple[bool, str]:
+    """A probe: whether APIService ``name`` is Available, and its condition's reason and message."""
+    obj = kubectl.get("apiservice", name)
     for c in obj.get("status", {}).get("conditions", []):
         if c["type"] == "Available":
-            return True if c["status"] == "True" else f"{c.get('reason')}: {c.get('message')}"
-    return "no Available condition yet"
+            return c["status"] == "True", f"{c.get('reason')}: {c.get('message')}"
+    return False, "no Available condition yet"
 
 
 @pytest.fixture(scope="module")
 def tiny_apiservice(
-    kubeconfig: Path, ns: str, mockmetrics: str, tmp_path_factory: pytest.TempPathFactory
+    kubectl: Kubectl, ns: str, mockmetrics: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A minimal aggregated API server (python3 -c in the mockmetrics image) behind APIService
     ``v1alpha1.e2e.hpa-kit.io``, with a serving certificate from a CA made here (the caBundle)."""
     name = "v1alpha1.e2e.hpa-kit.io"
     secret, ca = _serving_secret(tmp_path_factory.mktemp("agg-certs"), "e2e-agg", ns)
     labels = {"app": "e2e-agg"}
-    apply(
-        kubeconfig,
-        [
-            secret,
-            deployment(
-                "e2e-agg",
-                ns,
-                labels,
-                {
-                    "name": "server",
-                    "image": mockmetrics,
-                    "command": ["python3", "-c", AGG_SERVER],
-                    "ports": [{"containerPort": 8443}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
-                        "periodSeconds": 1,
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                secret,
+                deployment(
+                    "e2e-agg",
+                    ns,
+                    labels,
+                    {
+                        "name": "server",
+                        "image": mockmetrics,
+                        "command": ["python3", "-c", AGG_SERVER],
+                        "ports": [{"containerPort": 8443}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
+                            "periodSeconds": 1,
+                        },
+                        "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
                     },
-                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                    volumes=[{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
+                ),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "e2e-agg", "namespace": ns},
+                    "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
                 },
-                volumes=[{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
-            ),
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "e2e-agg", "namespace": ns},
-                "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
-            },
-            {
-                "apiVersion": "apiregistration.k8s.io/v1",
-                "kind": "APIService",
-                "metadata": {"name": name},
-                "spec": {
-                    "group": "e2e.hpa-kit.io",
-                    "version": "v1alpha1",
-                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
-                    "caBundle": ca,
-                    "insecureSkipTLSVerify": False,
-                    "groupPriorityMinimum": 100,
-                    "versionPriority": 100,
+                {
+                    "apiVersion": "apiregistration.k8s.io/v1",
+                    "kind": "APIService",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "group": "e2e.hpa-kit.io",
+                        "version": "v1alpha1",
+                        "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                        "caBundle": ca,
+                        "insecureSkipTLSVerify": False,
+                        "groupPriorityMinimum": 100,
+                        "versionPriority": 100,
+                    },
                 },
-            },
-        ],
+            ],
+            sort_keys=False,
+        ),
     )
     yield name
-    kubectl(kubeconfig, "delete", "apiservice", name, "--wait=false", check=False)
+    kubectl.run("delete", "apiservice", name, "--wait=false", check=False)
 
 
 def test_apiservice_becomes_available_with_real_ca_bundle(
-    kubeconfig: Path, ns: str, tiny_apiservice: str
+    kubectl: Kubectl, ns: str, tiny_apiservice: str
 ) -> None:
-    rolled_out(kubeconfig, ns, "e2e-agg")
-    wait_for(lambda: _apiservice_available(kubeconfig, tiny_apiservice), 120, f"{tiny_apiservice} Available")
+    rolled_out(kubectl, ns, "e2e-agg")
+    wait_for(f"{tiny_apiservice} Available", lambda: _apiservice_available(kubectl, tiny_apiservice),
+             timeout=120, progress=None, error=failed)  # fmt: skip
     # The aggregator really proxies to the pod (TLS verified against the caBundle):
-    doc = json.loads(kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1").stdout)
+    doc = kubectl.raw("/apis/e2e.hpa-kit.io/v1alpha1")
     assert doc["groupVersion"] == "e2e.hpa-kit.io/v1alpha1"
 
 
 def test_aggregator_verifies_the_ca_bundle(
-    kubeconfig: Path, ns: str, tiny_apiservice: str, tmp_path: Path
+    kubectl: Kubectl, ns: str, tiny_apiservice: str, tmp_path: Path
 ) -> None:
     """The same backend registered with an unrelated CA: proxied requests must fail TLS verification.
 
@@ -408,36 +393,48 @@ def test_aggregator_verifies_the_ca_bundle(
 
     other = ca_bundle(ensure_ca(tmp_path / "other", common_name="unrelated-ca"))
     name = "v1alpha2.e2e.hpa-kit.io"
-    apply(
-        kubeconfig,
-        [
-            {
-                "apiVersion": "apiregistration.k8s.io/v1",
-                "kind": "APIService",
-                "metadata": {"name": name},
-                "spec": {
-                    "group": "e2e.hpa-kit.io",
-                    "version": "v1alpha2",
-                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
-                    "caBundle": other,
-                    "groupPriorityMinimum": 100,
-                    "versionPriority": 90,
-                },
-            }
-        ],
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "apiregistration.k8s.io/v1",
+                    "kind": "APIService",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "group": "e2e.hpa-kit.io",
+                        "version": "v1alpha2",
+                        "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                        "caBundle": other,
+                        "groupPriorityMinimum": 100,
+                        "versionPriority": 90,
+                    },
+                }
+            ],
+            sort_keys=False,
+        ),
     )
     try:
-        rolled_out(kubeconfig, ns, "e2e-agg")
+        rolled_out(kubectl, ns, "e2e-agg")
         for svc in (tiny_apiservice, name):
-            wait_for(lambda svc=svc: _apiservice_available(kubeconfig, svc), 120, f"{svc} Available")
-        good = kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha1", check=False)
-        assert good.returncode == 0, good.stderr
-        # -v=8 makes kubectl log the response body, where the aggregator says why it answered 503.
-        bad = kubectl(kubeconfig, "get", "--raw", "/apis/e2e.hpa-kit.io/v1alpha2", "-v=8", check=False)
-        assert bad.returncode != 0, f"proxied through an unverifiable certificate: {bad.stdout[:300]}"
-        assert "x509" in bad.stderr or "failed to verify certificate" in bad.stderr, bad.stderr[-2000:]
+            wait_for(f"{svc} Available", lambda svc=svc: _apiservice_available(kubectl, svc),
+                     timeout=120, progress=None, error=failed)  # fmt: skip
+        # The trusted version answers; a refusal raises KubeApiError with its status and reason.
+        kubectl.raw("/apis/e2e.hpa-kit.io/v1alpha1")
+        # The aggregator answers a failed dial to the backend with 503 and the dial's error as a
+        # plain-text body (the TLS verification failure), which KubeApiError carries in its message.
+        try:
+            doc = kubectl.raw("/apis/e2e.hpa-kit.io/v1alpha2")
+        except KubeApiError as exc:
+            bad = exc
+        else:
+            pytest.fail(f"proxied through an unverifiable certificate: {json.dumps(doc)[:300]}")
+        assert bad.status == 503, str(bad)
+        assert "x509" in str(bad) or "failed to verify certificate" in str(bad), str(bad)
     finally:
-        kubectl(kubeconfig, "delete", "apiservice", name, "--wait=false", check=False)
+        kubectl.run("delete", "apiservice", name, "--wait=false", check=False)
 
 
 # ------------------------------------------------------------------ HPA through the real adapter
@@ -540,31 +537,35 @@ def _adapter_manifests(ns: str, image: str, secret: dict[str, Any], ca: str, met
 
 
 @pytest.fixture
-def custom_metrics_v1beta2(kubeconfig: Path) -> Iterator[str]:
+def custom_metrics_v1beta2(kubectl: Kubectl) -> Iterator[str]:
     """The v1beta2 custom metrics APIService, free for this test whatever ran before it.
 
     Another adapter (the stack's) may own it: it is saved, replaced by the test, and put back after,
     so the test does not depend on running before or after the scenarios.
     """
     name = "v1beta2.custom.metrics.k8s.io"
-    existing = kubectl(kubeconfig, "get", "apiservice", name, "-o", "json", check=False)
-    saved = None
-    if existing.returncode == 0:
-        saved = json.loads(existing.stdout)
+    saved: dict[str, Any] | None
+    try:
+        saved = kubectl.get("apiservice", name)
+    except KubeApiError as exc:
+        if exc.status != 404:
+            raise
+        saved = None
+    else:
         if "hpa-kit.io/e2e" in (saved["metadata"].get("labels") or {}):
             saved = None  # a leftover of this very test
-        kubectl(kubeconfig, "delete", "apiservice", name)
+        kubectl.run("delete", "apiservice", name)
     yield name
-    kubectl(kubeconfig, "delete", "apiservice", name, "--ignore-not-found", check=False)
+    kubectl.run("delete", "apiservice", name, "--ignore-not-found", check=False)
     if saved is not None:
         meta = saved["metadata"]
         saved["metadata"] = {k: meta[k] for k in ("name", "labels", "annotations") if k in meta}
         saved.pop("status", None)
-        apply(kubeconfig, [saved])
+        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([saved], sort_keys=False))
 
 
 def test_hpa_scaling_active_through_adapter_static_provider(
-    cluster: Any, kubeconfig: Path, ns: str, mockmetrics: str, tmp_path: Path, custom_metrics_v1beta2: str
+    cluster: Any, kubectl: Kubectl, ns: str, mockmetrics: str, tmp_path: Path, custom_metrics_v1beta2: str
 ) -> None:
     name = custom_metrics_v1beta2
     load_images(cluster, "adapter")
@@ -572,70 +573,80 @@ def test_hpa_scaling_active_through_adapter_static_provider(
     metric = "e2e_static_metric"
     secret, ca = _serving_secret(tmp_path, "e2e-adapter", ns)
     try:
-        apply(kubeconfig, _adapter_manifests(ns, image, secret, ca, metric))
-        rolled_out(kubeconfig, ns, "e2e-adapter")
-        wait_for(lambda: _apiservice_available(kubeconfig, name), 120, f"{name} Available")
+        manifests = _adapter_manifests(ns, image, secret, ca, metric)
+        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests, sort_keys=False))
+        rolled_out(kubectl, ns, "e2e-adapter")
+        wait_for(f"{name} Available", lambda: _apiservice_available(kubectl, name),
+                 timeout=120, progress=None, error=failed)  # fmt: skip
         labels = {"app": "hpa-target"}
-        apply(
-            kubeconfig,
-            [
-                deployment(
-                    "hpa-target",
-                    ns,
-                    labels,
-                    {
-                        "name": "mm",
-                        "image": mockmetrics,
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
-                    },
-                ),
-                {
-                    "apiVersion": "autoscaling/v2",
-                    "kind": "HorizontalPodAutoscaler",
-                    "metadata": {"name": "hpa-target", "namespace": ns},
-                    "spec": {
-                        "scaleTargetRef": {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "name": "hpa-target",
+        kubectl.run(
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(
+                [
+                    deployment(
+                        "hpa-target",
+                        ns,
+                        labels,
+                        {
+                            "name": "mm",
+                            "image": mockmetrics,
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": 8080},
+                                "periodSeconds": 1,
+                            },
                         },
-                        "minReplicas": 1,
-                        "maxReplicas": 3,
-                        "metrics": [
-                            {
-                                "type": "Pods",
-                                "pods": {
-                                    "metric": {"name": metric},
-                                    "target": {"type": "AverageValue", "averageValue": "5"},
-                                },
-                            }
-                        ],
+                    ),
+                    {
+                        "apiVersion": "autoscaling/v2",
+                        "kind": "HorizontalPodAutoscaler",
+                        "metadata": {"name": "hpa-target", "namespace": ns},
+                        "spec": {
+                            "scaleTargetRef": {
+                                "apiVersion": "apps/v1",
+                                "kind": "Deployment",
+                                "name": "hpa-target",
+                            },
+                            "minReplicas": 1,
+                            "maxReplicas": 3,
+                            "metrics": [
+                                {
+                                    "type": "Pods",
+                                    "pods": {
+                                        "metric": {"name": metric},
+                                        "target": {"type": "AverageValue", "averageValue": "5"},
+                                    },
+                                }
+                            ],
+                        },
                     },
-                },
-            ],
+                ],
+                sort_keys=False,
+            ),
         )
+        seen: dict[str, Any] = {}
 
-        def scaling_active() -> Any:
-            hpa = get_json(kubeconfig, "hpa", "hpa-target", "-n", ns)
+        def scaling_active() -> tuple[bool, str]:
+            hpa = seen["hpa"] = kubectl.get("hpa", "hpa-target", namespace=ns)
             conds = {c["type"]: c for c in hpa.get("status", {}).get("conditions", [])}
             c = conds.get("ScalingActive")
-            if c and c["status"] == "True":
-                return hpa
-            return f"ScalingActive={c and c['status']} {c and c.get('reason')}: {c and c.get('message')}"
+            detail = f"ScalingActive={c and c['status']} {c and c.get('reason')}: {c and c.get('message')}"
+            return bool(c and c["status"] == "True"), detail
 
-        hpa = wait_for(scaling_active, 150, "HPA ScalingActive=True", interval=2)
+        wait_for(
+            "HPA ScalingActive=True", scaling_active, timeout=150, interval=2, progress=None, error=failed
+        )
+        hpa = seen["hpa"]
         current = hpa["status"].get("currentMetrics", [])
         assert current and current[0]["pods"]["current"]["averageValue"] == "5", current
     finally:
-        kubectl(
-            kubeconfig,
+        kubectl.run(
             "delete",
             "clusterrolebinding",
             f"{ns}-adapter-auth-delegator",
             f"{ns}-adapter-reader",
             check=False,
         )
-        kubectl(kubeconfig, "delete", "clusterrole", f"{ns}-adapter-reader", check=False)
-        kubectl(
-            kubeconfig, "delete", "rolebinding", "-n", "kube-system", f"{ns}-adapter-auth-reader", check=False
-        )
+        kubectl.run("delete", "clusterrole", f"{ns}-adapter-reader", check=False)
+        kubectl.run("delete", "rolebinding", "-n", "kube-system", f"{ns}-adapter-auth-reader", check=False)
