@@ -270,8 +270,7 @@ class CertManager:
                       f"in {time.monotonic() - start:.0f}s")
 
     def _apply(self, objs: list[dict[str, Any]]) -> None:
-        self.kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=hpa-kit", "-f", "-",
-                         stdin=yaml.safe_dump_all(objs, sort_keys=False), timeout=180)
+        self.kubectl.apply(objs, timeout=180)
 
     def wait_certificates(self, namespace: str, names: Sequence[str], *, timeout: float) -> None:
         """Wait until each Certificate in ``namespace`` is Ready (its Secret issued)."""

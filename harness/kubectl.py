@@ -20,14 +20,19 @@ import shlex
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness import procs
 from harness.errors import HarnessError
 from harness.procs import terminate
+
+#: The field manager of everything the harness applies (server-side apply).
+FIELD_MANAGER = "hpa-kit"
 
 __all__ = ["RESOURCES", "KubeApiError", "Kubectl", "KubectlError"]
 
@@ -131,6 +136,16 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json"))
+
+    def apply(
+        self, docs: Sequence[dict[str, Any]], *, field_manager: str = FIELD_MANAGER, timeout: float = 120
+    ) -> str:
+        """Server-side apply of ``docs`` as ``field_manager``, taking over fields another manager
+        set (the harness owns what it applies); kubectl's output."""
+        return self.run(
+            "apply", "--server-side", "--force-conflicts", f"--field-manager={field_manager}", "-f", "-",
+            stdin=yaml.safe_dump_all(list(docs), sort_keys=False), timeout=timeout,
+        )  # fmt: skip
 
     def raw(self, path: str, *, timeout: float = 60) -> Any:
         """GET ``path`` (with its query string) through the API client; the decoded JSON body."""

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness import procs
 from harness.cluster import binaries, configs, flags, hostnet, probes
 from harness.cluster.addons import coredns_manifests
@@ -629,10 +627,12 @@ class LocalCluster(Cluster):
             raise ClusterError(f"images: {exc}") from exc
 
     def _apply(self, docs: list[dict], progress: ProgressFn, what: str) -> None:
-        text = yaml.safe_dump_all(docs, sort_keys=False)
-        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig), "apply", "--server-side",
-                "--force-conflicts", "--field-manager=hpa-kit", "-f", "-"]  # fmt: skip
-        procs.run(argv, input=text, timeout=120, what=f"applying {what}", error=ClusterError)
+        from harness.kubectl import KubectlError
+
+        try:
+            self.kubectl().apply(docs)
+        except KubectlError as exc:
+            raise ClusterError(f"applying {what}: {exc}") from exc
         progress(f"{what} applied")
 
     def _maybe_update_controller_manager(self, progress: ProgressFn) -> bool:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.kubectl import KubeApiError, Kubectl
 from harness.waits import wait_for
@@ -113,37 +112,31 @@ def mockmetrics(cluster: Any, kubectl: Kubectl, ns: str) -> str:
     load_images(cluster, "mockmetrics")
     image = image_ref("mockmetrics")
     labels = {"app": "mm"}
-    kubectl.run(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(
-            [
-                deployment(
-                    "mm",
-                    ns,
-                    labels,
-                    {
-                        "name": "mockmetrics",
-                        "image": image,
-                        "args": ["--port", "8080"],
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
-                    },
-                    replicas=2,
-                ),
+    kubectl.apply(
+        [
+            deployment(
+                "mm",
+                ns,
+                labels,
                 {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": {"name": "mm", "namespace": ns},
-                    "spec": {
-                        "selector": labels,
-                        "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
-                    },
+                    "name": "mockmetrics",
+                    "image": image,
+                    "args": ["--port", "8080"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1},
                 },
-            ],
-            sort_keys=False,
-        ),
+                replicas=2,
+            ),
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "mm", "namespace": ns},
+                "spec": {
+                    "selector": labels,
+                    "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+                },
+            },
+        ]
     )
     rolled_out(kubectl, ns, "mm", timeout=240)
     return image
@@ -179,7 +172,7 @@ def test_a_pod_whose_image_is_not_loaded_fails_fast_with_its_name(kubectl: Kubec
 
     image = f"hpa-kit/never-loaded:{uuid.uuid4().hex[:8]}"
     not_loaded = deployment("not-loaded", ns, {"app": "not-loaded"}, {"name": "app", "image": image})
-    kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([not_loaded], sort_keys=False))
+    kubectl.apply([not_loaded])
     start = time.monotonic()
     with pytest.raises(Unresolvable) as err:
         wait_rollout(kubectl, ns, "not-loaded", timeout=300, progress=lambda _: None)
@@ -217,31 +210,25 @@ def test_service_resolves_through_coredns_and_balances(kubectl: Kubectl, ns: str
     pods = [p["metadata"]["name"] for p in kubectl.get("pods", namespace=ns, selector="app=mm")["items"]]
     before = {p: _hits(kubectl, ns, p) for p in pods}
     fqdn = f"mm.{ns}.svc.cluster.local"
-    kubectl.run(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "client", "namespace": ns},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "client",
-                                "image": mockmetrics,
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": ["python3", "-c", CLIENT, fqdn, str(REQUESTS)],
-                            }
-                        ],
-                    },
-                }
-            ],
-            sort_keys=False,
-        ),
+    kubectl.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "client", "namespace": ns},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "client",
+                            "image": mockmetrics,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["python3", "-c", CLIENT, fqdn, str(REQUESTS)],
+                        }
+                    ],
+                },
+            }
+        ]
     )
 
     seen: dict[str, str | None] = {}
@@ -318,53 +305,47 @@ def tiny_apiservice(
     name = "v1alpha1.e2e.hpa-kit.io"
     secret, ca = _serving_secret(tmp_path_factory.mktemp("agg-certs"), "e2e-agg", ns)
     labels = {"app": "e2e-agg"}
-    kubectl.run(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(
-            [
-                secret,
-                deployment(
-                    "e2e-agg",
-                    ns,
-                    labels,
-                    {
-                        "name": "server",
-                        "image": mockmetrics,
-                        "command": ["python3", "-c", AGG_SERVER],
-                        "ports": [{"containerPort": 8443}],
-                        "readinessProbe": {
-                            "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
-                            "periodSeconds": 1,
-                        },
-                        "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
-                    },
-                    volumes=[{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
-                ),
+    kubectl.apply(
+        [
+            secret,
+            deployment(
+                "e2e-agg",
+                ns,
+                labels,
                 {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": {"name": "e2e-agg", "namespace": ns},
-                    "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
-                },
-                {
-                    "apiVersion": "apiregistration.k8s.io/v1",
-                    "kind": "APIService",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "group": "e2e.hpa-kit.io",
-                        "version": "v1alpha1",
-                        "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
-                        "caBundle": ca,
-                        "insecureSkipTLSVerify": False,
-                        "groupPriorityMinimum": 100,
-                        "versionPriority": 100,
+                    "name": "server",
+                    "image": mockmetrics,
+                    "command": ["python3", "-c", AGG_SERVER],
+                    "ports": [{"containerPort": 8443}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/readyz", "port": 8443, "scheme": "HTTPS"},
+                        "periodSeconds": 1,
                     },
+                    "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
                 },
-            ],
-            sort_keys=False,
-        ),
+                volumes=[{"name": "tls", "secret": {"secretName": "e2e-agg-tls"}}],
+            ),
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "e2e-agg", "namespace": ns},
+                "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
+            },
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": name},
+                "spec": {
+                    "group": "e2e.hpa-kit.io",
+                    "version": "v1alpha1",
+                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                    "caBundle": ca,
+                    "insecureSkipTLSVerify": False,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            },
+        ]
     )
     yield name
     kubectl.run("delete", "apiservice", name, "--wait=false", check=False)
@@ -393,28 +374,22 @@ def test_aggregator_verifies_the_ca_bundle(
 
     other = ca_bundle(ensure_ca(tmp_path / "other", common_name="unrelated-ca"))
     name = "v1alpha2.e2e.hpa-kit.io"
-    kubectl.run(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(
-            [
-                {
-                    "apiVersion": "apiregistration.k8s.io/v1",
-                    "kind": "APIService",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "group": "e2e.hpa-kit.io",
-                        "version": "v1alpha2",
-                        "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
-                        "caBundle": other,
-                        "groupPriorityMinimum": 100,
-                        "versionPriority": 90,
-                    },
-                }
-            ],
-            sort_keys=False,
-        ),
+    kubectl.apply(
+        [
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": name},
+                "spec": {
+                    "group": "e2e.hpa-kit.io",
+                    "version": "v1alpha2",
+                    "service": {"name": "e2e-agg", "namespace": ns, "port": 443},
+                    "caBundle": other,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 90,
+                },
+            }
+        ]
     )
     try:
         rolled_out(kubectl, ns, "e2e-agg")
@@ -561,7 +536,7 @@ def custom_metrics_v1beta2(kubectl: Kubectl) -> Iterator[str]:
         meta = saved["metadata"]
         saved["metadata"] = {k: meta[k] for k in ("name", "labels", "annotations") if k in meta}
         saved.pop("status", None)
-        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all([saved], sort_keys=False))
+        kubectl.apply([saved])
 
 
 def test_hpa_scaling_active_through_adapter_static_provider(
@@ -574,56 +549,50 @@ def test_hpa_scaling_active_through_adapter_static_provider(
     secret, ca = _serving_secret(tmp_path, "e2e-adapter", ns)
     try:
         manifests = _adapter_manifests(ns, image, secret, ca, metric)
-        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests, sort_keys=False))
+        kubectl.apply(manifests)
         rolled_out(kubectl, ns, "e2e-adapter")
         wait_for(f"{name} Available", lambda: _apiservice_available(kubectl, name),
                  timeout=120, progress=None, error=failed)  # fmt: skip
         labels = {"app": "hpa-target"}
-        kubectl.run(
-            "apply",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump_all(
-                [
-                    deployment(
-                        "hpa-target",
-                        ns,
-                        labels,
-                        {
-                            "name": "mm",
-                            "image": mockmetrics,
-                            "readinessProbe": {
-                                "httpGet": {"path": "/readyz", "port": 8080},
-                                "periodSeconds": 1,
-                            },
-                        },
-                    ),
+        kubectl.apply(
+            [
+                deployment(
+                    "hpa-target",
+                    ns,
+                    labels,
                     {
-                        "apiVersion": "autoscaling/v2",
-                        "kind": "HorizontalPodAutoscaler",
-                        "metadata": {"name": "hpa-target", "namespace": ns},
-                        "spec": {
-                            "scaleTargetRef": {
-                                "apiVersion": "apps/v1",
-                                "kind": "Deployment",
-                                "name": "hpa-target",
-                            },
-                            "minReplicas": 1,
-                            "maxReplicas": 3,
-                            "metrics": [
-                                {
-                                    "type": "Pods",
-                                    "pods": {
-                                        "metric": {"name": metric},
-                                        "target": {"type": "AverageValue", "averageValue": "5"},
-                                    },
-                                }
-                            ],
+                        "name": "mm",
+                        "image": mockmetrics,
+                        "readinessProbe": {
+                            "httpGet": {"path": "/readyz", "port": 8080},
+                            "periodSeconds": 1,
                         },
                     },
-                ],
-                sort_keys=False,
-            ),
+                ),
+                {
+                    "apiVersion": "autoscaling/v2",
+                    "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "hpa-target", "namespace": ns},
+                    "spec": {
+                        "scaleTargetRef": {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": "hpa-target",
+                        },
+                        "minReplicas": 1,
+                        "maxReplicas": 3,
+                        "metrics": [
+                            {
+                                "type": "Pods",
+                                "pods": {
+                                    "metric": {"name": metric},
+                                    "target": {"type": "AverageValue", "averageValue": "5"},
+                                },
+                            }
+                        ],
+                    },
+                },
+            ]
         )
         seen: dict[str, Any] = {}
 

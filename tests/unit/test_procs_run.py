@@ -161,6 +161,22 @@ def test_kubectl_errors_are_kubectl_errors(tmp_path: Path) -> None:
     assert str(info.value) == f"{nope} not found: install kubectl or set KUBECTL (now {str(nope)!r})"
 
 
+def test_kubectl_apply_is_a_server_side_apply_of_the_docs_as_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    from harness.kubectl import FIELD_MANAGER, Kubectl
+
+    script = f'echo "$@" > {tmp_path}/argv; cat > {tmp_path}/stdin; echo applied'
+    fake = _fake_tool(tmp_path, "kubectl", script)
+    docs = [{"kind": "ConfigMap", "metadata": {"name": "a"}}, {"kind": "Service", "metadata": {"name": "b"}}]
+    assert Kubectl(tmp_path / "kc", binary=str(fake)).apply(docs, field_manager="me") == "applied\n"
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv == ["apply", "--server-side", "--force-conflicts", "--field-manager=me", "-f", "-"]
+    assert list(yaml.safe_load_all((tmp_path / "stdin").read_text())) == docs
+    Kubectl(tmp_path / "kc", binary=str(fake)).apply(docs[:1])
+    assert f"--field-manager={FIELD_MANAGER}" in (tmp_path / "argv").read_text().split()
+
+
 def test_manifests_name_the_missing_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness import manifests
 
