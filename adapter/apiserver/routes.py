@@ -250,13 +250,8 @@ def custom_resources_json(infos: Iterable[CustomMetricInfo]) -> list[dict[str, A
         name = f"{info.group_resource}/{info.metric}"
         seen.setdefault(
             name,
-            {
-                "name": name,
-                "singularName": "",
-                "namespaced": info.namespaced,
-                "kind": "MetricValueList",
-                "verbs": ["get"],
-            },
+            {"name": name, "singularName": "", "namespaced": info.namespaced, "kind": "MetricValueList",
+             "verbs": ["get"]},
         )
     return [seen[k] for k in sorted(seen)]
 
@@ -266,27 +261,18 @@ def external_resources_json(infos: Iterable[ExternalMetricInfo]) -> list[dict[st
     for info in infos:
         seen.setdefault(
             info.metric,
-            {
-                "name": info.metric,
-                "singularName": "",
-                "namespaced": info.namespaced,
-                "kind": "ExternalMetricValueList",
-                "verbs": ["get"],
-            },
+            {"name": info.metric, "singularName": "", "namespaced": info.namespaced,
+             "kind": "ExternalMetricValueList", "verbs": ["get"]},
         )
     return [seen[k] for k in sorted(seen)]
 
 
 #: metrics.k8s.io/v1beta1's resources, as metrics-server lists them
 RESOURCE_METRICS_RESOURCES: list[dict[str, Any]] = [
-    {
-        "name": "nodes",
-        "singularName": "",
-        "namespaced": False,
-        "kind": "NodeMetrics",
-        "verbs": ["get", "list"],
-    },
-    {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics", "verbs": ["get", "list"]},
+    {"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics",
+     "verbs": ["get", "list"]},
+    {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics",
+     "verbs": ["get", "list"]},
 ]
 
 
@@ -364,12 +350,8 @@ def node_metrics_json(node: NodeUsage, now: datetime, *, kind: bool = False) -> 
 
 
 def resource_list_json(group: str, version: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": f"{group}/{version}",
-        "resources": resources,
-    }
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
+            "resources": resources}
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,59 +573,31 @@ class MetricsAPI:
         app.router.add_get(f"{c}/{cv}/", self.custom_resources, allow_head=False)
         app.router.add_get(f"{e}/v1beta1", self.external_resources, allow_head=False)
         app.router.add_get(f"{e}/v1beta1/", self.external_resources, allow_head=False)
-        app.router.add_get(
-            f"{c}/{cv}/namespaces/{{namespace}}/metrics/{{metric}}",
-            self.namespace_metric,
-            allow_head=False,
-            name=paths.CUSTOM_NAMESPACE,
-        )
-        app.router.add_get(
-            f"{c}/{cv}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}",
-            self.namespaced_metric,
-            allow_head=False,
-            name=paths.CUSTOM_NAMESPACED,
-        )
-        app.router.add_get(
-            f"{c}/{cv}/{{resource}}/{{name}}/{{metric}}",
-            self.root_metric,
-            allow_head=False,
-            name=paths.CUSTOM_ROOT,
-        )
-        app.router.add_get(
-            f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}",
-            self.external_metric,
-            allow_head=False,
-            name=paths.EXTERNAL,
-        )
-        app.router.add_get(
-            f"{e}/v1beta1/{{metric}}", self.external_root_metric, allow_head=False, name=paths.EXTERNAL_ROOT
-        )
+        app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/metrics/{{metric}}", self.namespace_metric,
+                           allow_head=False, name=paths.CUSTOM_NAMESPACE)
+        app.router.add_get(f"{c}/{cv}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}",
+                           self.namespaced_metric, allow_head=False, name=paths.CUSTOM_NAMESPACED)
+        app.router.add_get(f"{c}/{cv}/{{resource}}/{{name}}/{{metric}}", self.root_metric, allow_head=False,
+                           name=paths.CUSTOM_ROOT)
+        app.router.add_get(f"{e}/v1beta1/namespaces/{{namespace}}/{{metric}}", self.external_metric,
+                           allow_head=False, name=paths.EXTERNAL)
+        app.router.add_get(f"{e}/v1beta1/{{metric}}", self.external_root_metric, allow_head=False,
+                           name=paths.EXTERNAL_ROOT)
         r = f"/apis/{RESOURCE_GROUP}"
         app.router.add_get(r, self.resource_group, allow_head=False)
         app.router.add_get(r + "/", self.resource_group, allow_head=False)
         app.router.add_get(f"{r}/v1beta1", self.resource_resources, allow_head=False)
         app.router.add_get(f"{r}/v1beta1/", self.resource_resources, allow_head=False)
-        app.router.add_get(
-            f"{r}/v1beta1/nodes", self.node_metrics_list, allow_head=False, name=paths.RESOURCE_NODES
-        )
-        app.router.add_get(
-            f"{r}/v1beta1/nodes/{{name}}", self.node_metrics, allow_head=False, name=paths.RESOURCE_NODE
-        )
-        app.router.add_get(
-            f"{r}/v1beta1/pods", self.pod_metrics_list, allow_head=False, name=paths.RESOURCE_PODS
-        )
-        app.router.add_get(
-            f"{r}/v1beta1/namespaces/{{namespace}}/pods",
-            self.pod_metrics_list,
-            allow_head=False,
-            name=paths.RESOURCE_NAMESPACE_PODS,
-        )
-        app.router.add_get(
-            f"{r}/v1beta1/namespaces/{{namespace}}/pods/{{name}}",
-            self.pod_metrics,
-            allow_head=False,
-            name=paths.RESOURCE_POD,
-        )
+        app.router.add_get(f"{r}/v1beta1/nodes", self.node_metrics_list, allow_head=False,
+                           name=paths.RESOURCE_NODES)
+        app.router.add_get(f"{r}/v1beta1/nodes/{{name}}", self.node_metrics, allow_head=False,
+                           name=paths.RESOURCE_NODE)
+        app.router.add_get(f"{r}/v1beta1/pods", self.pod_metrics_list, allow_head=False,
+                           name=paths.RESOURCE_PODS)
+        app.router.add_get(f"{r}/v1beta1/namespaces/{{namespace}}/pods", self.pod_metrics_list,
+                           allow_head=False, name=paths.RESOURCE_NAMESPACE_PODS)
+        app.router.add_get(f"{r}/v1beta1/namespaces/{{namespace}}/pods/{{name}}", self.pod_metrics,
+                           allow_head=False, name=paths.RESOURCE_POD)
         app.router.add_get("/openapi/v2", self.openapi_v2, allow_head=False)
         app.router.add_get("/openapi/v3", self.openapi_v3_index, allow_head=False)
         app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_v3_group, allow_head=False)
