@@ -307,7 +307,8 @@ class Observation:
         return lo - max(rel * abs(lo), floor) <= self.served <= hi + max(rel * abs(hi), floor)
 
 
-#: How old an answer of the adapter may be: its result cache (``--cache-ttl``, default 5 s).
+#: How old an answer of the adapter may be: its result cache (``--cache-ttl``: the adapter's default
+#: 5 s bounds the install's 2 s).
 SERVED_AGE_S = 5.0
 
 

@@ -455,6 +455,18 @@ def test_adapter_deployment(built: dict[str, list[dict[str, Any]]], overlay: str
     ):
         assert flag in args
     assert sum(a.startswith("--metrics-relist-interval=") for a in args) == 1
+    # A cached answer must not outlive a scrape: the result cache's TTL is under every interval
+    # the build's ServiceMonitors scrape at (or the HPA reads a value Prometheus has replaced).
+    ttl = [a.removeprefix("--cache-ttl=") for a in args if a.startswith("--cache-ttl=")]
+    intervals = [
+        ep["interval"]
+        for o in objs
+        if o["kind"] == "ServiceMonitor"
+        for ep in o["spec"]["endpoints"]
+        if "interval" in ep
+    ]
+    assert len(ttl) == 1 and intervals and all(re.fullmatch(r"\d+s", d) for d in [*ttl, *intervals])
+    assert int(ttl[0][:-1]) < min(int(d[:-1]) for d in intervals), (ttl, intervals)
     for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         get = container[probe]["httpGet"]
         assert (get["scheme"], get["path"], get["port"]) == ("HTTPS", path, "https")
