@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness import hpa
 from harness.incluster_load import RUN_LABEL, InClusterLocust, cluster_service_url
 from harness.kubectl import Kubectl
 from harness.load import Stage
@@ -44,6 +45,20 @@ def test_in_cluster_locust_loads_a_service_and_cleans_up(
     if getattr(cluster, "provider", "") != "existing":
         # The Locust image is lazy (only this path needs it); existing clusters must already have it.
         cluster.load_images(["locust"])  # type: ignore[attr-defined]
+    # The premise "the sum can only rise" needs the Deployment to keep its pods: a scenario before this
+    # one may have left hits scaled out, and its scale-in (a deleted pod's gauge leaves the sum) once
+    # landed in the middle of this test (CI: 4 -> 1 replicas, the sum fell). At minReplicas with a
+    # load far below target nothing scales; and Prometheus must have dropped the deleted pods' series.
+    hpa.settle_at_min(kubectl, DEMO_NS, "hits", progress=None)
+
+    def only_live_pods_scraped() -> tuple[bool, str]:
+        pods = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=hits")["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        series = stack.promql('count(total_hit_count{service="hits"})')
+        return series == len(live), f"{series:g} series in Prometheus for {len(live)} live hits pod(s)"
+
+    wait_for("Prometheus scraping only the hits pods that exist", only_live_pods_scraped, timeout=120,
+             interval=3)  # fmt: skip
     installed = _locust_jobs(kubectl)
     before = _hits(stack)
     url = cluster_service_url(kubectl, DEMO_NS, "hits")
