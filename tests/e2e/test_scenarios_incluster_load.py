@@ -54,8 +54,9 @@ def test_in_cluster_locust_loads_a_service_and_cleans_up(
     def only_live_pods_scraped() -> tuple[bool, str]:
         pods = kubectl.get("pods", namespace=DEMO_NS, selector="hpa-kit/scenario=hits")["items"]
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        series = stack.promql('count(total_hit_count{service="hits"})')
-        return series == len(live), f"{series:g} series in Prometheus for {len(live)} live hits pod(s)"
+        # Fresh samples only: after a Prometheus restart its WAL brings back series no scrape renews.
+        series = stack.promql('count(timestamp(total_hit_count{service="hits"}) > time() - 15)')
+        return series == len(live), f"{series:g} freshly scraped series for {len(live)} live hits pod(s)"
 
     wait_for("Prometheus scraping only the hits pods that exist", only_live_pods_scraped, timeout=120,
              interval=3)  # fmt: skip
