@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import subprocess
 import time
 import urllib.parse
@@ -127,10 +126,9 @@ class Kubectl:
     def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
         """``kubectl ARGS``'s stdout; a failure (with ``check``), a timeout or a missing kubectl raises
         :class:`KubectlError` with the command, its exit code and its stderr's tail."""
-        cmd = shlex.join(args)
         return procs.run(
             self.argv(*args), input=stdin, env=self.env(), timeout=timeout, check=check,
-            what=f"`kubectl {cmd if len(cmd) <= 200 else cmd[:196] + ' ...'}`", error=KubectlError,
+            what=f"`kubectl {procs.short_command(args)}`", error=KubectlError,
             missing=f"install kubectl or set KUBECTL (now {self.binary!r})",
         ).stdout  # fmt: skip
 

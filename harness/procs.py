@@ -48,6 +48,7 @@ __all__ = [
     "port_free",
     "proc_rss_kib",
     "run",
+    "short_command",
     "start",
     "stop",
     "tail",
@@ -161,7 +162,8 @@ INHERIT: Literal["inherit"] = "inherit"
 _CMD_CHARS = 200
 
 
-def _command(argv: Sequence[str | os.PathLike[str]]) -> str:
+def short_command(argv: Sequence[str | os.PathLike[str]]) -> str:
+    """``argv`` as a shell line for messages, elided past :data:`_CMD_CHARS` characters."""
     text = shlex.join(os.fspath(a) for a in argv)
     return text if len(text) <= _CMD_CHARS else text[: _CMD_CHARS - 4] + " ..."
 
@@ -212,7 +214,7 @@ def run(
     With ``check=False`` a non-zero exit is returned as is, for callers that read ``returncode``.
     """
     argv = [os.fspath(a) for a in argv]
-    label = what or _command(argv)
+    label = what or short_command(argv)
     log = getattr(stdout, "name", None) if stdout is not None and not isinstance(stdout, (int, str)) else None
     log_path = Path(log) if isinstance(log, str) else None
     streamed = stdout is not None
