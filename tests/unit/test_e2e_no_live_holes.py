@@ -20,10 +20,14 @@ def _strings(node: ast.AST) -> list[str]:
 
 
 def _live_writes(func: ast.AST) -> list[ast.Call]:
-    """kubectl calls (``x.run("apply", ...)`` and friends) that write without ``--dry-run=server``."""
+    """kubectl calls that write without ``--dry-run=server``: ``x.run("apply", ...)`` and friends, and
+    the write methods themselves (``x.apply(docs)``: ``Kubectl.apply`` has no dry run)."""
     found = []
     for node in ast.walk(func):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr in _WRITES:
+            found.append(node)
             continue
         args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if args and args[0] in _WRITES and "--dry-run=server" not in args:
@@ -50,7 +54,9 @@ def test_the_checker_catches_a_live_anonymous_binding() -> None:
         "    kubectl.run('apply', '-f', '-', stdin=str(b))\n"
     )
     good = bad.replace("'apply', ", "'apply', '--dry-run=server', '-o', 'json', ")
+    applied = bad.replace("kubectl.run('apply', '-f', '-', stdin=str(b))", "kubectl.apply([b])")
     assert offenders(bad) == ["<e2e>:1 test_x"]
+    assert offenders(applied) == ["<e2e>:1 test_x"]
     assert offenders(good) == []
 
 
