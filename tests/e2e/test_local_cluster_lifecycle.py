@@ -136,7 +136,7 @@ def _make_kube_router_create_an_ipset(cluster: Any, baseline: dict[str, Any]) ->
         "metadata": {"name": "ipsets", "namespace": ns},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]},
     }
-    kubectl.run("apply", "-f", "-", stdin=json.dumps(policy))
+    kubectl.apply([policy])
 
     def created() -> tuple[bool, str]:
         sets = [n for n in hostnet.ipsets() if hostnet.OWNED_IPSET.match(n)]

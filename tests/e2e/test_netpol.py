@@ -14,7 +14,6 @@ Without the policies, or without the enforcer, every "refused" expectation times
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -94,7 +93,7 @@ def _start_pod(kubectl: Kubectl, namespace: str, name: str, labels: dict[str, st
             "automountServiceAccountToken": False,
         },
     }
-    kubectl.run("apply", "-f", "-", stdin=json.dumps(pod))
+    kubectl.apply([pod])
     kubectl.run(
         "-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150
     )

@@ -42,19 +42,19 @@ def test_issues_the_overlay_chain_and_injects_the_ca(
 ) -> None:
     kubectl = Kubectl(control_plane.kubeconfig)
     crds = certmanager.crd_objects()
-    kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(crds), timeout=120)
+    kubectl.apply(crds, timeout=120)
     kubectl.run("wait", "--for=condition=Established", "--timeout=60s",
                 *(f"crd/{c['metadata']['name']}" for c in crds), timeout=90)  # fmt: skip
     wanted = ("Namespace", "Issuer", "Certificate", "APIService")
     objects = [o for o in manifests.build("cert-manager") if o["kind"] in wanted
                and o["metadata"].get("namespace", NS) == NS]  # fmt: skip
     assert sum(o["kind"] == "Certificate" for o in objects) == 2
-    kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(objects), timeout=60)
+    kubectl.apply(objects, timeout=60)
 
     # The harness's RBAC, and each component acting as its ServiceAccount (kubeconfig `as:`), so a
     # missing permission fails here as it would in the pod.
     rbac = [o for o in certmanager.objects() if o["kind"] != "Deployment"]
-    kubectl.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac), timeout=60)
+    kubectl.apply(rbac, timeout=60)
     pid_dir = tmp_path / "pids"
     records = []
     for part, args in (("controller", []), ("cainjector", ["--kinds=apiservice"])):

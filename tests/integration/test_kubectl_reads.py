@@ -6,7 +6,6 @@ the failure paths carry the API's status code.
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -23,7 +22,7 @@ def kc(control_plane) -> Kubectl:  # type: ignore[no-untyped-def]
 
 
 def _apply(kc: Kubectl, doc: dict) -> None:
-    kc.run("apply", "-f", "-", stdin=json.dumps(doc))
+    kc.apply([doc])
 
 
 def test_get_reads_what_kubectl_reads_and_filters_by_label_and_field(kc: Kubectl) -> None:
