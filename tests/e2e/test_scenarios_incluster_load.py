@@ -39,6 +39,17 @@ def _locust_jobs(kubectl: Kubectl) -> dict[str, Any]:
     return {j["metadata"]["name"]: j for j in items}
 
 
+def _two_users_loading(run: InClusterLocust) -> tuple[bool, str]:
+    """A probe: some history row has 2 users and requests/s > 0; the detail is the latest row."""
+    hist = run.history()
+    if not hist:
+        return False, "no history rows yet"
+    last = hist[-1]
+    done = any(s.users == 2 and s.rps > 0 for s in hist)
+    latest = f"{last.users} users, {last.rps:g} req/s, {last.failures_per_s:g} failures/s"
+    return done, f"{len(hist)} rows, latest: {latest}"
+
+
 def test_in_cluster_locust_loads_a_service_and_cleans_up(
     stack: Stack, cluster: object, kubectl: Kubectl, scenario_dir: Path
 ) -> None:
@@ -115,12 +126,8 @@ def test_in_cluster_locust_stopped_mid_run_keeps_history_and_leaves_no_pods(
                           out_dir=scenario_dir / "load")  # fmt: skip
     run.start()
     try:
-        wait_for(
-            "Locust history with 2 users and requests/s > 0",
-            lambda: (any(s.users == 2 and s.rps > 0 for s in run.history()), f"{len(run.history())} rows"),
-            timeout=90,
-            interval=2,
-        )
+        wait_for("Locust history with 2 users and requests/s > 0", lambda: _two_users_loading(run),
+                 timeout=90, interval=2)  # fmt: skip
         assert run.running
     finally:
         t0 = time.monotonic()
