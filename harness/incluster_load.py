@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ __all__ = [
     "host_service_url",
     "load_for",
     "split_master_log",
+    "workers_connected",
 ]
 
 #: The Job/Service specs users apply by hand; the harness derives each run's Jobs from them.
@@ -122,6 +124,25 @@ def split_master_log(log: str) -> tuple[str, str | None]:
     if not sep:
         return log, None
     return head, tail
+
+
+_READY_RE = re.compile(r"reported as ready\. (\d+) workers? connected")
+_WAITING_RE = re.compile(r"Waiting for workers to be ready, (\d+) of \d+ connected")
+
+
+def workers_connected(master_log: str) -> int | None:
+    """How many workers the master last counted, from its log; None when it has not said yet.
+
+    The headless master logs each worker that reports ready ("... reported as ready. 2 workers
+    connected.") and, while it waits for ``--expect-workers``, "Waiting for workers to be ready, 1 of 2
+    connected" every second: the latest of those lines wins.
+    """
+    latest: tuple[int, int] | None = None
+    for regex in (_READY_RE, _WAITING_RE):
+        for m in regex.finditer(master_log):
+            if latest is None or m.start() > latest[0]:
+                latest = (m.start(), int(m.group(1)))
+    return None if latest is None else latest[1]
 
 
 def _complete_lines(text: str) -> str:
@@ -337,6 +358,7 @@ class InClusterLocust:
                 f"{self.target_url} (run {self.run_id}, namespace {self.namespace})"
             )
             self._wait_running()
+            self._wait_connected()
         except BaseException:
             try:
                 self.stop()
@@ -413,6 +435,44 @@ class InClusterLocust:
                              + self._events_hint())  # fmt: skip
 
         wait_for("Locust pods running", running, timeout=self.start_timeout, interval=1,
+                 progress=lambda line: self._say(line.split("] ", 1)[-1]), error=error)  # fmt: skip
+
+    def _wait_connected(self) -> None:
+        """Until the master counts every worker: Running pods are not yet a running load (a worker
+        whose first connection goes astray retries for minutes, and the master waits for it)."""
+        seen = ["the master has not counted any worker yet"]
+
+        def connected() -> tuple[bool, str]:
+            pod = self._master_pod()
+            if pod is None:
+                raise Unresolvable(f"the Locust master pod of run {self.run_id} is gone")
+            phase = (pod.get("status") or {}).get("phase")
+            log = self._log(pod["metadata"]["name"])
+            if phase == "Succeeded":
+                return True, "master finished"  # a short shape: wait()/history() report how it went
+            if phase == "Failed":  # e.g. it gave up waiting for workers (LOCUST_EXPECT_WORKERS_MAX_WAIT)
+                head, _ = split_master_log(log)
+                seen[0] = f"the master exited: {head.rstrip()[-1500:]}"
+                raise Unresolvable(seen[0])
+            count = workers_connected(log)
+            if count is not None:
+                seen[0] = f"the master counts {count} of {self.workers} workers"
+            return count is not None and count >= self.workers, seen[0]
+
+        def error(_kind: str, msg: str) -> LoadError:
+            tails = []
+            for pod in self._pods():
+                if self._role(pod) == "worker":
+                    name = pod["metadata"]["name"]
+                    tail = self._log(name, "--tail=8").rstrip() or "(empty log)"
+                    tails.append(f"--- {name} ---\n{tail}")
+            return LoadError(
+                f"Locust workers not connected to the master ({msg}; {seen[0]}): look at the workers' "
+                f"logs (`kubectl -n {self.namespace} logs -l {RUN_LABEL}={self.run_id}`) and the "
+                f"{MASTER_JOB} Service's endpoints.\n" + "\n".join(tails)
+            )
+
+        wait_for("Locust workers connected", connected, timeout=self.start_timeout, interval=1,
                  progress=lambda line: self._say(line.split("] ", 1)[-1]), error=error)  # fmt: skip
 
     def _events_hint(self) -> str:

@@ -245,7 +245,11 @@ class FakeKubectl(Kubectl):
         self.pods: list[dict[str, Any]] = []
         self.applied: list[dict[str, Any]] = []
         self.csv = HEADER
-        self.master_log = "locust master log line\n"
+        self.master_log = (
+            "locust master log line\n"
+            "[ts] m/INFO/locust.runners: w-a_1 (index 0) reported as ready. 1 workers connected.\n"
+            "[ts] m/INFO/locust.runners: w-b_2 (index 1) reported as ready. 2 workers connected.\n"
+        )
         self.worker_state: dict[str, Any] = {"running": {}}
         self.master_state: dict[str, Any] = {"running": {}}
         self.master_phase = "Running"
@@ -330,6 +334,39 @@ class FakeKubectl(Kubectl):
         if verb == "logs":
             return self.master_log if a[1].startswith("locust-master") else "worker log\nconnection refused\n"
         raise AssertionError(f"unexpected kubectl call {args}")
+
+
+def test_workers_connected_is_the_masters_latest_count() -> None:
+    assert icl.workers_connected("starting\n") is None
+    log = (
+        "[t] m/DEBUG/root: Waiting for workers to be ready, 0 of 2 connected\n"
+        "[t] m/INFO/locust.runners: w-1 (index 0) reported as ready. 1 workers connected.\n"
+        "[t] m/INFO/root: Waiting for workers to be ready, 1 of 2 connected\n"
+    )
+    assert icl.workers_connected(log) == 1
+    assert icl.workers_connected(log + "[t] w-2 (index 1) reported as ready. 2 workers connected.\n") == 2
+    # a worker that left and came back: the latest count, not the highest
+    assert icl.workers_connected(log.replace("1 of 2", "0 of 2")) == 0
+
+
+def test_start_returns_only_once_the_master_counts_every_worker(tmp_path: Path) -> None:
+    fake = FakeKubectl(tmp_path)
+    fake.master_log = "[t] m/INFO/root: Waiting for workers to be ready, 1 of 2 connected\n"
+    with pytest.raises(LoadError) as err:
+        _run(tmp_path, fake, start_timeout=2).start()
+    msg = str(err.value)
+    assert "Locust workers not connected" in msg and "the master counts 1 of 2 workers" in msg, msg
+    assert "locust-worker-0" in msg and "connection refused" in msg, "each worker's log tail is shown"
+    assert fake.jobs == {} and fake.pods == [], "the run is cleaned up"
+
+
+def test_a_master_that_gives_up_on_its_workers_fails_start_with_its_log(tmp_path: Path) -> None:
+    fake = FakeKubectl(tmp_path)
+    fake.master_phase = "Failed"
+    fake.master_state = {"terminated": {"exitCode": 1}}
+    fake.master_log = "[t] m/ERROR/root: Gave up waiting for workers to connect\n"
+    with pytest.raises(LoadError, match="Gave up waiting for workers"):
+        _run(tmp_path, fake, start_timeout=30).start()
 
 
 def test_start_replaces_installed_jobs_and_stop_restores_them(tmp_path: Path) -> None:
