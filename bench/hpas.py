@@ -74,6 +74,10 @@ class SyncResult:
     p99_ms: float | None = None
     adapter_cpu_s: float | None = None
     apiserver_cpu_s: float | None = None
+    #: The emulating client's own CPU (this process, one asyncio thread): near the run's length, the
+    #: client itself is the bottleneck and the latencies measure it, not the adapter.
+    client_cpu_s: float | None = None
+    load_avg_end: float | None = None
     rss_end_kib: int | None = None
     failed: str | None = None
 
@@ -81,12 +85,20 @@ class SyncResult:
     def error_count(self) -> int:
         return sum(self.errors.values())
 
+    @property
+    def client_busy(self) -> float | None:
+        """The share of one core the emulating client used over the run."""
+        if self.client_cpu_s is None or not self.duration_s:
+            return None
+        return self.client_cpu_s / self.duration_s
+
     def per_sync_ms(self, cpu_s: float | None) -> float | None:
         return None if cpu_s is None or not self.syncs else 1000.0 * cpu_s / self.syncs
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.__dict__,
+            "client_busy": self.client_busy,
             "adapter_cpu_ms_per_sync": self.per_sync_ms(self.adapter_cpu_s),
             "apiserver_cpu_ms_per_sync": self.per_sync_ms(self.apiserver_cpu_s),
         }
@@ -240,10 +252,11 @@ def _measure(
     try:
         agg.register(NS, SERVICE, port, ctx["ca"], timeout=120, progress=progress)
         asyncio.run(_wait_serving(agg, n, args.pods_per_hpa, proc, 300))
-        c0, a0 = cpu_seconds(proc.pid), cpu_seconds(ctx["apiserver_pid"])
+        c0, a0, k0 = cpu_seconds(proc.pid), cpu_seconds(ctx["apiserver_pid"]), time.process_time()
         progress(f"{key}: {n} HPAs every {args.interval:g}s for {args.minutes:g} min ...")
         lat, errors, syncs = asyncio.run(_emulate(agg, n, args.pods_per_hpa, args.interval, res.duration_s))
-        c1, a1 = cpu_seconds(proc.pid), cpu_seconds(ctx["apiserver_pid"])
+        c1, a1, k1 = cpu_seconds(proc.pid), cpu_seconds(ctx["apiserver_pid"]), time.process_time()
+        res.client_cpu_s, res.load_avg_end = k1 - k0, os.getloadavg()[0]
         res.rss_end_kib = memory_kib(proc.pid).get("rss")
         res.syncs, res.ok, res.errors = syncs, len(lat), errors
         res.adapter_cpu_s = None if c0 is None or c1 is None else c1 - c0
@@ -255,8 +268,12 @@ def _measure(
             f"  {key} N={n}: {syncs} syncs (of {n * int(res.duration_s // args.interval)} slots), "
             f"{res.error_count} errors {errors or ''}, "
             f"p50 {res.p50_ms or 0:.1f} ms, p99 {res.p99_ms or 0:.1f} ms, "
-            f"adapter {res.per_sync_ms(res.adapter_cpu_s) or 0:.2f} CPU-ms/sync"
+            f"adapter {res.per_sync_ms(res.adapter_cpu_s) or 0:.2f} CPU-ms/sync, "
+            f"client {100 * (res.client_busy or 0):.0f} % of a core, load average {res.load_avg_end:.1f}"
         )
+        if (res.client_busy or 0) > 0.7:
+            progress(f"  {key} N={n}: the emulating client was busy {100 * (res.client_busy or 0):.0f} % of "
+                     "the run: its own queueing is in these latencies")  # fmt: skip
     except RuntimeError as exc:
         res.failed = str(exc)
         progress(f"  {key} N={n}: FAILED: {str(exc)[:500]}")
@@ -299,6 +316,13 @@ def _rows(results: list[SyncResult], counts: list[int]) -> list[Row]:
                 g(p, lambda r: r.per_sync_ms(r.apiserver_cpu_s)),
                 "lower",
                 "{:.2f}",
+            ),
+            Row(
+                f"{tag} emulating client busy (% of a core)",
+                g(o, lambda r: 100 * (r.client_busy or 0)),
+                g(p, lambda r: 100 * (r.client_busy or 0)),
+                "lower",
+                "{:.0f}",
             ),
             Row(
                 f"{tag} adapter VmRSS at the end (MiB)",
