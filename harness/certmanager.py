@@ -70,12 +70,19 @@ def version() -> str:
     return read_versions(paths.kit_root())["CERT_MANAGER_VERSION"]
 
 
-def images() -> dict[str, str]:
+def images(registry: str | None = None) -> dict[str, str]:
     """Component -> image name (built by ``harness.images`` from scripts/build-cert-manager.sh's output).
-    Named ``hpa-kit/...``: they are the kit's builds of a subset of cert-manager, not upstream's images."""
+    Named ``hpa-kit/...``: they are the kit's builds of a subset of cert-manager, not upstream's images.
+    ``registry``: where ``hpa-kit images push --registry`` put them (the install's other images move the
+    same way)."""
     v = version()
-    return {CONTROLLER: f"hpa-kit/cert-manager-controller:{v}",
-            CAINJECTOR: f"hpa-kit/cert-manager-cainjector:{v}"}
+    out = {CONTROLLER: f"hpa-kit/cert-manager-controller:{v}",
+           CAINJECTOR: f"hpa-kit/cert-manager-cainjector:{v}"}
+    if registry:
+        from harness.images import registry_ref
+
+        out = {name: registry_ref(image, registry) for name, image in out.items()}
+    return out
 
 
 def _script(*args: str, progress: Callable[[str], None] | None = None, timeout: float = 3600) -> str:
@@ -237,6 +244,8 @@ class CertManager:
 
     kubectl: Kubectl
     progress: Callable[[str], None] = print
+    #: Run the Deployments' images from this registry (:func:`images`); None: as loaded into the nodes.
+    registry: str | None = None
     _crds: list[dict[str, Any]] = field(default_factory=list)
 
     def foreign(self) -> bool:
@@ -263,7 +272,7 @@ class CertManager:
         names = [f"crd/{c['metadata']['name']}" for c in self._crds]
         self.kubectl.run("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *names,
                          timeout=timeout + 30)
-        self._apply(objects())
+        self._apply(objects(images(self.registry)))
         for name in (CONTROLLER, CAINJECTOR):
             wait_rollout(self.kubectl, NAMESPACE, name, timeout=timeout, progress=self.progress)
         self.progress(f"cert-manager {version()}: {len(names)} CRDs, controller and cainjector ready "

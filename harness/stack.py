@@ -221,7 +221,7 @@ class Stack:
         return [f"{ip}/128" if ":" in ip else f"{ip}/32" for ip in dict.fromkeys(ips)]
 
     def certificate_manager(self) -> certmanager.CertManager:
-        return certmanager.CertManager(self.kubectl, progress=self.progress)
+        return certmanager.CertManager(self.kubectl, progress=self.progress, registry=self.registry)
 
     def _cert_manager(self) -> certmanager.CertManager | None:
         """The harness's cert-manager to install, or None when the cluster runs its own."""

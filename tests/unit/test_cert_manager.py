@@ -183,3 +183,28 @@ def test_overlay_objects_match_cert_managers_crd_schemas(objects: list[dict[str,
     with pytest.raises(jsonschema.ValidationError):  # the schema is not silently permissive
         jsonschema.validate(bad, cert_schema)
     assert _unknown_fields({"dnsName": ["x"]}, cert_schema) == [".dnsName"]
+
+
+def test_install_with_a_registry_runs_its_images_from_where_images_push_put_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`hpa-kit install --registry` on a cluster that pulls: cert-manager's Deployments name the pushed
+    references too, not the node-local names only kind/local have."""
+    from harness import stack
+
+    class RecordingKubectl:
+        def run(self, *args: str, **kw: Any) -> str:
+            return ""
+
+    applied: list[dict[str, Any]] = []
+    monkeypatch.setattr(stack, "wait_rollout", lambda *a, **kw: None)
+    registry = "reg.example.com:5000"
+    cm = certmanager.CertManager(RecordingKubectl(), progress=lambda _: None, registry=registry)  # type: ignore[arg-type]
+    cm._crds = [{"metadata": {"name": "certificates.cert-manager.io"}}]
+    monkeypatch.setattr(cm, "_apply", applied.extend)
+    cm.install(timeout=5)
+    run = {c["image"] for o in applied if o.get("kind") == "Deployment"
+           for c in o["spec"]["template"]["spec"]["containers"]}  # fmt: skip
+    pushed = {images.registry_ref(s.name, registry) for s in images.default_specs()
+              if s.alias.startswith("cert-manager-")}  # fmt: skip
+    assert run == pushed and len(run) == 2, (run, pushed)

@@ -174,6 +174,8 @@ def test_install_with_a_registry_renders_the_kit_images_from_it(tmp_path: Path) 
     objs = manifests.load_objects(manifests.kustomize(st.build_dir))
     assert set(manifests.required_images(objs)) == {f"reg.example.com:5000/hpa-kit/adapter:{kit}"}
     assert pulling.loaded == []
+    # the cert-manager it installs for overlays/cert-manager pulls from there too
+    assert st.certificate_manager().registry == "reg.example.com:5000"
 
 
 # ------------------------------------------------------------------------------ fail-fast pod states
