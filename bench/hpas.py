@@ -78,6 +78,8 @@ class SyncResult:
     #: client itself is the bottleneck and the latencies measure it, not the adapter.
     client_cpu_s: float | None = None
     load_avg_end: float | None = None
+    #: p99 of the syncs that started in each minute of the run: where in time the tail sits.
+    p99_by_minute_ms: list[float] = field(default_factory=list)
     rss_end_kib: int | None = None
     failed: str | None = None
 
@@ -171,6 +173,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def p99_by_minute(latencies: list[tuple[float, float]]) -> list[float]:
+    """p99 (ms) of the syncs started in each whole minute of the run, from ``(start_s, seconds)``."""
+    minutes: dict[int, list[float]] = {}
+    for start, seconds in latencies:
+        minutes.setdefault(int(start // 60), []).append(seconds)
+    return [percentile(minutes[m], 99) * 1000 for m in sorted(minutes)]
+
+
 def pod_index(hpa: int, m: int, per: int) -> int:
     return hpa * per + m
 
@@ -178,15 +188,18 @@ def pod_index(hpa: int, m: int, per: int) -> int:
 async def _emulate(
     agg: Aggregator, n: int, per: int, interval: float, duration: float, seed: int = 15
 ) -> tuple[list[float], dict[str, int], int]:
-    """N HPA clients, each syncing every ``interval`` from a random phase; (latencies, errors, syncs)."""
+    """N HPA clients, each syncing every ``interval`` from a random phase; (latencies, errors, syncs).
+
+    Each latency is ``(start, seconds)``: ``start`` is when the sync began, from the run's start, so a
+    tail can be placed in time (a stall at one moment, or spread over the run)."""
     rng = random.Random(seed)
     phases = [rng.uniform(0, interval) for _ in range(n)]
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     errors: dict[str, int] = {}
     syncs = 0
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(verify=agg.client_tls(), timeout=30, limits=limits) as client:
-        t0 = time.monotonic()
+        t0, p0 = time.monotonic(), time.perf_counter()
         end = t0 + duration
 
         async def hpa(j: int) -> None:
@@ -205,7 +218,7 @@ async def _emulate(
                     kind = type(exc).__name__
                 syncs += 1
                 if kind is None:
-                    latencies.append(time.perf_counter() - s)
+                    latencies.append((s - p0, time.perf_counter() - s))
                 else:
                     errors[kind] = errors.get(kind, 0) + 1
                 # A sync that outlasted its interval does not queue the slots it overran: as in the
@@ -259,17 +272,19 @@ def _measure(
         res.client_cpu_s, res.load_avg_end = k1 - k0, os.getloadavg()[0]
         res.rss_end_kib = memory_kib(proc.pid).get("rss")
         res.syncs, res.ok, res.errors = syncs, len(lat), errors
+        res.p99_by_minute_ms = p99_by_minute(lat)
         res.adapter_cpu_s = None if c0 is None or c1 is None else c1 - c0
         res.apiserver_cpu_s = None if a0 is None or a1 is None else a1 - a0
-        lat.sort()
-        if lat:
-            res.p50_ms, res.p99_ms = percentile(lat, 50) * 1000, percentile(lat, 99) * 1000
+        seconds = sorted(d for _, d in lat)
+        if seconds:
+            res.p50_ms, res.p99_ms = percentile(seconds, 50) * 1000, percentile(seconds, 99) * 1000
         progress(
             f"  {key} N={n}: {syncs} syncs (of {n * int(res.duration_s // args.interval)} slots), "
             f"{res.error_count} errors {errors or ''}, "
             f"p50 {res.p50_ms or 0:.1f} ms, p99 {res.p99_ms or 0:.1f} ms, "
             f"adapter {res.per_sync_ms(res.adapter_cpu_s) or 0:.2f} CPU-ms/sync, "
-            f"client {100 * (res.client_busy or 0):.0f} % of a core, load average {res.load_avg_end:.1f}"
+            f"client {100 * (res.client_busy or 0):.0f} % of a core, load average {res.load_avg_end:.1f}; "
+            f"p99 by minute (ms): {', '.join(f'{v:.0f}' for v in res.p99_by_minute_ms)}"
         )
         if (res.client_busy or 0) > 0.7:
             progress(f"  {key} N={n}: the emulating client was busy {100 * (res.client_busy or 0):.0f} % of "

@@ -102,3 +102,14 @@ def test_hpas_plot_draws_each_adapter_against_n_and_leaves_out_failed_runs(tmp_p
     assert list(lines["peer"].get_xdata()) == [10, 100], "the failed N=1000 run is not drawn"
     assert [list(line.get_ydata()) for line in cpu.lines] == [[5.0, 5.0], [5.0, 5.0]]  # 0.02*n s / 4n syncs
     assert len(apiserver.lines) == 0, "an unmeasured value is left out, not drawn as zero"
+
+
+def test_hpas_p99_by_minute_places_a_stall_in_time() -> None:
+    from bench.hpas import p99_by_minute
+
+    # a 20 s stall in minute 0, fast syncs in minutes 1 and 2 (none in 3): three values, the first high
+    lat = [(5.0, 20.0)] * 5 + [(float(t), 0.01) for t in range(0, 180)]
+    out = p99_by_minute(lat)
+    assert len(out) == 3
+    assert out[0] > 10_000 and round(out[1], 6) == round(out[2], 6) == 10.0
+    assert p99_by_minute([]) == []
