@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,59 @@ class _Informer:
     #: same selector again and again, and filtering + sorting 1,000s of objects per request
     #: was a tenth of a pods/* request's CPU. Emptied on every store change (and when full).
     answers: dict[tuple[str | None, LabelSelector], list[ObjectMeta]] = field(default_factory=dict)
+    #: (label key, value) -> keys of the objects carrying it. A selector with an equality (``=`` or
+    #: ``in``) is matched only against the objects its rarest one names: with many HPAs each on its
+    #: own selector the answers above keep missing, and a full scan per request was O(objects).
+    by_label: dict[tuple[str, str], set[tuple[str | None, str]]] = field(default_factory=dict)
+
+    def replace(self, store: dict[tuple[str | None, str], ObjectMeta]) -> None:
+        self.store = store
+        self.by_label = {}
+        for key, meta in store.items():
+            self._index(key, meta)
+        self.answers.clear()
+
+    def put(self, meta: ObjectMeta) -> None:
+        key = (meta.namespace, meta.name)
+        old = self.store.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self.store[key] = meta
+        self._index(key, meta)
+        self.answers.clear()
+
+    def drop(self, key: tuple[str | None, str]) -> None:
+        old = self.store.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        self.answers.clear()
+
+    def _index(self, key: tuple[str | None, str], meta: ObjectMeta) -> None:
+        for pair in meta.labels.items():
+            self.by_label.setdefault(pair, set()).add(key)
+
+    def _unindex(self, key: tuple[str | None, str], meta: ObjectMeta) -> None:
+        for pair in meta.labels.items():
+            keys = self.by_label.get(pair)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_label[pair]
+
+    def candidates(self, selector: LabelSelector) -> Iterable[ObjectMeta]:
+        """A superset of the objects ``selector`` matches: those its rarest equality names, or all."""
+        best: set[tuple[str | None, str]] | None = None
+        for req in selector.requirements:
+            if req.op not in ("=", "in"):
+                continue
+            keys: set[tuple[str | None, str]] = set()
+            for value in req.values:
+                keys |= self.by_label.get((req.key, value), set())
+            if best is None or len(keys) < len(best):
+                best = keys
+        if best is None:
+            return self.store.values()
+        return (self.store[k] for k in best)
 
 
 def _meta(obj: dict[str, Any]) -> ObjectMeta | None:
@@ -105,7 +159,7 @@ class WatchCache:
             answer = sorted(
                 (
                     o
-                    for o in informer.store.values()
+                    for o in informer.candidates(selector)
                     if (ns is None or o.namespace == ns) and selector.matches(o.labels)
                 ),
                 key=lambda o: (o.namespace or "", o.name),
@@ -132,8 +186,7 @@ class WatchCache:
             meta = _meta(item)
             if meta is not None:
                 store[(meta.namespace, meta.name)] = meta
-        informer.store = store
-        informer.answers.clear()
+        informer.replace(store)
         informer.resource_version = (page.get("metadata") or {}).get("resourceVersion", "")
         informer.last_sync = time.time()
         informer.last_error = ""
@@ -151,13 +204,10 @@ class WatchCache:
         meta = _meta(obj)
         if meta is None:
             return
-        key = (meta.namespace, meta.name)
         if kind in ("ADDED", "MODIFIED"):
-            informer.store[key] = meta
-            informer.answers.clear()
+            informer.put(meta)
         elif kind == "DELETED":
-            informer.store.pop(key, None)
-            informer.answers.clear()
+            informer.drop((meta.namespace, meta.name))
         if rv:
             informer.resource_version = rv
         CACHED_OBJECTS.labels(resource=str(informer.resource.group_resource)).set(len(informer.store))
