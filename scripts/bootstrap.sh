@@ -73,5 +73,8 @@ if ((want_cluster)); then
   # the loopback registry `hpa-kit images push`'s integration test pushes to (seconds to build)
   bash scripts/build-registry.sh
   bash scripts/build-kube-router.sh
+  # cert-manager's module and mains: its unit test checks the overlay against the module's CRD schemas,
+  # and that test runs before any e2e test would otherwise build it (a fresh machine skipped it)
+  bash scripts/build-cert-manager.sh
 fi
 log "ready"
