@@ -100,9 +100,9 @@ class _Informer:
         for req in selector.requirements:
             if req.op not in ("=", "in"):
                 continue
-            keys: set[tuple[str | None, str]] = set()
-            for value in req.values:
-                keys |= self.by_label.get((req.key, value), set())
+            postings = [self.by_label.get((req.key, value), set()) for value in req.values]
+            # one value (``=``): its own posting set, read, not copied; ``in``: their union
+            keys = postings[0] if len(postings) == 1 else set().union(*postings)
             if best is None or len(keys) < len(best):
                 best = keys
         if best is None:
