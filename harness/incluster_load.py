@@ -447,9 +447,9 @@ class InClusterLocust:
             if pod is None:
                 raise Unresolvable(f"the Locust master pod of run {self.run_id} is gone")
             phase = (pod.get("status") or {}).get("phase")
-            log = self._log(pod["metadata"]["name"])
             if phase == "Succeeded":
                 return True, "master finished"  # a short shape: wait()/history() report how it went
+            log = self._log(pod["metadata"]["name"])
             if phase == "Failed":  # e.g. it gave up waiting for workers (LOCUST_EXPECT_WORKERS_MAX_WAIT)
                 head, _ = split_master_log(log)
                 seen[0] = f"the master exited: {head.rstrip()[-1500:]}"
